@@ -1,0 +1,123 @@
+"""jobqueue: background jobs for the Core API on arq and Redis.
+
+Enqueue from a FastAPI handler with the ``enqueue_*`` helpers; run workers with
+``arq workers.EmbeddingSettings`` (and its siblings); operate queues through the queue objects.
+"""
+
+from jobqueue.backoff import exponential_backoff
+from jobqueue.connection import check_queues_health, close_queues
+from jobqueue.constants import QUEUE_NAMES, QueueName
+from jobqueue.enqueue import (
+    ProductProcessingJobs,
+    enqueue_curated_collections,
+    enqueue_many,
+    enqueue_product_embedding,
+    enqueue_product_embeddings,
+    enqueue_product_enrichment,
+    enqueue_product_processing,
+    enqueue_reminder_dispatch,
+    enqueue_taste_profile_embedding,
+    schedule_daily_curated_collections,
+)
+from jobqueue.errors import (
+    ConfigurationError,
+    EntityNotFoundError,
+    InvalidJobError,
+    JobError,
+    JobFailedError,
+    JobNotFoundError,
+    JobQueueError,
+    JobResultTimeoutError,
+    JobStateError,
+    PermanentJobError,
+    RedisUnavailableError,
+    RetryableJobError,
+)
+from jobqueue.job import JobHandle, JobInfo, JobState
+from jobqueue.options import QueueOptions, queue_options
+from jobqueue.payloads import (
+    CollectionFilters,
+    CuratedCollectionsJobPayload,
+    ProductEmbeddingJobPayload,
+    ProductEnrichmentJobPayload,
+    ReminderContent,
+    ReminderDispatchJobPayload,
+    TasteProfileEmbeddingJobPayload,
+)
+from jobqueue.queue import Queue
+from jobqueue.queues import (
+    QUEUES,
+    curated_collections_queue,
+    get_queue,
+    product_embedding_queue,
+    product_enrichment_queue,
+    reminder_dispatch_queue,
+    taste_profile_embedding_queue,
+)
+from jobqueue.results import (
+    CuratedCollectionsJobResult,
+    ProductEmbeddingJobResult,
+    ProductEnrichmentJobResult,
+    ReminderDispatchJobResult,
+    TasteProfileEmbeddingJobResult,
+)
+from jobqueue.settings import Settings, get_settings
+from jobqueue.worker import build_worker_settings
+
+__all__ = [
+    "QUEUES",
+    "QUEUE_NAMES",
+    "CollectionFilters",
+    "ConfigurationError",
+    "CuratedCollectionsJobPayload",
+    "CuratedCollectionsJobResult",
+    "EntityNotFoundError",
+    "InvalidJobError",
+    "JobError",
+    "JobFailedError",
+    "JobHandle",
+    "JobInfo",
+    "JobNotFoundError",
+    "JobQueueError",
+    "JobResultTimeoutError",
+    "JobState",
+    "JobStateError",
+    "PermanentJobError",
+    "ProductEmbeddingJobPayload",
+    "ProductEmbeddingJobResult",
+    "ProductEnrichmentJobPayload",
+    "ProductEnrichmentJobResult",
+    "ProductProcessingJobs",
+    "Queue",
+    "QueueName",
+    "QueueOptions",
+    "RedisUnavailableError",
+    "ReminderContent",
+    "ReminderDispatchJobPayload",
+    "ReminderDispatchJobResult",
+    "RetryableJobError",
+    "Settings",
+    "TasteProfileEmbeddingJobPayload",
+    "TasteProfileEmbeddingJobResult",
+    "build_worker_settings",
+    "check_queues_health",
+    "close_queues",
+    "curated_collections_queue",
+    "enqueue_curated_collections",
+    "enqueue_many",
+    "enqueue_product_embedding",
+    "enqueue_product_embeddings",
+    "enqueue_product_enrichment",
+    "enqueue_product_processing",
+    "enqueue_reminder_dispatch",
+    "enqueue_taste_profile_embedding",
+    "exponential_backoff",
+    "get_queue",
+    "get_settings",
+    "product_embedding_queue",
+    "product_enrichment_queue",
+    "queue_options",
+    "reminder_dispatch_queue",
+    "schedule_daily_curated_collections",
+    "taste_profile_embedding_queue",
+]

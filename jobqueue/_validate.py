@@ -1,0 +1,76 @@
+"""Checks on enqueue and queue-call arguments: each raises InvalidJobError before any write."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from jobqueue.constants import MAX_PRIORITY, MIN_PRIORITY
+from jobqueue.errors import InvalidJobError
+
+
+def describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "payload"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def payload(model: type[BaseModel], value: Any, queue: str) -> BaseModel:
+    if isinstance(value, model):
+        return value
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise InvalidJobError(f"invalid {queue} job: {describe(exc)}") from None
+
+
+def priority(value: Any, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidJobError(
+            f"priority must be an integer from {MIN_PRIORITY} to {MAX_PRIORITY}, got {value!r}"
+        )
+    if not MIN_PRIORITY <= value <= MAX_PRIORITY:
+        raise InvalidJobError(
+            f"priority must be from {MIN_PRIORITY} (highest) to {MAX_PRIORITY}, got {value}"
+        )
+    return value
+
+
+def seconds(value: Any, what: str) -> float:
+    """A non-negative duration given as seconds (int/float) or a timedelta."""
+    if isinstance(value, dt.timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidJobError(f"{what} must be seconds (int or float) or a timedelta, got {value!r}")
+    if value < 0:
+        raise InvalidJobError(f"{what} must not be negative, got {value}")
+    return float(value)
+
+
+def aware_datetime(value: Any, what: str) -> dt.datetime:
+    """An aware datetime, or an ISO-8601 string with an offset."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidJobError(f"{what} must be an ISO-8601 datetime, got {value!r}") from None
+    if not isinstance(value, dt.datetime):
+        raise InvalidJobError(f"{what} must be a datetime or ISO-8601 string, got {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidJobError(f"{what} must include a timezone (got naive {value.isoformat()})")
+    return value
+
+
+def count(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidJobError(f"{what} must be a non-negative integer, got {value!r}")
+    return value

@@ -1,0 +1,72 @@
+"""The process's one Redis connection pool, created lazily from ``REDIS_URL``.
+
+The pool belongs to the event loop that first used it: a call from another loop (a new
+``asyncio.run``, a test with its own loop) gets a fresh pool, so a client never crosses loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from jobqueue.errors import RedisUnavailableError
+from jobqueue.settings import get_settings, redact_url
+
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+
+_client: Redis | None = None
+_client_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _new_client() -> Redis:
+    settings = get_settings()
+    return Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=settings.redis_timeout,
+        socket_timeout=settings.redis_timeout,
+        health_check_interval=30,
+    )
+
+
+def get_redis() -> Redis:
+    """The shared client for the running event loop (created on first use)."""
+    global _client, _client_loop
+    loop = asyncio.get_running_loop()
+    if _client is None or _client_loop is not loop:
+        _client = _new_client()
+        _client_loop = loop
+    return _client
+
+
+@asynccontextmanager
+async def redis_errors() -> AsyncIterator[None]:
+    """Turn Redis being unreachable into ``RedisUnavailableError`` naming the redacted URL."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        url = redact_url(get_settings().redis_url)
+        raise RedisUnavailableError(url, str(exc) or type(exc).__name__) from exc
+
+
+async def close_queues() -> None:
+    """Close the shared connection pool. Safe to call more than once."""
+    global _client, _client_loop
+    client, loop = _client, _client_loop
+    _client = _client_loop = None
+    if client is not None and loop is asyncio.get_running_loop():
+        await client.aclose()
+
+
+async def check_queues_health() -> bool:
+    """True when Redis answers a PING within the configured timeout; never raises."""
+    try:
+        redis = get_redis()
+        timeout = get_settings().redis_timeout
+        return bool(await asyncio.wait_for(redis.ping(), timeout))
+    except Exception:  # health checks report, they do not raise
+        return False

@@ -1,0 +1,66 @@
+"""Names and default numbers, in one place."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+
+class QueueName(StrEnum):
+    """The five queues; the values are the names used in Redis keys and job handles."""
+
+    PRODUCT_EMBEDDING = "product-embedding"
+    PRODUCT_ENRICHMENT = "product-enrichment"
+    TASTE_PROFILE_EMBEDDING = "taste-profile-embedding"
+    CURATED_COLLECTIONS = "curated-collections"
+    REMINDER_DISPATCH = "reminder-dispatch"
+
+
+QUEUE_NAMES: Final = {q.name: q.value for q in QueueName}
+
+# Redis keys: everything of ours lives under KEY_PREFIX; arq's own keys keep arq's prefixes.
+KEY_PREFIX: Final = "jq"
+ARQ_JOB_PREFIX: Final = "arq:job:"
+ARQ_IN_PROGRESS_PREFIX: Final = "arq:in-progress:"
+ARQ_RETRY_PREFIX: Final = "arq:retry:"
+
+# Priorities: 1 is the most urgent. Ready jobs are scored seq - (11 - p) * K + p / 16 in arq's
+# queue zset, far below any timestamp; delayed jobs are scored at their due time + p / 16.
+MIN_PRIORITY: Final = 1
+MAX_PRIORITY: Final = 10
+PRIORITY_BAND: Final = 100_000_000_000
+
+DEFAULT_PRIORITIES: Final = {
+    QueueName.PRODUCT_EMBEDDING: 2,
+    QueueName.PRODUCT_ENRICHMENT: 3,
+    QueueName.TASTE_PROFILE_EMBEDDING: 1,
+    QueueName.CURATED_COLLECTIONS: 4,
+    QueueName.REMINDER_DISPATCH: 1,
+}
+
+# Worker defaults; each can be overridden per queue (see jobqueue.options.QueueOptions).
+DEFAULT_CONCURRENCY: Final = 10
+DEFAULT_JOB_TIMEOUT_S: Final = 300.0
+DEFAULT_ATTEMPTS: Final = 3
+DEFAULT_BACKOFF_BASE_S: Final = 2.0
+DEFAULT_BACKOFF_MAX_S: Final = 600.0
+DEFAULT_BACKOFF_JITTER: Final = 0.1
+DEFAULT_KEEP_COMPLETED: Final = 1000
+DEFAULT_KEEP_COMPLETED_AGE_S: Final = 24 * 3600.0
+DEFAULT_KEEP_FAILED: Final = 5000
+DEFAULT_KEEP_FAILED_AGE_S: Final = 7 * 24 * 3600.0
+DEFAULT_POLL_DELAY_S: Final = 0.02
+DEFAULT_TICK_INTERVAL_S: Final = 0.2
+DEFAULT_WORKER_LEASE_S: Final = 30.0
+PROMOTE_BATCH: Final = 1000
+
+# arq must never give up on a job by itself: attempts are counted by jobqueue's own wrapper.
+ARQ_MAX_TRIES: Final = 1_000_000
+# arq's job_timeout is ours plus this margin, so our own timeout fires first and counts an attempt.
+ARQ_TIMEOUT_MARGIN_S: Final = 5.0
+
+# Enqueue side
+BULK_CHUNK: Final = 1000
+RESULT_POLL_MIN_S: Final = 0.005
+RESULT_POLL_MAX_S: Final = 0.2
+DEFAULT_REDIS_TIMEOUT_S: Final = 5.0

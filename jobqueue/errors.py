@@ -1,0 +1,86 @@
+"""The one error tree of jobqueue.
+
+    JobQueueError
+    ├── InvalidJobError            bad input, raised before anything is written (also a ValueError)
+    ├── RedisUnavailableError      Redis could not be reached; names the password-free URL
+    ├── JobNotFoundError           no job with that id in that queue (also a KeyError)
+    ├── JobStateError              the job's state forbids the operation (e.g. removing an active job)
+    ├── JobFailedError             ``handle.result()`` of a job that failed; carries error and attempts
+    ├── JobResultTimeoutError      ``handle.result(timeout=...)`` gave up waiting (also a TimeoutError)
+    └── JobError                   raised by job functions to steer retries
+        ├── PermanentJobError      retrying cannot help: the job fails at once
+        │   ├── ConfigurationError a setting is missing or wrong (names the variable to set)
+        │   └── EntityNotFoundError the row the job is about does not exist
+        └── RetryableJobError      retry, optionally after ``retry_after`` seconds (e.g. a 429)
+
+Redis errors are wrapped at the boundary (``raise RedisUnavailableError(...) from exc``) so callers
+only ever need to catch ``JobQueueError``.
+"""
+
+from __future__ import annotations
+
+
+class JobQueueError(Exception):
+    """Base class of every error jobqueue raises."""
+
+
+class InvalidJobError(JobQueueError, ValueError):
+    """The arguments of an enqueue or queue call are invalid; nothing was written."""
+
+
+class RedisUnavailableError(JobQueueError, ConnectionError):
+    """Redis did not answer; ``url`` is the configured URL with any password removed."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"Redis is unavailable at {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class JobNotFoundError(JobQueueError, KeyError):
+    """No job with this id exists in this queue."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "job not found"
+
+
+class JobStateError(JobQueueError):
+    """The job is in a state that does not allow the operation."""
+
+
+class JobFailedError(JobQueueError):
+    """The job failed; ``error`` is its last error and ``attempts`` how many runs it had."""
+
+    def __init__(self, job_id: str, error: str, attempts: int) -> None:
+        super().__init__(f"job {job_id} failed after {attempts} attempt(s): {error}")
+        self.job_id = job_id
+        self.error = error
+        self.attempts = attempts
+
+
+class JobResultTimeoutError(JobQueueError, TimeoutError):
+    """The job did not finish within the time ``result()`` was given."""
+
+
+class JobError(JobQueueError):
+    """Raised inside a job function to tell the worker how to treat the failure."""
+
+
+class PermanentJobError(JobError):
+    """Retrying cannot fix this: the job fails at once, whatever attempts remain."""
+
+
+class ConfigurationError(PermanentJobError):
+    """A required setting is missing or invalid; the message names the variable."""
+
+
+class EntityNotFoundError(PermanentJobError):
+    """The entity the job is about does not exist."""
+
+
+class RetryableJobError(JobError):
+    """A transient failure; ``retry_after`` (seconds) overrides the backoff when given."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

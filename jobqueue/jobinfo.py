@@ -1,0 +1,97 @@
+"""Reading a job's state and snapshot from Redis in one pipelined round."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from jobqueue._json import loads
+from jobqueue._keys import QueueKeys
+from jobqueue.job import JobInfo, JobState, ms_to_datetime
+
+if TYPE_CHECKING:
+    from jobqueue.queue import Queue
+
+
+def state_commands(pipe: Any, keys: QueueKeys, job_id: str) -> None:
+    """Queue the six reads ``state_from`` needs."""
+    pipe.hexists(keys.active, job_id)
+    pipe.exists(keys.arq_in_progress(job_id))
+    pipe.zscore(keys.queue, job_id)
+    pipe.exists(keys.paused)
+    pipe.zscore(keys.completed, job_id)
+    pipe.zscore(keys.failed, job_id)
+
+
+def state_from(replies: list[Any], now: int) -> JobState:
+    active, in_progress, score, paused, completed, failed = replies[:6]
+    if active or in_progress:
+        return "active"
+    if score is not None:
+        if score > now:
+            return "delayed"
+        return "paused" if paused else "waiting"
+    if completed is not None:
+        return "completed"
+    if failed is not None:
+        return "failed"
+    return "unknown"
+
+
+def info_commands(pipe: Any, keys: QueueKeys, job_id: str) -> None:
+    state_commands(pipe, keys, job_id)
+    pipe.get(keys.arq_job(job_id))
+    pipe.get(keys.done(job_id))
+    pipe.hgetall(keys.info(job_id))
+    pipe.hget(keys.active, job_id)
+    pipe.get(keys.arq_retry(job_id))
+
+
+def _priority_from_score(score: float | None) -> int | None:
+    if score is None:
+        return None
+    p = round((score % 1) * 16)
+    return p if 1 <= p <= 10 else None
+
+
+def build_info(queue: Queue, job_id: str, replies: list[Any], now: int) -> JobInfo | None:
+    state = state_from(replies, now)
+    score = replies[2]
+    raw_job, raw_done, info, active_value, retries = replies[6:11]
+    if raw_done is not None and state in ("completed", "failed"):
+        record = loads(raw_done)
+        return JobInfo(
+            job_id=job_id,
+            queue_name=queue.name,
+            state=state,
+            function=record.get("function", queue.function),
+            payload=record.get("payload", {}),
+            priority=record.get("priority"),
+            attempts_made=record.get("attempts", 0),
+            enqueued_at=ms_to_datetime(record.get("enqueued_at")),
+            started_at=ms_to_datetime(record.get("started_at")),
+            finished_at=ms_to_datetime(record.get("finished_at")),
+            error=record.get("error"),
+            error_type=record.get("error_type"),
+            result=record.get("result"),
+        )
+    if raw_job is None:
+        return None
+    job = loads(raw_job)
+    started = None
+    if active_value is not None:
+        started = ms_to_datetime(int(active_value.decode().split("|")[1]))
+    # arq's retry counter is the number of runs begun, the current one included.
+    attempts = int(retries or 0) - (1 if state == "active" else 0)
+    return JobInfo(
+        job_id=job_id,
+        queue_name=queue.name,
+        state=state,
+        function=job.get("f", queue.function),
+        payload=job["a"][0],
+        priority=job["a"][1] if len(job["a"]) > 1 else _priority_from_score(score),
+        attempts_made=max(attempts, 0),
+        enqueued_at=ms_to_datetime(job.get("et")),
+        due_at=ms_to_datetime(score) if score is not None and score > now else None,
+        started_at=started,
+        error=info[b"error"].decode() if b"error" in info else None,
+    )

@@ -1,0 +1,52 @@
+"""Settings from the environment, made on first use (never at import).
+
+``get_settings()`` reads the process environment once and caches the result; tests and hosts that
+change the environment call ``get_settings.cache_clear()``. Per-queue worker options live in
+``jobqueue.options``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from jobqueue.constants import DEFAULT_REDIS_TIMEOUT_S
+
+
+class Settings(BaseSettings):
+    """Process-wide settings. Field names match the environment variables (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    redis_url: str = "redis://localhost:6379"
+    redis_timeout: float = Field(DEFAULT_REDIS_TIMEOUT_S, gt=0, validation_alias="JOBQUEUE_REDIS_TIMEOUT")
+
+    llm_provider: str = "openai"
+    llm_model: str = "gpt-4o-mini"
+    embedding_model: str = "text-embedding-3-small"
+    embedding_dims: int = Field(1536, gt=0)
+    llm_api_key: str | None = None
+    llm_base_url: str | None = None
+
+    database_url: str = "sqlite+aiosqlite:///./jobqueue.db"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read from the environment on first call."""
+    return Settings()
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else "***@"
+    return urlunsplit(parts._replace(netloc=user + host))

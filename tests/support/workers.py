@@ -1,0 +1,103 @@
+"""Job handlers and worker settings the tests run, in-process or as ``arq`` subprocesses.
+
+A test steers a job through Redis: ``jq:test:behaviour:<product_id>`` holds JSON such as
+``{"fail": 2}`` (raise on the first two attempts), ``{"permanent": true}``, ``{"block": true}``
+(wait until ``jq:test:release:<product_id>`` exists) or ``{"retry_after": 0.3}``. Every run start is
+appended to ``jq:test:runs`` as JSON, so tests can read execution order and timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any
+
+from arq.worker import Worker, get_kwargs
+
+from jobqueue import PermanentJobError, ProductEmbeddingJobPayload, ProductEmbeddingJobResult, RetryableJobError
+from jobqueue.options import QueueOptions
+from jobqueue.worker import build_worker_settings
+
+RUNS_KEY = "jq:test:runs"
+
+
+def behaviour_key(product_id: str) -> str:
+    return f"jq:test:behaviour:{product_id}"
+
+
+def release_key(product_id: str) -> str:
+    return f"jq:test:release:{product_id}"
+
+
+async def record_handler(ctx: dict[str, Any], payload: ProductEmbeddingJobPayload) -> ProductEmbeddingJobResult:
+    redis = ctx["redis"]
+    pid = payload.product_id
+    raw = await redis.get(behaviour_key(pid))
+    behaviour = json.loads(raw) if raw else {}
+    run = {
+        "product_id": pid,
+        "try": ctx["job_try"],
+        "at": time.time(),
+        "pid": os.getpid(),
+        "triggered_by": payload.triggered_by,
+    }
+    await redis.rpush(RUNS_KEY, json.dumps(run))
+    if behaviour.get("block"):
+        while not await redis.exists(release_key(pid)):
+            await asyncio.sleep(0.01)
+    if behaviour.get("permanent"):
+        raise PermanentJobError(f"product {pid} cannot be embedded")
+    if ctx["job_try"] <= behaviour.get("fail", 0):
+        if "retry_after" in behaviour:
+            raise RetryableJobError("rate limited", retry_after=behaviour["retry_after"])
+        raise RuntimeError(f"transient failure {ctx['job_try']}")
+    return ProductEmbeddingJobResult(status="processed", product_id=pid, text_hash=f"hash-{pid}")
+
+
+def test_options(**overrides: Any) -> QueueOptions:
+    values: dict[str, Any] = {
+        "concurrency": 1,
+        "timeout": 10,
+        "attempts": 3,
+        "backoff_base": 0.2,
+        "backoff_max": 5,
+        "backoff_jitter": 0,
+        "poll_delay": 0.01,
+        "tick_interval": 0.05,
+        "worker_lease": 1.0,
+    }
+    values.update(overrides)
+    return QueueOptions(**values)
+
+
+def settings_for(**overrides: Any) -> type:
+    return build_worker_settings("product-embedding", record_handler, options=test_options(**overrides))
+
+
+# For subprocess workers: `arq tests.support.workers.EmbeddingTestSettings`
+EmbeddingTestSettings = build_worker_settings(
+    "product-embedding",
+    record_handler,
+    name="EmbeddingTestSettings",
+    options=test_options(concurrency=int(os.environ.get("JOBQUEUE_TEST_CONCURRENCY", "1"))),
+)
+
+
+def make_worker(settings: type, **kwargs: Any) -> Worker:
+    """An in-process burst worker (stops when the queue is empty)."""
+    return Worker(**{**get_kwargs(settings), "burst": True, "handle_signals": False, **kwargs})
+
+
+async def run_burst(settings: type, **kwargs: Any) -> Worker:
+    worker = make_worker(settings, **kwargs)
+    try:
+        await worker.async_run()
+    finally:
+        await worker.close()
+    return worker
+
+
+async def runs(redis: Any) -> list[dict[str, Any]]:
+    return [json.loads(r) for r in await redis.lrange(RUNS_KEY, 0, -1)]
