@@ -121,9 +121,7 @@ def make_job_function(handler: Handler, payload_model: type[BaseModel]) -> Calla
                 delay = exc.retry_after
             outcome.kind, outcome.error = "retry", _error_text(exc)
             outcome.due_ms = now_ms() + int(delay * 1000)
-            logger.warning(
-                "job %s attempt %d failed (%s); retrying in %.2fs", job_id, attempt, outcome.error, delay
-            )
+            logger.warning("job %s attempt %d failed (%s); retrying in %.2fs", job_id, attempt, outcome.error, delay)
             raise Retry(defer=delay) from exc
         else:
             if isinstance(result, BaseModel):

@@ -35,13 +35,9 @@ def priority(value: Any, default: int) -> int:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidJobError(
-            f"priority must be an integer from {MIN_PRIORITY} to {MAX_PRIORITY}, got {value!r}"
-        )
+        raise InvalidJobError(f"priority must be an integer from {MIN_PRIORITY} to {MAX_PRIORITY}, got {value!r}")
     if not MIN_PRIORITY <= value <= MAX_PRIORITY:
-        raise InvalidJobError(
-            f"priority must be from {MIN_PRIORITY} (highest) to {MAX_PRIORITY}, got {value}"
-        )
+        raise InvalidJobError(f"priority must be from {MIN_PRIORITY} (highest) to {MAX_PRIORITY}, got {value}")
     return value
 
 

@@ -110,9 +110,7 @@ async def enqueue_curated_collections(
 
     Job id ``curated-collections:{surface}:{date}``, priority 4.
     """
-    payload = _collections_payload(
-        surface, date, collections_count, products_per_collection, filters, triggered_by
-    )
+    payload = _collections_payload(surface, date, collections_count, products_per_collection, filters, triggered_by)
     return await curated_collections_queue.enqueue(payload, priority=priority, delay=delay)
 
 
@@ -162,9 +160,7 @@ async def _enqueue_across(batches: list[tuple[Queue, list[PreparedJob]]]) -> lis
         replies = await _scripts.run_pipeline(redis, pipe, _scripts.ENQUEUE)
     handles = []
     for (queue, jobs), codes in zip(batches, replies, strict=True):
-        handles += [
-            JobHandle(j.job_id, queue.name, c == 1, c == 2, queue) for j, c in zip(jobs, codes, strict=True)
-        ]
+        handles += [JobHandle(j.job_id, queue.name, c == 1, c == 2, queue) for j, c in zip(jobs, codes, strict=True)]
     return handles
 
 
@@ -208,10 +204,7 @@ async def schedule_daily_curated_collections(
     ``date`` defaults to today (UTC). Returns the three handles.
     """
     day = date if date is not None else dt.datetime.now(dt.UTC).date()
-    jobs = [
-        curated_collections_queue.prepare(_collections_payload(s, day, 6, 8, None, triggered_by))
-        for s in SURFACES
-    ]
+    jobs = [curated_collections_queue.prepare(_collections_payload(s, day, 6, 8, None, triggered_by)) for s in SURFACES]
     return await _enqueue_across([(curated_collections_queue, jobs)])
 
 

@@ -142,9 +142,7 @@ class Queue:
                 pipe = redis.pipeline(transaction=False)
                 for i in range(0, len(jobs), BULK_CHUNK):
                     _scripts.ENQUEUE.queue_in(pipe, keys, self.script_args(jobs[i : i + BULK_CHUNK]))
-                codes = [
-                    c for chunk in await _scripts.run_pipeline(redis, pipe, _scripts.ENQUEUE) for c in chunk
-                ]
+                codes = [c for chunk in await _scripts.run_pipeline(redis, pipe, _scripts.ENQUEUE) for c in chunk]
         return [self._handle(job.job_id, code) for job, code in zip(jobs, codes, strict=True)]
 
     # -- state and results -----------------------------------------------------------------
@@ -176,9 +174,7 @@ class Queue:
 
     def _outcome(self, record: dict[str, Any]) -> Any:
         if record["state"] == "failed":
-            raise JobFailedError(
-                record["id"], record.get("error") or "unknown error", record.get("attempts", 0)
-            )
+            raise JobFailedError(record["id"], record.get("error") or "unknown error", record.get("attempts", 0))
         result = record.get("result")
         if self.result_model is not None and result is not None:
             return self.result_model.model_validate(result)
@@ -208,10 +204,7 @@ class Queue:
             replies = await pipe.execute()
         width = len(replies) // len(job_ids)
         now = now_ms()
-        return [
-            build_info(self, job_id, replies[i * width : (i + 1) * width], now)
-            for i, job_id in enumerate(job_ids)
-        ]
+        return [build_info(self, job_id, replies[i * width : (i + 1) * width], now) for i, job_id in enumerate(job_ids)]
 
     async def get_jobs(self, status: str, start: int = 0, end: int = 99) -> list[JobInfo]:
         """Jobs in ``status`` from position ``start`` to ``end`` inclusive.
@@ -259,9 +252,7 @@ class Queue:
         async with redis_errors():
             return bool(await get_redis().exists(self.keys.paused))
 
-    async def clean(
-        self, grace: float | dt.timedelta, limit: int = 0, status: CleanState = "completed"
-    ) -> list[str]:
+    async def clean(self, grace: float | dt.timedelta, limit: int = 0, status: CleanState = "completed") -> list[str]:
         """Remove up to ``limit`` (0: all) ``status`` jobs older than ``grace``; returns their ids.
 
         Age is the finish time for completed/failed jobs and the enqueue time for waiting/delayed.
@@ -290,9 +281,7 @@ class Queue:
         """Remove a job that is not active; False when there was none. Active jobs raise JobStateError."""
         k = self.keys
         async with redis_errors():
-            code = await _scripts.REMOVE(
-                get_redis(), [k.queue, k.active, k.completed, k.failed], [k.base, job_id]
-            )
+            code = await _scripts.REMOVE(get_redis(), [k.queue, k.active, k.completed, k.failed], [k.base, job_id])
         if code == -1:
             raise JobStateError(f"job {job_id} is active and cannot be removed until it finishes")
         return code == 1
@@ -316,9 +305,7 @@ class Queue:
             ids = [i.decode() for i in await get_redis().zrange(self.keys.failed, 0, -1)]
         handles: list[JobHandle] = []
         for i in range(0, len(ids), BULK_CHUNK):
-            page = [
-                j for j in await self._fetch(ids[i : i + BULK_CHUNK]) if j is not None and j.state == "failed"
-            ]
+            page = [j for j in await self._fetch(ids[i : i + BULK_CHUNK]) if j is not None and j.state == "failed"]
             batch = await self.enqueue_prepared([self.prepare(j.payload, priority=j.priority) for j in page])
             superseded = [h.job_id for h in batch if not h.created]
             if superseded:

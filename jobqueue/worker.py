@@ -52,11 +52,15 @@ class WorkerState:
     paused_by_us: bool = False
     paused: bool = False
 
-    async def tick(self) -> None:
-        """Heartbeat, promote due jobs, repair orphans, and follow the queue's pause flag."""
+    async def tick(self) -> float:
+        """Heartbeat, promote due jobs, repair orphans, follow the queue's pause flag.
+
+        Returns the seconds until the next tick: the tick interval, or less when a delayed job
+        falls due sooner, so it is promoted to its priority as soon as it is due.
+        """
         k, o = self.queue.keys, self.options
         info = dumps({"host": socket.gethostname(), "pid": os.getpid(), "concurrency": o.concurrency})
-        paused, _promoted, repaired = await _scripts.TICK(
+        paused, _promoted, repaired, next_due_ms = await _scripts.TICK(
             self.redis,
             [k.queue, k.active, k.seq, k.paused, k.workers],
             [
@@ -73,6 +77,9 @@ class WorkerState:
         if repaired:
             logger.warning("%s: %d job(s) of a stopped worker returned to waiting", self.queue.name, repaired)
         self._follow_pause(bool(paused))
+        if 0 <= next_due_ms < o.tick_interval * 1000:
+            return next_due_ms / 1000 + 0.001
+        return o.tick_interval
 
     def _follow_pause(self, paused: bool) -> None:
         # arq's own shutdown also clears allow_pick_jobs: only undo what we did.
@@ -84,12 +91,14 @@ class WorkerState:
             self.worker.allow_pick_jobs = True
             self.paused_by_us = False
 
-    async def run_ticks(self) -> None:
+    async def run_ticks(self, first_wait: float) -> None:
+        wait = first_wait
         while True:
-            await asyncio.sleep(self.options.tick_interval)
+            await asyncio.sleep(wait)
             try:
-                await self.tick()
+                wait = await self.tick()
             except (RedisError, OSError) as exc:
+                wait = self.options.tick_interval
                 logger.warning("%s: worker tick failed, will retry: %s", self.queue.name, exc)
 
 
@@ -130,8 +139,8 @@ def build_worker_settings(
         worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         state = WorkerState(q, opts, worker_id, ctx["redis"], _running_worker())
         ctx[STATE_KEY] = state
-        await state.tick()  # the pause flag is known before arq's first poll
-        state.tick_task = asyncio.create_task(state.run_ticks(), name=f"jobqueue-tick-{q.name}")
+        wait = await state.tick()  # the pause flag is known before arq's first poll
+        state.tick_task = asyncio.create_task(state.run_ticks(wait), name=f"jobqueue-tick-{q.name}")
         logger.info("%s: worker %s started (concurrency %d)", q.name, worker_id, opts.concurrency)
         if on_startup is not None:
             await on_startup(ctx)
@@ -169,9 +178,7 @@ def build_worker_settings(
                 pause = min(pause * 2, 2.0)
 
     attrs: dict[str, Any] = {
-        "functions": [
-            func(job_function, name=q.function, timeout=arq_timeout, max_tries=ARQ_MAX_TRIES, keep_result=0)
-        ],
+        "functions": [func(job_function, name=q.function, timeout=arq_timeout, max_tries=ARQ_MAX_TRIES, keep_result=0)],
         "queue_name": q.keys.queue,
         "redis_settings": LazyRedisSettings(),
         "job_serializer": dumps_bytes,

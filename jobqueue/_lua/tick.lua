@@ -3,7 +3,7 @@
 -- KEYS[5] workers zset
 -- ARGV[1] queue key prefix   ARGV[2] K   ARGV[3] now (ms)   ARGV[4] worker id   ARGV[5] lease (ms)
 -- ARGV[6] default priority   ARGV[7] most jobs promoted per tick   ARGV[8] worker info JSON
--- Returns {paused (0/1), promoted, repaired}
+-- Returns {paused (0/1), promoted, repaired, ms until the next delayed job is due (-1: none)}
 local base, K, now, wid, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local default_p = tonumber(ARGV[6])
 
@@ -49,4 +49,9 @@ for i = 1, #active, 2 do
   end
 end
 
-return {redis.call('EXISTS', KEYS[4]), promoted, repaired}
+local next_due = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+local wait = -1
+if #next_due > 0 then
+  wait = math.floor(tonumber(next_due[2]) - now)
+end
+return {redis.call('EXISTS', KEYS[4]), promoted, repaired, wait}
