@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -36,16 +37,29 @@ class WorkerProcess:
         self.settings = settings
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
         self.proc: subprocess.Popen[bytes] | None = None
+        # A file, not a pipe: nobody reads while the worker runs, and a full pipe would block it.
+        self.log = tempfile.TemporaryFile()
 
     def start(self) -> WorkerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "arq", self.settings],
             env=self.env,
             cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         return self
+
+    async def wait_for(self, condition: Callable[[], Awaitable[Any]], **kwargs: Any) -> Any:
+        """``wait_for`` that shows this worker's output when it times out."""
+        try:
+            return await wait_for(condition, **kwargs)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- worker output ---\n{self.output()[-4000:]}") from None
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
 
     @property
     def pid(self) -> int:
@@ -59,19 +73,17 @@ class WorkerProcess:
         self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.log.close()
 
     def __enter__(self) -> WorkerProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-        if self.proc is not None and self.proc.stderr is not None:
-            self.proc.stderr.close()

@@ -101,3 +101,20 @@ async def run_burst(settings: type, **kwargs: Any) -> Worker:
 
 async def runs(redis: Any) -> list[dict[str, Any]]:
     return [json.loads(r) for r in await redis.lrange(RUNS_KEY, 0, -1)]
+
+
+class RunningWorker:
+    """An in-process worker that keeps polling until the test leaves the ``async with`` block."""
+
+    def __init__(self, settings: type, **kwargs: Any) -> None:
+        self.worker = Worker(**{**get_kwargs(settings), "handle_signals": False, **kwargs})
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Worker:
+        self.task = asyncio.create_task(self.worker.async_run())
+        return self.worker
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.worker.close()
+        if self.task is not None:
+            await asyncio.gather(self.task, return_exceptions=True)

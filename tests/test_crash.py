@@ -1,0 +1,67 @@
+"""At-least-once: a job whose worker is SIGKILLed runs again elsewhere, and counts stay exact."""
+
+import json
+
+import jobqueue
+from jobqueue import product_embedding_queue as embeddings
+from tests.support.waiting import WorkerProcess, wait_for
+from tests.support.workers import behaviour_key, release_key, run_burst, runs, settings_for
+
+SETTINGS = "tests.support.workers.EmbeddingTestSettings"  # worker lease 1 s
+
+
+async def _runs(redis_client, n):
+    return len(await runs(redis_client)) >= n
+
+
+async def _counts_are(expected):
+    counts = await embeddings.get_job_counts()
+    return counts if counts == expected else None
+
+
+async def test_job_of_a_killed_worker_runs_again_and_counts_are_repaired(redis_client):
+    await redis_client.set(behaviour_key("victim"), json.dumps({"block": True}))
+    handle = await jobqueue.enqueue_product_embedding("victim")
+    await jobqueue.enqueue_product_embedding("bystander", priority=9)
+    doomed = WorkerProcess(SETTINGS).start()
+    try:
+        await doomed.wait_for(lambda: _runs(redis_client, 1), timeout=15, what="the victim to start")
+        assert (await embeddings.get_job_counts())["active"] == 1
+        doomed.kill()
+    finally:
+        doomed.stop()
+    # The killed worker left an "active" entry behind; it is stale, not active. Another worker
+    # (started paused, so it repairs without running anything) returns it to the queue.
+    await embeddings.pause()
+    with WorkerProcess(SETTINGS) as survivor:
+        await wait_for(
+            lambda: _counts_are({"waiting": 0, "active": 0, "completed": 0, "failed": 0, "delayed": 0, "paused": 2}),
+            timeout=15,
+            what="the stale active job to be repaired",
+        )
+        assert await handle.status() == "paused"
+        await redis_client.set(release_key("victim"), 1)
+        await embeddings.resume()
+        await wait_for(
+            lambda: _counts_are({"waiting": 0, "active": 0, "completed": 2, "failed": 0, "delayed": 0, "paused": 0}),
+            timeout=15,
+            what="both jobs to complete",
+        )
+        first, second, third = await runs(redis_client)
+        assert (first["product_id"], first["try"], first["pid"]) == ("victim", 1, doomed.pid)
+        assert (second["product_id"], second["try"], second["pid"]) == ("victim", 2, survivor.pid)
+        assert third["product_id"] == "bystander"
+    info = await embeddings.get_job(handle.job_id)
+    assert info.state == "completed" and info.attempts_made == 2
+
+
+async def test_a_job_that_keeps_killing_its_worker_fails_after_its_attempts(redis_client):
+    # Three runs were begun and none reported back (as if each worker died): the next run fails
+    # the job instead of starting it a fourth time.
+    await jobqueue.enqueue_product_embedding("poison")
+    await redis_client.set("arq:retry:product-embedding:poison", 3)
+    await run_burst(settings_for(attempts=3))
+    assert await runs(redis_client) == []
+    info = await embeddings.get_job("product-embedding:poison")
+    assert info.state == "failed" and info.error_type == "JobInterrupted"
+    assert "stopped during all 3 attempt(s)" in info.error
