@@ -1,0 +1,431 @@
+"""A loopback HTTP server that speaks OpenAI's wire format, for tests (stdlib only).
+
+It runs in a background thread, so it serves async and sync clients and other processes alike::
+
+    with FakeOpenAI(dims=8) as server:
+        client = openai.AsyncOpenAI(base_url=server.base_url, api_key="test")
+        server.fail_next(status=429, headers={"Retry-After": "2"})
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import re
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+_SCHEMA_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_ERROR_KINDS = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "unsupported_country_region_territory"),
+    404: ("invalid_request_error", "model_not_found"),
+    408: ("timeout", None),
+    409: ("invalid_request_error", "conflict"),
+    422: ("invalid_request_error", None),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as it arrived; ``at`` is ``time.monotonic()``, header names are lower-case."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    at: float
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """What a responder returns to script more than the message content."""
+
+    content: str | None = None
+    refusal: str | None = None
+    finish_reason: str = "stop"
+    no_choices: bool = False
+
+
+Responder = Callable[[dict[str, Any]], "str | ChatReply"]
+
+
+@dataclass
+class _Failure:
+    status: int
+    headers: dict[str, str]
+    body: dict[str, Any]
+    path: str | None
+    remaining: int = field(default=1)
+
+
+class FakeOpenAI:
+    """``POST /v1/embeddings`` and ``POST /v1/chat/completions`` on 127.0.0.1, with scripted faults."""
+
+    def __init__(
+        self,
+        *,
+        dims: int = 8,
+        honour_dimensions: bool = True,
+        api_key: str | None = None,
+        responder: Responder | None = None,
+        reverse_embedding_data: bool = False,
+    ) -> None:
+        self.dims = dims
+        # The API may list embeddings in any order; clients must sort by `index`.
+        self.reverse_embedding_data = reverse_embedding_data
+        self.honour_dimensions = honour_dimensions
+        self.api_key = api_key
+        self.responder: Responder = responder or default_responder
+        self._requests: list[RecordedRequest] = []
+        self._failures: deque[_Failure] = deque()
+        self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # lifecycle
+
+    def start(self) -> FakeOpenAI:
+        handler = type("_BoundHandler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:  # wake handler threads blocked on idle keep-alive connections
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._server.server_close()
+        assert self._thread is not None
+        self._thread.join(timeout=5)
+        self._server = None
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "start() the server first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    # scripting and inspection
+
+    def fail_next(
+        self,
+        status: int = 500,
+        *,
+        headers: dict[str, str] | None = None,
+        times: int = 1,
+        message: str | None = None,
+        code: str | None = None,
+        type: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        """Answer the next ``times`` requests (to ``path``, if given) with an OpenAI error body."""
+        default_type, default_code = _ERROR_KINDS.get(status, ("server_error", None))
+        body = {
+            "error": {
+                "message": message or f"scripted failure {status}",
+                "type": type or default_type,
+                "param": None,
+                "code": code if code is not None else default_code,
+            }
+        }
+        with self._lock:
+            self._failures.append(_Failure(status, dict(headers or {}), body, path, times))
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def requests_to(self, path: str) -> list[RecordedRequest]:
+        """Recorded requests whose path is ``path`` (e.g. ``"/v1/embeddings"``)."""
+        return [r for r in self.requests if r.path == path]
+
+    @staticmethod
+    def vector_for(text: str, dims: int) -> list[float]:
+        """The deterministic unit vector the server returns for ``text`` (float32 values)."""
+        raw = b""
+        counter = 0
+        while len(raw) < dims:
+            raw += hashlib.sha256(f"{counter}:{text}".encode()).digest()
+            counter += 1
+        values = [b / 127.5 - 1.0 for b in raw[:dims]]
+        norm = math.sqrt(sum(v * v for v in values)) or 1.0
+        packed = struct.pack(f"<{dims}f", *(v / norm for v in values))
+        return list(struct.unpack(f"<{dims}f", packed))
+
+    # request handling (runs on the server's threads)
+
+    def _handle(self, handler: _Handler) -> None:
+        raw = _read_body(handler)
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode(errors="replace")
+        path = handler.path.split("?", 1)[0]
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        with self._lock:
+            self._requests.append(RecordedRequest(handler.command, path, headers, body, time.monotonic()))
+            failure = self._take_failure(path)
+        if failure is not None:
+            _send_json(handler, failure.status, failure.body, failure.headers)
+            return
+        if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+            _send_error(handler, 401, "Incorrect API key provided.")
+            return
+        if handler.command != "POST" or path not in ("/v1/embeddings", "/v1/chat/completions"):
+            _send_error(handler, 404, f"Unknown request URL: {handler.command} {path}.")
+            return
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            _send_error(handler, 400, "you must provide a model parameter")
+            return
+        if path == "/v1/embeddings":
+            self._embeddings(handler, body)
+        else:
+            self._chat(handler, body)
+
+    def _take_failure(self, path: str) -> _Failure | None:
+        for failure in self._failures:
+            if failure.path is None or failure.path == path:
+                failure.remaining -= 1
+                if failure.remaining <= 0:
+                    self._failures.remove(failure)
+                return failure
+        return None
+
+    def _embeddings(self, handler: _Handler, body: dict[str, Any]) -> None:
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) for t in inputs):
+            _send_error(handler, 400, "'input' must be a string or a non-empty array of strings")
+            return
+        dims = body.get("dimensions") if self.honour_dimensions and body.get("dimensions") else self.dims
+        encoding = body.get("encoding_format", "float")
+        data = []
+        for index, text in enumerate(inputs):
+            vector: Any = self.vector_for(text, dims)
+            if encoding == "base64":
+                vector = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": vector})
+        if self.reverse_embedding_data:
+            data.reverse()
+        tokens = sum(len(t.split()) for t in inputs)
+        _send_json(
+            handler,
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
+
+    def _chat(self, handler: _Handler, body: dict[str, Any]) -> None:
+        if not isinstance(body.get("messages"), list) or not body["messages"]:
+            _send_error(handler, 400, "'messages' must be a non-empty array")
+            return
+        problem = _response_format_problem(body.get("response_format"))
+        if problem is not None:
+            _send_error(handler, 400, problem)
+            return
+        try:
+            reply = self.responder(body)
+        except Exception as exc:  # a broken test responder shows up as a 500 in the test, not a hang
+            _send_error(handler, 500, f"responder failed: {exc!r}")
+            return
+        if isinstance(reply, str):
+            reply = ChatReply(content=reply)
+        choices = []
+        if not reply.no_choices:
+            message = {"role": "assistant", "content": reply.content, "refusal": reply.refusal}
+            choices.append({"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason})
+        completion_tokens = len((reply.content or "").split())
+        _send_json(
+            handler,
+            200,
+            {
+                "id": f"chatcmpl-fake{len(self._requests)}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": choices,
+                "usage": {
+                    "prompt_tokens": 1,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": 1 + completion_tokens,
+                },
+                "system_fingerprint": None,
+            },
+        )
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as httpx expects
+    timeout = 10  # an idle keep-alive connection frees its thread after this long
+    fake: FakeOpenAI
+
+    def setup(self) -> None:
+        super().setup()
+        with self.fake._lock:
+            self.fake._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.fake._lock:
+            self.fake._connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    def do_POST(self) -> None:
+        self.fake._handle(self)
+
+    do_GET = do_POST
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        chunks = []
+        while True:
+            size = int(handler.rfile.readline().split(b";", 1)[0].strip(), 16)
+            if size == 0:
+                while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(chunks)
+            chunks.append(handler.rfile.read(size))
+            handler.rfile.readline()
+    return handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+
+
+def _send_json(
+    handler: BaseHTTPRequestHandler, status: int, payload: Any, headers: dict[str, str] | None = None
+) -> None:
+    data = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.send_header("x-request-id", f"req_fake_{time.monotonic_ns()}")
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(data)
+    handler.wfile.flush()
+
+
+def _send_error(handler: BaseHTTPRequestHandler, status: int, message: str) -> None:
+    kind, code = _ERROR_KINDS.get(status, ("server_error", None))
+    _send_json(handler, status, {"error": {"message": message, "type": kind, "param": None, "code": code}})
+
+
+# OpenAI answers 400 to a strict json_schema with an open object or an optional property.
+def _response_format_problem(response_format: Any) -> str | None:
+    if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
+        return None
+    spec = response_format.get("json_schema") or {}
+    name = spec.get("name")
+    if not isinstance(name, str) or not _SCHEMA_NAME.match(name):
+        return f"Invalid 'response_format.json_schema.name': {name!r}."
+    if not spec.get("strict"):
+        return None
+    problem = _strict_problem(spec.get("schema") or {}, ())
+    return None if problem is None else f"Invalid schema for response_format '{name}': {problem}"
+
+
+def _strict_problem(node: Any, context: tuple[str, ...]) -> str | None:
+    if not isinstance(node, dict):
+        return None
+    if "properties" in node or node.get("type") == "object":
+        if node.get("additionalProperties") is not False:
+            return f"In context={context}, 'additionalProperties' is required to be supplied and to be false."
+        props = node.get("properties") or {}
+        missing = [key for key in props if key not in (node.get("required") or [])]
+        if missing:
+            return f"In context={context}, 'required' is required to include every key; missing {missing}."
+    children: list[tuple[tuple[str, ...], Any]] = []
+    for key in ("properties", "$defs"):
+        children += [((*context, key, k), v) for k, v in (node.get(key) or {}).items()]
+    children += [((*context, "items"), node.get("items"))]
+    for key in ("anyOf", "allOf"):
+        children += [((*context, key, str(i)), v) for i, v in enumerate(node.get(key) or [])]
+    for child_context, child in children:
+        problem = _strict_problem(child, child_context)
+        if problem is not None:
+            return problem
+    return None
+
+
+def default_responder(request: dict[str, Any]) -> str:
+    """Valid JSON for the requested json_schema (simple schemas), else a plain text answer."""
+    response_format = request.get("response_format") or {}
+    if response_format.get("type") == "json_object":
+        return "{}"
+    if response_format.get("type") != "json_schema":
+        return "OK"
+    schema = response_format["json_schema"].get("schema") or {}
+    return json.dumps(example_for_schema(schema, schema))
+
+
+def example_for_schema(node: dict[str, Any], root: dict[str, Any]) -> Any:
+    """A value that satisfies ``node`` for the common JSON-schema keywords pydantic emits."""
+    if "$ref" in node:
+        target: Any = root
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        return example_for_schema(target, root)
+    if "const" in node:
+        return node["const"]
+    if node.get("enum"):
+        return node["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        variants = [v for v in node.get(key) or [] if v.get("type") != "null"]
+        if variants:
+            return example_for_schema(variants[0], root)
+    kind = node.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or "properties" in node:
+        return {k: example_for_schema(v, root) for k, v in (node.get("properties") or {}).items()}
+    if kind == "array":
+        item = example_for_schema(node.get("items") or {}, root)
+        return [item] * max(1, node.get("minItems", 1))
+    if kind == "string":
+        return "example".ljust(node.get("minLength", 0), "x")
+    if kind == "integer":
+        return int(node.get("minimum", 0))
+    if kind == "number":
+        return float(node.get("minimum", 0.0))
+    if kind == "boolean":
+        return False
+    return None

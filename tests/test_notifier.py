@@ -1,0 +1,263 @@
+"""WebhookNotifier against a real HTTP server on the loopback interface."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import Message
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from jobqueue.errors import ConfigurationError, PermanentJobError, RetryableJobError
+from workers.notifier import (
+    Notification,
+    NotifierSettings,
+    WebhookNotifier,
+    notifier_from_settings,
+    parse_retry_after,
+    verify_signature,
+)
+
+SECRET = "test-secret"
+RELEASE_TIMEOUT_S = 10.0
+
+
+@dataclass
+class Captured:
+    path: str
+    headers: Message
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """What the loopback server answers per path, and what it was sent."""
+
+    base_url: str = ""
+    routes: dict[str, tuple[int, dict[str, str], bytes]] = field(default_factory=dict)
+    requests: list[Captured] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def route(self, path: str, status: int, headers: dict[str, str] | None = None, body: bytes = b"") -> str:
+        self.routes[path] = (status, headers or {}, body)
+        return self.base_url + path
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        receiver: Receiver = self.server.receiver  # type: ignore[attr-defined]
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        receiver.requests.append(Captured(self.path, self.headers, body))
+        if self.path == "/hang":
+            # Holds the answer until the test ends, so the client's timeout fires first.
+            receiver.release.wait(RELEASE_TIMEOUT_S)
+        status, headers, payload = receiver.routes.get(self.path, (404, {}, b""))
+        try:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (the timeout test)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    receiver = Receiver(base_url=f"http://127.0.0.1:{server.server_address[1]}")
+    server.receiver = receiver  # type: ignore[attr-defined]
+    # A short poll interval lets shutdown() return promptly at teardown.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        receiver.release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _notification(channel: str = "PUSH", schedule_id: str = "sched-1") -> Notification:
+    return Notification(
+        schedule_id=schedule_id,
+        user_id="user-1",
+        channel=channel,
+        title="Mum's birthday",
+        body="In 3 days — pick a gift",
+        data={"deeplink": "app://occasions/o1", "n": 3},
+        occasion_id="o1",
+        scheduled_for=datetime(2025, 12, 21, 9, 0, tzinfo=UTC),
+    )
+
+
+async def _send(receiver_url: str, notification: Notification | None = None, **options):
+    notification = notification or _notification()
+    notifier = WebhookNotifier({notification.channel: receiver_url}, SECRET, **options)
+    try:
+        return await notifier.send(notification)
+    finally:
+        await notifier.aclose()
+
+
+async def test_send_posts_the_signed_notification_with_the_schedule_id_as_idempotency_key(receiver):
+    url = receiver.route("/push", 202, {"Content-Type": "application/json"}, b'{"id": "msg-42"}')
+    receipt = await _send(url)
+    assert (receipt.status_code, receipt.message_id, receipt.schedule_id) == (202, "msg-42", "sched-1")
+    [request] = receiver.requests
+    assert json.loads(request.body) == _notification().model_dump(mode="json")
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["Idempotency-Key"] == "sched-1"
+    assert request.headers["X-Jobqueue-Timestamp"].isdigit()
+    assert verify_signature(request.body, SECRET, request.headers["X-Jobqueue-Signature"])
+    assert not verify_signature(request.body, "other-secret", request.headers["X-Jobqueue-Signature"])
+    assert not verify_signature(request.body + b" ", SECRET, request.headers["X-Jobqueue-Signature"])
+    assert not verify_signature(request.body, SECRET, None)
+
+
+async def test_a_resend_carries_the_same_body_and_key(receiver):
+    url = receiver.route("/push", 200)
+    await _send(url)
+    await _send(url)
+    first, second = receiver.requests
+    assert first.body == second.body
+    assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"] == "sched-1"
+
+
+async def test_message_id_is_read_from_the_response_header(receiver):
+    url = receiver.route("/email", 200, {"X-Message-Id": "mail-7"})
+    receipt = await _send(url, _notification(channel="EMAIL"))
+    assert (receipt.channel, receipt.message_id) == ("EMAIL", "mail-7")
+    assert receiver.requests[0].path == "/email"
+
+
+async def test_each_channel_goes_to_its_own_url(receiver):
+    urls = {"PUSH": receiver.route("/push", 200), "SMS": receiver.route("/sms", 200)}
+    notifier = WebhookNotifier(urls, SECRET)
+    try:
+        await notifier.send(_notification(channel="SMS", schedule_id="a"))
+        await notifier.send(_notification(channel="PUSH", schedule_id="b"))
+    finally:
+        await notifier.aclose()
+    assert [(r.path, r.headers["Idempotency-Key"]) for r in receiver.requests] == [("/sms", "a"), ("/push", "b")]
+
+
+async def test_429_with_retry_after_seconds_is_retryable_after_that_delay(receiver):
+    url = receiver.route("/push", 429, {"Retry-After": "7"})
+    with pytest.raises(RetryableJobError, match="429") as info:
+        await _send(url)
+    assert info.value.retry_after == 7.0
+
+
+async def test_503_with_an_http_date_retry_after_is_retryable_after_that_delay(receiver):
+    due = datetime.now(UTC) + timedelta(seconds=120)
+    url = receiver.route("/push", 503, {"Retry-After": format_datetime(due, usegmt=True)})
+    with pytest.raises(RetryableJobError, match="503") as info:
+        await _send(url)
+    assert 60 < info.value.retry_after <= 120
+
+
+@pytest.mark.parametrize("status", [408, 409, 425, 500, 502])
+async def test_transient_statuses_are_retryable(receiver, status):
+    url = receiver.route("/push", status)
+    with pytest.raises(RetryableJobError, match=str(status)) as info:
+        await _send(url)
+    assert info.value.retry_after is None
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 422])
+async def test_other_client_errors_are_permanent(receiver, status):
+    url = receiver.route("/push", status)
+    with pytest.raises(PermanentJobError, match=str(status)):
+        await _send(url)
+
+
+async def test_connection_refused_is_retryable():
+    # A bound socket that never listens: connecting to its port is refused, and no one else gets it.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        with pytest.raises(RetryableJobError, match="unreachable"):
+            await _send(f"http://127.0.0.1:{closed.getsockname()[1]}/push")
+
+
+async def test_a_receiver_that_does_not_answer_in_time_is_retryable(receiver):
+    url = receiver.route("/hang", 200)
+    with pytest.raises(RetryableJobError, match="unreachable"):
+        await _send(url, timeout=0.2)
+
+
+async def test_a_channel_without_url_names_the_variable_to_set(receiver):
+    notifier = WebhookNotifier({"PUSH": receiver.route("/push", 200), "SMS": None}, SECRET)
+    try:
+        with pytest.raises(ConfigurationError, match="REMINDER_WEBHOOK_URL_SMS"):
+            await notifier.send(_notification(channel="SMS"))
+    finally:
+        await notifier.aclose()
+    assert receiver.requests == []
+
+
+async def test_notifier_from_settings_reads_the_environment(receiver, monkeypatch):
+    monkeypatch.setenv("REMINDER_WEBHOOK_URL_EMAIL", receiver.route("/email", 200))
+    monkeypatch.setenv("REMINDER_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("REMINDER_WEBHOOK_TIMEOUT", "2.5")
+    assert NotifierSettings().timeout == 2.5
+    notifier = notifier_from_settings()
+    try:
+        await notifier.send(_notification(channel="EMAIL"))
+        with pytest.raises(ConfigurationError, match="REMINDER_WEBHOOK_URL_PUSH"):
+            await notifier.send(_notification(channel="PUSH"))
+    finally:
+        await notifier.aclose()
+    [request] = receiver.requests
+    assert verify_signature(request.body, SECRET, request.headers["X-Jobqueue-Signature"])
+
+
+def test_a_missing_secret_names_the_variable(monkeypatch):
+    monkeypatch.delenv("REMINDER_WEBHOOK_SECRET", raising=False)
+    with pytest.raises(ConfigurationError, match="REMINDER_WEBHOOK_SECRET"):
+        notifier_from_settings()
+    with pytest.raises(ConfigurationError, match="REMINDER_WEBHOOK_SECRET"):
+        WebhookNotifier({"PUSH": "http://127.0.0.1/push"}, "")
+
+
+async def test_aclose_is_safe_twice_and_leaves_a_given_client_open(receiver):
+    async with httpx.AsyncClient() as client:
+        notifier = WebhookNotifier({"PUSH": receiver.route("/push", 200)}, SECRET, client=client)
+        await notifier.aclose()
+        await notifier.aclose()
+        assert not client.is_closed
+    owned = WebhookNotifier({"PUSH": receiver.route("/push", 200)}, SECRET)
+    await owned.aclose()
+    await owned.aclose()
+
+
+def test_notification_requires_an_aware_scheduled_for():
+    with pytest.raises(ValidationError):
+        Notification(schedule_id="s", user_id="u", channel="PUSH", title="t", body="b",
+                     scheduled_for=datetime(2025, 12, 21, 9, 0))  # fmt: skip
+
+
+def test_parse_retry_after():
+    now = datetime(2025, 12, 21, 9, 0, tzinfo=UTC)
+    assert parse_retry_after("12", now=now) == 12.0
+    assert parse_retry_after("Sun, 21 Dec 2025 09:01:30 GMT", now=now) == 90.0
+    assert parse_retry_after("Sun, 21 Dec 2025 08:00:00 GMT", now=now) == 0.0
+    assert parse_retry_after("-5", now=now) == 0.0
+    assert parse_retry_after("soon", now=now) is None
+    assert parse_retry_after(None) is None

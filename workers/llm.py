@@ -1,0 +1,289 @@
+"""Embedding and chat providers through the ``openai`` SDK, with provider errors mapped to job errors."""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import time
+from collections.abc import Mapping
+from datetime import UTC
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
+
+import openai
+import pydantic
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from jobqueue.errors import ConfigurationError, JobError, PermanentJobError, RetryableJobError
+from workers.ratelimit import RateLimiter, RateLimitSettings, rate_limiter_for
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from jobqueue.settings import Settings
+
+SUPPORTED_PROVIDERS: Final = ("openai", "openai-compatible")
+OPENAI_BASE_URL: Final = "https://api.openai.com/v1"
+# Sent when LLM_BASE_URL points at a server that needs no key: the SDK always sends a bearer token.
+PLACEHOLDER_API_KEY: Final = "not-needed"
+DEFAULT_LLM_TIMEOUT_S: Final = 60.0
+# Models that reject the `dimensions` parameter (it came with text-embedding-3).
+_MODELS_WITHOUT_DIMENSIONS: Final = frozenset({"text-embedding-ada-002"})
+# Statuses the openai SDK itself treats as transient; any other 4xx cannot be fixed by retrying.
+_RETRYABLE_STATUSES: Final = frozenset({408, 409, 429})
+_PREVIEW_CHARS: Final = 200
+
+ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
+
+
+class EmbeddingProvider(Protocol):
+    """Turns texts into vectors of ``dims`` floats with ``embedding_model``."""
+
+    @property
+    def embedding_model(self) -> str: ...
+
+    @property
+    def dims(self) -> int | None: ...
+
+    async def embed(self, texts: list[str]) -> list[list[float]]: ...
+
+
+class ChatProvider(Protocol):
+    """Answers a prompt with JSON validated by a pydantic schema."""
+
+    @property
+    def model(self) -> str: ...
+
+    async def complete_json(self, system: str, user: str, schema: type[ModelT], *, schema_name: str) -> ModelT: ...
+
+
+class LLMSettings(BaseSettings):
+    """Client options beyond ``jobqueue.settings.Settings``."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    llm_timeout: float = Field(DEFAULT_LLM_TIMEOUT_S, gt=0)
+    # None: send `dimensions` unless the model is known to reject it.
+    embedding_send_dimensions: bool | None = None
+
+
+class OpenAIProvider:
+    """Both providers on one ``openai.AsyncOpenAI`` client; call ``aclose()`` when done."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        model: str,
+        embedding_model: str,
+        dims: int | None,
+        timeout: float = DEFAULT_LLM_TIMEOUT_S,
+        send_dimensions: bool | None = None,
+        chat_limiter: RateLimiter | None = None,
+        embedding_limiter: RateLimiter | None = None,
+        rate_limit_wait: float | None = None,
+    ) -> None:
+        self._model = model
+        self._embedding_model = embedding_model
+        self._dims = dims
+        self._send_dimensions = (
+            embedding_model not in _MODELS_WITHOUT_DIMENSIONS if send_dimensions is None else send_dimensions
+        )
+        self._chat_limiter = chat_limiter
+        self._embedding_limiter = embedding_limiter
+        self._rate_limit_wait = rate_limit_wait
+        # max_retries=0: a 429 or 5xx must reach the job system at once, which retries the whole job
+        # with its own backoff (and Retry-After) instead of the SDK sleeping inside a job slot.
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=base_url or OPENAI_BASE_URL,
+            timeout=timeout,
+            max_retries=0,
+        )
+        self._closed = False
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    @property
+    def embedding_model(self) -> str:
+        return self._embedding_model
+
+    @property
+    def dims(self) -> int | None:
+        return self._dims
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        """One vector per text, in input order; raises ``JobError`` subclasses only."""
+        if not texts:
+            return []
+        extra: dict[str, Any] = {}
+        if self._dims is not None and self._send_dimensions:
+            extra["dimensions"] = self._dims
+        if self._embedding_limiter is not None:
+            await self._embedding_limiter.acquire(self._rate_limit_wait)
+        try:
+            response = await self._client.embeddings.create(model=self._embedding_model, input=texts, **extra)
+        except openai.OpenAIError as exc:
+            raise map_openai_error(exc) from exc
+        data = sorted(response.data, key=lambda item: item.index)
+        if [item.index for item in data] != list(range(len(texts))):
+            raise PermanentJobError(
+                f"embedding model {self._embedding_model} returned {len(data)} vectors for {len(texts)} texts"
+            )
+        vectors = [list(item.embedding) for item in data]
+        if self._dims is not None:
+            for vector in vectors:
+                if len(vector) != self._dims:
+                    raise PermanentJobError(
+                        f"embedding model {self._embedding_model} returned {len(vector)} dimensions, "
+                        f"expected {self._dims}: set EMBEDDING_DIMS to the model's size"
+                    )
+        return vectors
+
+    async def complete_json(self, system: str, user: str, schema: type[ModelT], *, schema_name: str) -> ModelT:
+        """The model's answer parsed into ``schema``; output that does not fit is permanent."""
+        response_format = {
+            "type": "json_schema",
+            "json_schema": {"name": schema_name, "schema": strict_json_schema(schema), "strict": True},
+        }
+        if self._chat_limiter is not None:
+            await self._chat_limiter.acquire(self._rate_limit_wait)
+        try:
+            completion = await self._client.chat.completions.create(
+                model=self._model,
+                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+                response_format=response_format,  # type: ignore[arg-type]
+            )
+        except openai.OpenAIError as exc:
+            raise map_openai_error(exc) from exc
+        if not completion.choices:
+            raise PermanentJobError(f"LLM {self._model} returned no choices")
+        choice = completion.choices[0]
+        if choice.message.refusal:
+            raise PermanentJobError(f"LLM {self._model} refused: {choice.message.refusal}")
+        if choice.finish_reason == "length":
+            raise PermanentJobError(f"LLM {self._model} output was cut off at the token limit")
+        if choice.finish_reason == "content_filter":
+            raise PermanentJobError(f"LLM {self._model} output was blocked by the content filter")
+        content = choice.message.content
+        if not content:
+            raise PermanentJobError(f"LLM {self._model} returned an empty message")
+        try:
+            return schema.model_validate_json(content)
+        except pydantic.ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, err['loc'])) or '<root>'}: {err['msg']}" for err in exc.errors()[:5]
+            )
+            raise PermanentJobError(
+                f"LLM returned output that does not match {schema.__name__}: {problems} "
+                f"(output began {content[:_PREVIEW_CHARS]!r})"
+            ) from exc
+
+    async def aclose(self) -> None:
+        """Close the HTTP client; safe to call more than once."""
+        if not self._closed:
+            self._closed = True
+            await self._client.close()
+
+
+def strict_json_schema(schema: type[pydantic.BaseModel]) -> dict[str, Any]:
+    """``schema``'s JSON schema in the form ``strict: true`` requires.
+
+    OpenAI rejects a plain ``model_json_schema()`` under strict mode (every object needs
+    ``additionalProperties: false`` and every property listed in ``required``); the SDK's public
+    ``pydantic_function_tool`` applies exactly that conversion.
+    """
+    return dict(openai.pydantic_function_tool(schema)["function"]["parameters"])
+
+
+def provider_from_settings(settings: Settings | None = None, *, redis: Redis | None = None) -> OpenAIProvider:
+    """Build the provider from ``LLM_*`` / ``EMBEDDING_*`` settings (read now, never at import).
+
+    ``LLM_API_KEY`` is required unless ``LLM_BASE_URL`` is set: a local OpenAI-compatible server
+    needs no key, and a placeholder is sent. With ``redis``, the ``*_RATE_LIMIT_PER_MINUTE`` limits
+    are shared by all workers under ``jq:ratelimit:<LLM_PROVIDER>:chat|embeddings``.
+    """
+    if settings is None:
+        from jobqueue.settings import get_settings
+
+        settings = get_settings()
+    provider = settings.llm_provider.strip().lower()
+    if provider not in SUPPORTED_PROVIDERS:
+        raise ConfigurationError(
+            f"unknown LLM_PROVIDER {settings.llm_provider!r}: set LLM_PROVIDER to one of "
+            + ", ".join(SUPPORTED_PROVIDERS)
+        )
+    base_url = settings.llm_base_url or None
+    if provider == "openai-compatible" and base_url is None:
+        raise ConfigurationError("LLM_PROVIDER=openai-compatible needs LLM_BASE_URL: set LLM_BASE_URL")
+    api_key = settings.llm_api_key or None
+    if api_key is None and base_url is None:
+        raise ConfigurationError("set LLM_API_KEY (or LLM_BASE_URL for an OpenAI-compatible server)")
+    options = LLMSettings()
+    chat_limiter = embedding_limiter = None
+    rate_limit_wait = None
+    if redis is not None:
+        limits = RateLimitSettings()
+        chat_limiter = rate_limiter_for(redis, provider, "chat", limits)
+        embedding_limiter = rate_limiter_for(redis, provider, "embeddings", limits)
+        rate_limit_wait = limits.llm_rate_limit_max_wait
+    return OpenAIProvider(
+        api_key=api_key or PLACEHOLDER_API_KEY,
+        base_url=base_url,
+        model=settings.llm_model,
+        embedding_model=settings.embedding_model,
+        dims=settings.embedding_dims,
+        timeout=options.llm_timeout,
+        send_dimensions=options.embedding_send_dimensions,
+        chat_limiter=chat_limiter,
+        embedding_limiter=embedding_limiter,
+        rate_limit_wait=rate_limit_wait,
+    )
+
+
+def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms``, or ``Retry-After`` as seconds or an HTTP date."""
+    if not headers:
+        return None
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            seconds = float(lowered[name]) / scale
+        except (KeyError, ValueError):
+            continue
+        if math.isfinite(seconds):
+            return max(0.0, seconds)
+    value = lowered.get("retry-after")
+    if value is None:
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:  # HTTP dates are always GMT
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+def map_openai_error(exc: BaseException) -> JobError:
+    """The job error for an ``openai`` exception: retryable per the SDK's own list, else permanent."""
+    if isinstance(exc, openai.APITimeoutError):
+        return RetryableJobError(f"LLM request timed out: {exc}")
+    if isinstance(exc, openai.APIConnectionError):
+        return RetryableJobError(f"could not reach the LLM provider: {exc}")
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        detail = f"LLM provider returned {status}: {exc.message}"
+        if status in _RETRYABLE_STATUSES or status >= 500:
+            return RetryableJobError(detail, retry_after=parse_retry_after(exc.response.headers))
+        if status == 401:
+            return PermanentJobError(f"{detail} (check LLM_API_KEY)")
+        if status == 403:
+            return PermanentJobError(f"{detail} (check LLM_API_KEY's permissions for this model)")
+        if status == 404:
+            return PermanentJobError(f"{detail} (check LLM_MODEL / EMBEDDING_MODEL and LLM_BASE_URL)")
+        return PermanentJobError(detail)
+    return PermanentJobError(f"LLM call failed: {exc}")

@@ -1,0 +1,366 @@
+"""Where job functions read and write their entities: the ``Store`` protocol and ``SqlStore``."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Final, Protocol
+
+from sqlalchemy import Table, and_, exists, insert, or_, select, update
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jobqueue.errors import EntityNotFoundError, RetryableJobError
+from workers import _tables as t
+from workers._tables import (
+    CollectionRecord,
+    NewCollection,
+    ProductRecord,
+    ScheduleRecord,
+    ScheduleStatus,
+    TasteProfileRecord,
+)
+
+__all__ = [
+    "CollectionRecord",
+    "NewCollection",
+    "ProductRecord",
+    "ScheduleRecord",
+    "ScheduleStatus",
+    "SqlStore",
+    "Store",
+    "TasteProfileRecord",
+    "store_from_settings",
+]
+
+MAX_ERROR_CHARS: Final = 2000
+# Connection-level failures worth a retry; anything else (a bug, a constraint) is raised as is.
+_TRANSIENT: Final = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
+
+
+class Store(Protocol):
+    """What the job functions need from a database; a host app may implement it on its own schema.
+
+    Saving to a missing row raises ``EntityNotFoundError``; an unreachable database raises
+    ``RetryableJobError``.
+    """
+
+    async def get_product(self, id: str) -> ProductRecord | None: ...
+    async def save_product_embedding(self, id: str, vector: Sequence[float], text_hash: str, model: str) -> None: ...
+    async def save_product_enrichment(
+        self, id: str, enrichment: dict[str, Any], version: int, prompt_version: str | None
+    ) -> bool: ...
+    async def find_products(
+        self, *, is_featured: bool | None, min_price: int | None, max_price: int | None, limit: int
+    ) -> list[ProductRecord]: ...
+    async def get_taste_profile(self, id: str) -> TasteProfileRecord | None: ...
+    async def save_taste_profile_vector(self, id: str, vector: Sequence[float], model: str) -> None: ...
+    async def collections_exist(self, surface: str, date: date | str) -> bool: ...
+    async def get_collections(self, surface: str, date: date | str) -> list[CollectionRecord]: ...
+    async def save_collections(
+        self, surface: str, date: date | str, collections: Sequence[NewCollection | tuple[Any, ...]]
+    ) -> list[str]: ...
+    async def get_schedule(self, id: str) -> ScheduleRecord | None: ...
+    async def claim_schedule(self, id: str, *, stale_after: float) -> ScheduleRecord | None: ...
+    async def mark_schedule_sent(self, id: str) -> bool: ...
+    async def mark_schedule_failed(self, id: str, error: str) -> bool: ...
+    async def release_schedule(self, id: str, error: str | None) -> bool: ...
+    async def aclose(self) -> None: ...
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _as_date(value: date | str) -> date:
+    if isinstance(value, datetime):
+        raise ValueError(f"expected a date, got the datetime {value!r}")
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+class SqlStore:
+    """``Store`` on SQLAlchemy async: SQLite (``sqlite+aiosqlite:///path``) or PostgreSQL
+    (``postgresql+asyncpg://...``; plain ``sqlite://`` and ``postgresql://`` get the async driver).
+
+    The ``jq_`` tables are created on first use; ``aclose()`` disposes the engine.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self._engine = t.make_engine(database_url)
+        self.url = self._engine.url.render_as_string(hide_password=True)
+        self._dialect = self._engine.dialect.name
+        self._schema_ready = False
+        self._schema_lock = asyncio.Lock()
+        self._closed = False
+
+    async def ensure_schema(self) -> None:
+        """Create the missing ``jq_`` tables; idempotent and safe under concurrent first calls."""
+        if self._closed:
+            raise RuntimeError("this SqlStore is closed")
+        if self._schema_ready:
+            return
+        async with self._schema_lock:
+            if self._schema_ready:
+                return
+            async with self._guard():
+                await t.create_tables(self._engine)
+            self._schema_ready = True
+
+    async def aclose(self) -> None:
+        """Dispose of the engine and its connections; safe to call twice."""
+        if not self._closed:
+            self._closed = True
+            await self._engine.dispose()
+
+    @asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except _TRANSIENT as exc:
+            raise RetryableJobError(f"database unavailable at {self.url}: {exc}") from exc
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[AsyncConnection]:
+        await self.ensure_schema()
+        async with self._guard(), self._engine.begin() as conn:
+            yield conn
+
+    async def _get(self, table: Table, id: str) -> dict[str, Any] | None:
+        async with self._tx() as conn:
+            row = (await conn.execute(select(table).where(table.c.id == id))).mappings().first()
+        return None if row is None else dict(row)
+
+    async def _upsert(self, table: Table, values: dict[str, Any]) -> dict[str, Any]:
+        async with self._tx() as conn:
+            return dict((await conn.execute(t.upsert(self._dialect, table, values))).mappings().one())
+
+    async def _update(self, table: Table, id: str, values: dict[str, Any], *where: Any) -> bool:
+        # False when the row exists but ``where`` excludes it: callers tell "stale" from "missing".
+        async with self._tx() as conn:
+            result = await conn.execute(update(table).where(table.c.id == id, *where).values(**values))
+            if result.rowcount:
+                return True
+            found = await conn.scalar(select(exists().where(table.c.id == id)))
+        if not found:
+            raise EntityNotFoundError(f"no row {id!r} in {table.name}")
+        return False
+
+    # products
+
+    async def get_product(self, id: str) -> ProductRecord | None:
+        row = await self._get(t.products, id)
+        return None if row is None else ProductRecord.model_validate(row)
+
+    async def upsert_product(
+        self,
+        id: str,
+        *,
+        name: str,
+        price: int,
+        description: str = "",
+        category: str | None = None,
+        brand: str | None = None,
+        tags: Sequence[str] = (),
+        is_featured: bool = False,
+        text_hash: str | None = None,
+        embedding: Sequence[float] | None = None,
+        embedding_model: str | None = None,
+        enrichment: dict[str, Any] | None = None,
+        enrichment_version: int = 0,
+        prompt_version: str | None = None,
+    ) -> ProductRecord:
+        """Insert or fully replace a product (seeding, tests, host apps)."""
+        values = {"id": id, "name": name, "price": price, "description": description, "category": category}
+        values |= {"brand": brand, "tags": list(tags), "is_featured": is_featured, "text_hash": text_hash}
+        values |= {"embedding": None if embedding is None else list(embedding), "embedding_model": embedding_model}
+        values |= {"enrichment": enrichment, "enrichment_version": enrichment_version}
+        values |= {"prompt_version": prompt_version, "updated_at": _now()}
+        return ProductRecord.model_validate(await self._upsert(t.products, values))
+
+    async def save_product_embedding(self, id: str, vector: Sequence[float], text_hash: str, model: str) -> None:
+        values = {"embedding": list(vector), "text_hash": text_hash, "embedding_model": model}
+        await self._update(t.products, id, {**values, "updated_at": _now()})
+
+    async def save_product_enrichment(
+        self, id: str, enrichment: dict[str, Any], version: int, prompt_version: str | None
+    ) -> bool:
+        """Store the enrichment unless the row already has a newer version (then return False)."""
+        values = {"enrichment": enrichment, "enrichment_version": version, "prompt_version": prompt_version}
+        return await self._update(
+            t.products, id, {**values, "updated_at": _now()}, t.products.c.enrichment_version <= version
+        )
+
+    async def find_products(
+        self,
+        *,
+        is_featured: bool | None = None,
+        min_price: int | None = None,
+        max_price: int | None = None,
+        limit: int,
+    ) -> list[ProductRecord]:
+        c = t.products.c
+        stmt = select(t.products).order_by(c.id).limit(max(limit, 0))
+        if is_featured is not None:
+            stmt = stmt.where(c.is_featured.is_(is_featured))
+        if min_price is not None:
+            stmt = stmt.where(c.price >= min_price)
+        if max_price is not None:
+            stmt = stmt.where(c.price <= max_price)
+        async with self._tx() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [ProductRecord.model_validate(dict(r)) for r in rows]
+
+    # taste profiles
+
+    async def get_taste_profile(self, id: str) -> TasteProfileRecord | None:
+        row = await self._get(t.taste_profiles, id)
+        return None if row is None else TasteProfileRecord.model_validate(row)
+
+    async def upsert_taste_profile(
+        self,
+        id: str,
+        *,
+        user_id: str,
+        answers: dict[str, Any],
+        recipient_id: str | None = None,
+        vector: Sequence[float] | None = None,
+        vector_model: str | None = None,
+    ) -> TasteProfileRecord:
+        """Insert or fully replace a taste profile (seeding, tests, host apps)."""
+        values = {"id": id, "user_id": user_id, "answers": answers, "recipient_id": recipient_id}
+        values |= {"vector": None if vector is None else list(vector), "vector_model": vector_model}
+        row = await self._upsert(t.taste_profiles, {**values, "updated_at": _now()})
+        return TasteProfileRecord.model_validate(row)
+
+    async def save_taste_profile_vector(self, id: str, vector: Sequence[float], model: str) -> None:
+        values = {"vector": list(vector), "vector_model": model, "updated_at": _now()}
+        await self._update(t.taste_profiles, id, values)
+
+    # curated collections
+
+    async def collections_exist(self, surface: str, date: date | str) -> bool:
+        return bool(await self._collection_ids(surface, _as_date(date)))
+
+    async def get_collections(self, surface: str, date: date | str) -> list[CollectionRecord]:
+        c = t.curated_collections.c
+        stmt = select(t.curated_collections).where(c.surface == surface, c.date == _as_date(date))
+        async with self._tx() as conn:
+            rows = (await conn.execute(stmt.order_by(c.position))).mappings().all()
+        return [CollectionRecord.model_validate(dict(r)) for r in rows]
+
+    async def _collection_ids(self, surface: str, day: date) -> list[str]:
+        c = t.curated_collections.c
+        stmt = select(c.id).where(c.surface == surface, c.date == day).order_by(c.position)
+        async with self._tx() as conn:
+            return list((await conn.scalars(stmt)).all())
+
+    async def save_collections(
+        self, surface: str, date: date | str, collections: Sequence[NewCollection | tuple[Any, ...]]
+    ) -> list[str]:
+        """Store the collections of a surface and date once, in one transaction, and return their ids.
+
+        If that surface and date already has collections (also when a concurrent writer wins the
+        race), nothing is stored and the existing ids are returned.
+        """
+        day = _as_date(date)
+        existing = await self._collection_ids(surface, day)
+        if existing or not collections:
+            return existing
+        now = _now()
+        rows = [
+            {"id": uuid.uuid4().hex, "surface": surface, "date": day, "position": position}
+            | {"title": title, "description": description, "product_ids": list(product_ids)}
+            | {"created_at": now}
+            for position, (title, description, product_ids) in enumerate(collections)
+        ]
+        try:
+            async with self._tx() as conn:
+                await conn.execute(insert(t.curated_collections), rows)
+        except sa_exc.IntegrityError:
+            # The unique (surface, date, position) says another writer got there first: theirs stand.
+            existing = await self._collection_ids(surface, day)
+            if existing:
+                return existing
+            raise
+        return [row["id"] for row in rows]
+
+    # notification schedules
+
+    async def upsert_schedule(
+        self,
+        id: str,
+        *,
+        user_id: str,
+        channel: str,
+        status: ScheduleStatus = "PENDING",
+        attempts: int = 0,
+        last_error: str | None = None,
+        claimed_at: datetime | None = None,
+        sent_at: datetime | None = None,
+    ) -> ScheduleRecord:
+        """Insert or fully replace a notification schedule (seeding, tests, host apps)."""
+        values = {"id": id, "user_id": user_id, "channel": channel, "status": status}
+        values |= {"attempts": attempts, "last_error": last_error, "claimed_at": claimed_at}
+        values |= {"sent_at": sent_at, "updated_at": _now()}
+        return ScheduleRecord.model_validate(await self._upsert(t.notification_schedules, values))
+
+    async def get_schedule(self, id: str) -> ScheduleRecord | None:
+        row = await self._get(t.notification_schedules, id)
+        return None if row is None else ScheduleRecord.model_validate(row)
+
+    async def claim_schedule(self, id: str, *, stale_after: float) -> ScheduleRecord | None:
+        """Move the schedule PENDING→SENDING (counting an attempt) and return it, atomically.
+
+        A SENDING row claimed more than ``stale_after`` seconds ago belongs to a worker that died
+        and is claimed again. Returns None when the row is SENT, FAILED, CANCELLED or being sent.
+        """
+        c = t.notification_schedules.c
+        now = _now()
+        claimable = or_(
+            c.status == "PENDING",
+            and_(
+                c.status == "SENDING",
+                or_(c.claimed_at.is_(None), c.claimed_at < now - timedelta(seconds=stale_after)),
+            ),
+        )
+        # One conditional UPDATE: the database, not a read-then-write, decides who wins.
+        stmt = (
+            update(t.notification_schedules)
+            .where(c.id == id, claimable)
+            .values(status="SENDING", attempts=c.attempts + 1, claimed_at=now, updated_at=now)
+            .returning(*t.notification_schedules.c)
+        )
+        async with self._tx() as conn:
+            row = (await conn.execute(stmt)).mappings().first()
+            if row is None and not await conn.scalar(select(exists().where(c.id == id))):
+                raise EntityNotFoundError(f"no notification schedule {id!r}")
+        return None if row is None else ScheduleRecord.model_validate(dict(row))
+
+    async def mark_schedule_sent(self, id: str) -> bool:
+        """Record the delivery (from any state but SENT: the notification did go out)."""
+        now = _now()
+        values = {"status": "SENT", "sent_at": now, "last_error": None, "updated_at": now}
+        return await self._update(t.notification_schedules, id, values, t.notification_schedules.c.status != "SENT")
+
+    async def mark_schedule_failed(self, id: str, error: str) -> bool:
+        """PENDING or SENDING → FAILED with ``error``; False if the row was in another state."""
+        c = t.notification_schedules.c
+        values = {"status": "FAILED", "last_error": error[:MAX_ERROR_CHARS], "updated_at": _now()}
+        return await self._update(t.notification_schedules, id, values, c.status.in_(("PENDING", "SENDING")))
+
+    async def release_schedule(self, id: str, error: str | None) -> bool:
+        """SENDING → PENDING so that a retry can claim it again; False if it was not SENDING."""
+        c = t.notification_schedules.c
+        error = None if error is None else error[:MAX_ERROR_CHARS]
+        values = {"status": "PENDING", "claimed_at": None, "last_error": error, "updated_at": _now()}
+        return await self._update(t.notification_schedules, id, values, c.status == "SENDING")
+
+
+def store_from_settings() -> SqlStore:
+    """A ``SqlStore`` on ``DATABASE_URL`` (SQLite ``./jobqueue.db`` by default)."""
+    from jobqueue.settings import get_settings
+
+    return SqlStore(get_settings().database_url)
