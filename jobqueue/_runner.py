@@ -79,6 +79,8 @@ def make_job_function(handler: Handler, payload_model: type[BaseModel]) -> Calla
             "started_at": started,
         }
         options = state.options
+        # Handlers that keep their own state (a reminder's schedule row) need to know this.
+        ctx["last_attempt"] = attempt >= options.attempts
 
         def finish(kind: str, **extra: Any) -> None:
             outcome.kind = kind

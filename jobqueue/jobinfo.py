@@ -87,7 +87,8 @@ def build_info(queue: Queue, job_id: str, replies: list[Any], now: int) -> JobIn
         queue_name=queue.name,
         state=state,
         function=job.get("f", queue.function),
-        payload=job["a"][0],
+        # arq's own jobs (cron runs) carry no payload or priority argument.
+        payload=job["a"][0] if job["a"] else {},
         priority=job["a"][1] if len(job["a"]) > 1 else _priority_from_score(score),
         attempts_made=max(attempts, 0),
         enqueued_at=ms_to_datetime(job.get("et")),

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.message import Message
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -27,71 +22,6 @@ from workers.notifier import (
 )
 
 SECRET = "test-secret"
-RELEASE_TIMEOUT_S = 10.0
-
-
-@dataclass
-class Captured:
-    path: str
-    headers: Message
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    """What the loopback server answers per path, and what it was sent."""
-
-    base_url: str = ""
-    routes: dict[str, tuple[int, dict[str, str], bytes]] = field(default_factory=dict)
-    requests: list[Captured] = field(default_factory=list)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    def route(self, path: str, status: int, headers: dict[str, str] | None = None, body: bytes = b"") -> str:
-        self.routes[path] = (status, headers or {}, body)
-        return self.base_url + path
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self) -> None:
-        receiver: Receiver = self.server.receiver  # type: ignore[attr-defined]
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        receiver.requests.append(Captured(self.path, self.headers, body))
-        if self.path == "/hang":
-            # Holds the answer until the test ends, so the client's timeout fires first.
-            receiver.release.wait(RELEASE_TIMEOUT_S)
-        status, headers, payload = receiver.routes.get(self.path, (404, {}, b""))
-        try:
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (the timeout test)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    receiver = Receiver(base_url=f"http://127.0.0.1:{server.server_address[1]}")
-    server.receiver = receiver  # type: ignore[attr-defined]
-    # A short poll interval lets shutdown() return promptly at teardown.
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield receiver
-    finally:
-        receiver.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def _notification(channel: str = "PUSH", schedule_id: str = "sched-1") -> Notification:

@@ -45,6 +45,11 @@ class EmbeddingProvider(Protocol):
     @property
     def dims(self) -> int | None: ...
 
+    def warm_up(self) -> None:
+        """Import the SDK's resource modules now, at worker start-up, not inside the first job
+        (a blocking import there stalls the event loop and with it the worker's heartbeat)."""
+        _ = self._client.embeddings, self._client.chat.completions
+
     async def embed(self, texts: list[str]) -> list[list[float]]: ...
 
 
@@ -114,6 +119,11 @@ class OpenAIProvider:
     @property
     def dims(self) -> int | None:
         return self._dims
+
+    def warm_up(self) -> None:
+        """Import the SDK's resource modules now, at worker start-up, not inside the first job
+        (a blocking import there stalls the event loop and with it the worker's heartbeat)."""
+        _ = self._client.embeddings, self._client.chat.completions
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         """One vector per text, in input order; raises ``JobError`` subclasses only."""

@@ -44,12 +44,16 @@ return {0, now, tonumber(blocker[2]) + period - now}
 
 
 class RateLimitSettings(BaseSettings):
-    """Calls per minute allowed per provider, across all workers; 0 means unlimited."""
+    """Calls per window allowed per provider, across all workers; 0 means unlimited.
+
+    The window is a minute unless ``LLM_RATE_LIMIT_PERIOD`` (seconds) says otherwise.
+    """
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
     llm_rate_limit_per_minute: int = Field(0, ge=0)
     embedding_rate_limit_per_minute: int = Field(0, ge=0)
+    llm_rate_limit_period: float = Field(60.0, gt=0)
     # How long a job waits for a slot before it gives up and is retried later (seconds).
     llm_rate_limit_max_wait: float = Field(30.0, ge=0)
 
@@ -115,4 +119,4 @@ def rate_limiter_for(
     per_minute = settings.llm_rate_limit_per_minute if kind == "chat" else settings.embedding_rate_limit_per_minute
     if per_minute == 0:
         return None
-    return RateLimiter(redis, f"{provider}:{kind}", per_minute, 60.0)
+    return RateLimiter(redis, f"{provider}:{kind}", per_minute, settings.llm_rate_limit_period)

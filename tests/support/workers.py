@@ -109,12 +109,30 @@ class RunningWorker:
     def __init__(self, settings: type, **kwargs: Any) -> None:
         self.worker = Worker(**{**get_kwargs(settings), "handle_signals": False, **kwargs})
         self.task: asyncio.Task[None] | None = None
+        self.polls = 0
+        poll_once = self.worker._poll_iteration
+
+        async def counted_poll() -> None:
+            await poll_once()
+            self.polls += 1
+
+        self.worker._poll_iteration = counted_poll  # type: ignore[method-assign]
 
     async def __aenter__(self) -> Worker:
         self.task = asyncio.create_task(self.worker.async_run())
         return self.worker
 
     async def __aexit__(self, *exc: object) -> None:
+        # Stop picking, let one whole poll pass (a start in flight completes), then let the runs
+        # end. arq's close() would otherwise cancel a run mid-command: the cancellation escapes
+        # close(), and the job's in-progress key stays until its timeout.
+        self.worker.allow_pick_jobs = False
+        seen = self.polls
+        deadline = asyncio.get_running_loop().time() + 15
+        while self.polls < seen + 2 or any(not t.done() for t in self.worker.tasks.values()):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("the worker did not go idle within 15 s")
+            await asyncio.sleep(0.005)
         await self.worker.close()
         if self.task is not None:
             await asyncio.gather(self.task, return_exceptions=True)

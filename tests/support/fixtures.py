@@ -1,0 +1,59 @@
+"""Fixtures for the Core API workers: a fake OpenAI server, a SQLite store, fast queue options."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from jobqueue import QUEUE_NAMES
+from jobqueue.settings import get_settings
+from tests.support.fake_openai import FakeOpenAI
+from workers.store import SqlStore
+
+DIMS = 8
+FAST_OPTIONS = {
+    "POLL_DELAY": "0.01",
+    "TICK_INTERVAL": "0.05",
+    "BACKOFF_BASE": "0.1",
+    "BACKOFF_JITTER": "0",
+    "WORKER_LEASE": "1",
+    "TIMEOUT": "10",
+}
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(dims=DIMS) as server:
+        yield server
+
+
+@pytest.fixture
+def core_env(monkeypatch, tmp_path, fake_openai) -> dict[str, str]:
+    """Environment of a worker pointed at the fake OpenAI server and a fresh SQLite file."""
+    env = {
+        "LLM_BASE_URL": fake_openai.base_url,
+        "LLM_API_KEY": "sk-test",
+        "LLM_MODEL": "gpt-test",
+        "EMBEDDING_MODEL": "embed-test",
+        "EMBEDDING_DIMS": str(DIMS),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'core.db'}",
+        "REMINDER_WEBHOOK_SECRET": "whsec-test",
+    }
+    for queue in QUEUE_NAMES.values():
+        prefix = "JOBQUEUE_" + queue.upper().replace("-", "_") + "_"
+        env |= {prefix + k: v for k, v in FAST_OPTIONS.items()}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    return env
+
+
+@pytest.fixture
+async def store(core_env) -> AsyncIterator[SqlStore]:
+    sql = SqlStore(core_env["DATABASE_URL"])
+    await sql.ensure_schema()
+    try:
+        yield sql
+    finally:
+        await sql.aclose()

@@ -1,0 +1,1 @@
+"""The job functions, one per queue: ``handler(ctx, payload) -> result``."""

@@ -1,0 +1,81 @@
+"""What a worker opens at start-up and closes at shutdown: store, LLM provider, notifier.
+
+A provider or notifier that is not configured does not stop the worker: the error is kept and
+raised by the first job that needs it, so that job fails at once naming the variable to set.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from jobqueue.errors import ConfigurationError
+from workers.config import WorkerEnv
+from workers.llm import OpenAIProvider, provider_from_settings
+from workers.notifier import WebhookNotifier, notifier_from_settings
+from workers.store import Store, store_from_settings
+
+logger = logging.getLogger("workers")
+RESOURCES_KEY = "resources"
+
+
+@dataclass
+class Resources:
+    """Clients shared by the jobs of one worker process (``ctx["resources"]``)."""
+
+    store: Store
+    env: WorkerEnv
+    llm_provider: OpenAIProvider | None = None
+    llm_error: ConfigurationError | None = None
+    notifier_client: WebhookNotifier | None = None
+    notifier_error: ConfigurationError | None = None
+
+    @property
+    def llm(self) -> OpenAIProvider:
+        if self.llm_provider is None:
+            raise self.llm_error or ConfigurationError("no LLM provider configured: set LLM_API_KEY")
+        return self.llm_provider
+
+    @property
+    def notifier(self) -> WebhookNotifier:
+        if self.notifier_client is None:
+            raise self.notifier_error or ConfigurationError("no notifier configured: set REMINDER_WEBHOOK_SECRET")
+        return self.notifier_client
+
+    async def aclose(self) -> None:
+        for closer in (self.llm_provider, self.notifier_client, self.store):
+            if closer is not None:
+                await closer.aclose()
+
+
+def resources(ctx: dict[str, Any]) -> Resources:
+    return ctx[RESOURCES_KEY]
+
+
+def make_hooks(*, llm: bool = False, notifier: bool = False):
+    """``on_startup``/``on_shutdown`` opening the store and, when asked, the provider and notifier."""
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        res = Resources(store=store_from_settings(), env=WorkerEnv())
+        if llm:
+            try:
+                res.llm_provider = provider_from_settings(redis=ctx["redis"])
+                res.llm_provider.warm_up()
+            except ConfigurationError as exc:
+                res.llm_error = exc
+                logger.warning("LLM not configured, jobs that need it will fail: %s", exc)
+        if notifier:
+            try:
+                res.notifier_client = notifier_from_settings()
+            except ConfigurationError as exc:
+                res.notifier_error = exc
+                logger.warning("notifier not configured, reminders will fail: %s", exc)
+        ctx[RESOURCES_KEY] = res
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        res: Resources | None = ctx.get(RESOURCES_KEY)
+        if res is not None:
+            await res.aclose()
+
+    return on_startup, on_shutdown
