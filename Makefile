@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m jobqueue.dev
+	$(BIN)/python -m workers.run
 
 test: $(STAMP)
 	$(BIN)/ruff check .
