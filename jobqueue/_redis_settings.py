@@ -32,7 +32,9 @@ def redis_settings_from_url(url: str, timeout: float) -> RedisSettings:
         conn_timeout=int(max(timeout, 1)),
         conn_retries=STARTUP_RETRIES,
         conn_retry_delay=1,
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        # OSError too: redis-py 5 retries a failed connect only for errors in this list, and a
+        # refused connection reaches it as a bare ConnectionRefusedError.
+        retry_on_error=[RedisConnectionError, RedisTimeoutError, OSError],
         retry=Retry(ExponentialBackoff(cap=3.0, base=0.1), COMMAND_RETRIES),
     )
 
