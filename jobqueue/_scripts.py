@@ -1,4 +1,4 @@
-"""The Lua scripts, read once from ``_lua/`` and called by SHA (loaded on a NOSCRIPT reply)."""
+"""The Lua scripts, read once from ``_lua/`` (each after ``_common.lua``) and called by SHA."""
 
 from __future__ import annotations
 
@@ -10,12 +10,16 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 
+def _read(name: str) -> str:
+    return resources.files("jobqueue").joinpath(f"_lua/{name}.lua").read_text()
+
+
 class Script:
     """One Lua script: its text and SHA1, computed once."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.text = resources.files("jobqueue").joinpath(f"_lua/{name}.lua").read_text()
+        self.text = _read("_common") + _read(name)
         self.sha = hashlib.sha1(self.text.encode()).hexdigest()
 
     async def __call__(self, redis: Redis, keys: list[str], args: list[Any]) -> Any:

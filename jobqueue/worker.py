@@ -62,7 +62,7 @@ class WorkerState:
         info = dumps({"host": socket.gethostname(), "pid": os.getpid(), "concurrency": o.concurrency})
         paused, _promoted, repaired, next_due_ms = await _scripts.TICK(
             self.redis,
-            [k.queue, k.active, k.seq, k.paused, k.workers],
+            [k.queue, k.active, k.seq, k.paused, k.workers, k.completed, k.failed],
             [
                 k.base,
                 PRIORITY_BAND,

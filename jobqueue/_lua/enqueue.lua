@@ -14,17 +14,7 @@ for i = 4, #ARGV, 4 do
   elseif redis.call('EXISTS', 'arq:job:' .. id) == 1 then
     codes[#codes + 1] = 0
   else
-    local score
-    if due > now then
-      score = due + p / 16
-    else
-      score = redis.call('INCR', KEYS[3]) - (11 - p) * K + p / 16
-    end
-    redis.call('SET', 'arq:job:' .. id, job)
-    redis.call('ZADD', KEYS[1], string.format('%.4f', score), id)
-    redis.call('ZREM', KEYS[4], id)
-    redis.call('ZREM', KEYS[5], id)
-    redis.call('DEL', base .. 'done:' .. id, base .. 'info:' .. id, 'arq:retry:' .. id)
+    place_job(KEYS[1], KEYS[3], KEYS[4], KEYS[5], base, id, job, p, due, now, K)
     codes[#codes + 1] = 1
   end
 end

@@ -45,26 +45,8 @@ if outcome == 'completed' or outcome == 'failed' then
 elseif outcome == 'retry' then
   redis.call('HSET', base .. 'info:' .. id, 'error', ARGV[6], 'attempts', ARGV[13], 'failed_at', now)
   if redis.call('EXISTS', 'arq:in-progress:' .. id) == 0 and redis.call('ZSCORE', KEYS[1], id) then
-    redis.call('ZADD', KEYS[1], 'XX', string.format('%.4f', tonumber(ARGV[7]) + p / 16), id)
+    redis.call('ZADD', KEYS[1], 'XX', due_score(tonumber(ARGV[7]), p), id)
   end
 end
 
-local rerun = redis.call('GET', base .. 'rerun:' .. id)
-if not rerun then
-  return 0
-end
-redis.call('DEL', base .. 'rerun:' .. id, base .. 'info:' .. id, 'arq:retry:' .. id)
-local job = cjson.decode(rerun)
-local rp, due = tonumber(job['a'][2]), tonumber(job['d'] or 0)
-local score
-if due > now then
-  score = due + rp / 16
-else
-  score = redis.call('INCR', KEYS[3]) - (11 - rp) * K + rp / 16
-end
-redis.call('SET', 'arq:job:' .. id, rerun)
-redis.call('ZADD', KEYS[1], string.format('%.4f', score), id)
-redis.call('ZREM', KEYS[4], id)
-redis.call('ZREM', KEYS[5], id)
-redis.call('DEL', base .. 'done:' .. id)
-return 1
+return place_rerun(KEYS[1], KEYS[3], KEYS[4], KEYS[5], base, id, now, K)

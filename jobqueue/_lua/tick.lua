@@ -1,6 +1,6 @@
 -- A worker's periodic step: heartbeat, promotion of due jobs, repair of jobs whose worker died.
 -- KEYS[1] queue zset   KEYS[2] active hash   KEYS[3] FIFO sequence   KEYS[4] paused flag
--- KEYS[5] workers zset
+-- KEYS[5] workers zset   KEYS[6] completed zset   KEYS[7] failed zset
 -- ARGV[1] queue key prefix   ARGV[2] K   ARGV[3] now (ms)   ARGV[4] worker id   ARGV[5] lease (ms)
 -- ARGV[6] default priority   ARGV[7] most jobs promoted per tick   ARGV[8] worker info JSON
 -- Returns {paused (0/1), promoted, repaired, ms until the next delayed job is due (-1: none)}
@@ -22,8 +22,7 @@ for i = 1, #due, 2 do
     if p < 1 or p > 10 then
       p = default_p
     end
-    local score = redis.call('INCR', KEYS[3]) - (11 - p) * K + p / 16
-    redis.call('ZADD', KEYS[1], 'XX', string.format('%.4f', score), id)
+    redis.call('ZADD', KEYS[1], 'XX', ready_score(KEYS[3], p, K), id)
     promoted = promoted + 1
   end
 end
@@ -37,14 +36,7 @@ for i = 1, #active, 2 do
   if owner ~= wid and redis.call('EXISTS', base .. 'worker:' .. owner) == 0 then
     redis.call('HDEL', KEYS[2], id)
     redis.call('DEL', 'arq:in-progress:' .. id)
-    local rerun = redis.call('GET', base .. 'rerun:' .. id)
-    if rerun then
-      local job = cjson.decode(rerun)
-      local rp = tonumber(job['a'][2])
-      redis.call('DEL', base .. 'rerun:' .. id, 'arq:retry:' .. id)
-      redis.call('SET', 'arq:job:' .. id, rerun)
-      redis.call('ZADD', KEYS[1], string.format('%.4f', redis.call('INCR', KEYS[3]) - (11 - rp) * K + rp / 16), id)
-    end
+    place_rerun(KEYS[1], KEYS[3], KEYS[6], KEYS[7], base, id, now, K)
     repaired = repaired + 1
   end
 end
