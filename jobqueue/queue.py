@@ -134,7 +134,7 @@ class Queue:
         if not jobs:
             return []
         keys = self.script_keys()
-        async with redis_errors():
+        async with redis_errors(scale=1 + len(jobs) // BULK_CHUNK):
             redis = get_redis()
             if len(jobs) <= BULK_CHUNK:
                 codes = await _scripts.ENQUEUE(redis, keys, self.script_args(jobs))

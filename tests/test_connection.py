@@ -84,3 +84,31 @@ def test_importing_jobqueue_and_a_settings_class_touches_no_redis():
     env = {"REDIS_URL": f"redis://127.0.0.1:{_closed_port()}/0", "PYTHONPATH": str(ROOT), "PATH": ""}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=30, check=True)
     assert out.stdout.strip() == b"jq:product-embedding:queue"
+
+
+async def test_a_redis_that_never_answers_times_out_with_a_clear_error(monkeypatch):
+    writers = []
+
+    async def swallow(reader, writer):
+        writers.append(writer)
+        await reader.read(-1)  # accept and read, never answer
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{port}/0")
+    monkeypatch.setenv("JOBQUEUE_REDIS_TIMEOUT", "1")
+    get_settings.cache_clear()
+    await jobqueue.close_queues()
+    try:
+        started = time.monotonic()
+        with pytest.raises(RedisUnavailableError, match="no answer within 1s"):
+            await jobqueue.enqueue_product_embedding("p1")
+        assert time.monotonic() - started < 3
+        assert await jobqueue.check_queues_health() is False
+    finally:
+        await jobqueue.close_queues()
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+        get_settings.cache_clear()
