@@ -9,6 +9,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from jobqueue.constants import PRIORITY_BAND
+
 
 def _read(name: str) -> str:
     return resources.files("jobqueue").joinpath(f"_lua/{name}.lua").read_text()
@@ -19,7 +21,8 @@ class Script:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.text = _read("_common") + _read(name)
+        common = _read("_common").replace("{{PRIORITY_BAND}}", str(PRIORITY_BAND))
+        self.text = common + _read(name)
         self.sha = hashlib.sha1(self.text.encode()).hexdigest()
 
     async def __call__(self, redis: Redis, keys: list[str], args: list[Any]) -> Any:

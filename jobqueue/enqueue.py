@@ -156,7 +156,7 @@ async def _enqueue_across(batches: list[tuple[Queue, list[PreparedJob]]]) -> lis
         redis = get_redis()
         pipe = redis.pipeline(transaction=False)
         for queue, jobs in batches:
-            _scripts.ENQUEUE.queue_in(pipe, queue.script_keys(), queue.script_args(jobs))
+            _scripts.ENQUEUE.queue_in(pipe, [], queue.script_args(jobs))
         replies = await _scripts.run_pipeline(redis, pipe, _scripts.ENQUEUE)
     handles = []
     for (queue, jobs), codes in zip(batches, replies, strict=True):

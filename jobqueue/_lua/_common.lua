@@ -2,6 +2,8 @@
 -- A ready job is scored seq - (11 - p) * K + p / 16: far in the past, one band per priority,
 -- FIFO within a band; a delayed job at its due time + p / 16. Scores are formatted explicitly:
 -- Lua's own number-to-string keeps 14 digits and would drop the priority fraction.
+local PRIORITY_BAND = {{PRIORITY_BAND}}  -- K, filled in from jobqueue.constants at load
+
 local function ready_score(seq, p, K)
   return string.format('%.4f', redis.call('INCR', seq) - (11 - p) * K + p / 16)
 end
@@ -19,9 +21,11 @@ local function place_job(queue, seq, completed, failed, base, id, job, p, due, n
   end
   redis.call('SET', 'arq:job:' .. id, job)
   redis.call('ZADD', queue, score, id)
-  redis.call('ZREM', completed, id)
-  redis.call('ZREM', failed, id)
-  redis.call('DEL', base .. 'done:' .. id, base .. 'info:' .. id, 'arq:retry:' .. id)
+  -- A finished run's record goes: its done key and its place in completed/failed go together.
+  if redis.call('DEL', base .. 'done:' .. id, base .. 'info:' .. id, 'arq:retry:' .. id) > 0 then
+    redis.call('ZREM', completed, id)
+    redis.call('ZREM', failed, id)
+  end
 end
 
 -- A rerun recorded while the job was active replaces whatever is queued, with fresh attempts.
