@@ -59,7 +59,7 @@ def make_job_function(handler: Handler, payload_model: type[BaseModel]) -> Calla
         job_id, attempt = ctx["job_id"], ctx["job_try"]
         started = now_ms()
         outcome = ctx[OUTCOME_KEY] = Outcome("interrupted", priority or state.queue.default_priority, attempt)
-        allowed = await state.starts.submit((job_id, f"{state.worker_id}|{started}"))
+        allowed = await write_starts(state, [(job_id, f"{state.worker_id}|{started}")])
         if not allowed:
             # Paused between arq's poll and this start: hand the job back untouched.
             outcome.kind = "bounced"

@@ -16,7 +16,7 @@ import secrets
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from arq.cron import CronJob
@@ -24,18 +24,15 @@ from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
 from jobqueue import _scripts
-from jobqueue._batch import GroupCommit
 from jobqueue._json import dumps, dumps_bytes, loads
 from jobqueue._redis_settings import LazyRedisSettings
 from jobqueue._runner import (
     OUTCOME_KEY,
     STATE_KEY,
     Handler,
-    Outcome,
     make_job_function,
     now_ms,
     write_outcomes,
-    write_starts,
 )
 from jobqueue.constants import ARQ_MAX_TRIES, ARQ_TIMEOUT_MARGIN_S, PRIORITY_BAND, PROMOTE_BATCH
 from jobqueue.options import QueueOptions, queue_options
@@ -61,13 +58,6 @@ class WorkerState:
     tick_task: asyncio.Task[None] | None = None
     paused_by_us: bool = False
     paused: bool = False
-    # Runs starting or finishing together share one round trip for their bookkeeping.
-    starts: GroupCommit[tuple[str, str]] = field(init=False)
-    outcomes: GroupCommit[tuple[str, Outcome]] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.starts = GroupCommit(lambda batch: write_starts(self, batch))
-        self.outcomes = GroupCommit(lambda batch: write_outcomes(self, batch))
 
     async def tick(self) -> float:
         """Heartbeat, promote due jobs, repair orphans, follow the queue's pause flag.
@@ -184,7 +174,7 @@ def build_worker_settings(
         pause = 0.1
         while True:
             try:
-                await state.outcomes.submit((ctx["job_id"], outcome))
+                await write_outcomes(state, [(ctx["job_id"], outcome)])
                 return
             except (RedisError, OSError) as exc:
                 if asyncio.get_running_loop().time() + pause > deadline:
