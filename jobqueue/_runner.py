@@ -20,6 +20,7 @@ from jobqueue.constants import PRIORITY_BAND
 from jobqueue.errors import PermanentJobError, RetryableJobError
 
 if TYPE_CHECKING:
+    from jobqueue.options import QueueOptions
     from jobqueue.worker import WorkerState
 
 logger = logging.getLogger("jobqueue.worker")
@@ -49,6 +50,16 @@ def _error_text(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError) and not str(exc):
         return "TimeoutError: the job ran longer than its timeout"
     return f"{type(exc).__name__}: {exc}"
+
+
+def retry_delay(exc: BaseException, attempt: int, options: QueueOptions) -> float:
+    """Seconds before the next attempt: the error's ``retry_after`` (a 429's Retry-After) when it
+    gives one, else the backoff; never more than ``backoff_max``, whatever a server asked."""
+    if isinstance(exc, RetryableJobError) and exc.retry_after is not None:
+        return max(min(exc.retry_after, options.backoff_max), 0.0)
+    return exponential_backoff(
+        attempt, base=options.backoff_base, cap=options.backoff_max, jitter=options.backoff_jitter
+    )
 
 
 def make_job_function(handler: Handler, payload_model: type[BaseModel]) -> Callable[..., Awaitable[None]]:
@@ -113,11 +124,7 @@ def make_job_function(handler: Handler, payload_model: type[BaseModel]) -> Calla
                 logger.exception("job %s failed on its last attempt", job_id)
                 fail(exc, type(exc).__name__)
                 return None
-            delay = exponential_backoff(
-                attempt, base=options.backoff_base, cap=options.backoff_max, jitter=options.backoff_jitter
-            )
-            if isinstance(exc, RetryableJobError) and exc.retry_after is not None:
-                delay = exc.retry_after
+            delay = retry_delay(exc, attempt, options)
             outcome.kind, outcome.error = "retry", _error_text(exc)
             outcome.due_ms = now_ms() + int(delay * 1000)
             logger.warning("job %s attempt %d failed (%s); retrying in %.2fs", job_id, attempt, outcome.error, delay)

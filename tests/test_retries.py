@@ -23,6 +23,17 @@ def test_backoff_jitter_stays_within_its_fraction():
     assert len(set(delays)) > 100
 
 
+def test_retry_delay_prefers_the_errors_retry_after_capped_at_backoff_max():
+    from jobqueue import QueueOptions, RetryableJobError
+    from jobqueue._runner import retry_delay
+
+    options = QueueOptions(backoff_base=2, backoff_max=60, backoff_jitter=0)
+    assert retry_delay(RuntimeError("x"), 3, options) == 8
+    assert retry_delay(RetryableJobError("429"), 3, options) == 8
+    assert retry_delay(RetryableJobError("429", retry_after=1.5), 3, options) == 1.5
+    assert retry_delay(RetryableJobError("429", retry_after=86400), 1, options) == 60
+
+
 def test_backoff_rejects_attempt_zero():
     with pytest.raises(ValueError):
         exponential_backoff(0, base=1, cap=1)
