@@ -7,8 +7,7 @@ The pool belongs to the event loop that first used it: a call from another loop 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -44,17 +43,32 @@ def get_redis() -> Redis:
     return _client
 
 
-@asynccontextmanager
-async def redis_errors(scale: float = 1.0) -> AsyncIterator[None]:
+class redis_errors:  # lower-case: used like the context-manager function it replaced
     """Bound the calls inside to ``JOBQUEUE_REDIS_TIMEOUT`` (times ``scale``, for big pipelines)
-    and turn Redis being unreachable into ``RedisUnavailableError`` naming the redacted URL."""
-    settings = get_settings()
-    try:
-        async with asyncio.timeout(settings.redis_timeout * scale):
-            yield
-    except _UNAVAILABLE as exc:
-        reason = str(exc) or f"no answer within {settings.redis_timeout * scale:g}s"
-        raise RedisUnavailableError(redact_url(settings.redis_url), reason) from exc
+    and turn Redis being unreachable into ``RedisUnavailableError`` naming the redacted URL.
+
+    A class rather than ``@asynccontextmanager``: it sits on every enqueue, and the generator
+    machinery cost as much as the timeout itself.
+    """
+
+    __slots__ = ("_seconds", "_timeout")
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self._seconds = get_settings().redis_timeout * scale
+        self._timeout = asyncio.timeout(self._seconds)
+
+    async def __aenter__(self) -> None:
+        await self._timeout.__aenter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        try:
+            await self._timeout.__aexit__(exc_type, exc, tb)
+        except _UNAVAILABLE as timeout_exc:
+            exc = timeout_exc
+        if isinstance(exc, _UNAVAILABLE):
+            reason = str(exc) or f"no answer within {self._seconds:g}s"
+            raise RedisUnavailableError(redact_url(get_settings().redis_url), reason) from exc
+        return False
 
 
 async def close_queues() -> None:
