@@ -94,10 +94,7 @@ async def test_429_with_retry_after_and_500_are_retried_then_succeed(store, fake
     assert info.attempts_made == 3
 
 
-async def test_missing_llm_configuration_fails_the_job_naming_the_variable(store, monkeypatch):
-    monkeypatch.delenv("LLM_API_KEY")
-    monkeypatch.delenv("LLM_BASE_URL")
-    jobqueue.get_settings.cache_clear()
+async def test_missing_llm_configuration_fails_the_job_naming_the_variable(store, no_llm):
     await _seed(store)
     handle = await jobqueue.enqueue_product_embedding("p1")
     await run_burst(embedding_settings())

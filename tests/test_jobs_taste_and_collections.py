@@ -76,10 +76,7 @@ async def test_collections_group_products_by_embedding_similarity(store, fake_op
     assert len(fake_openai.requests_to("/v1/chat/completions")) == 1
 
 
-async def test_collections_without_an_llm_use_category_titles(store, monkeypatch):
-    monkeypatch.delenv("LLM_API_KEY")
-    monkeypatch.delenv("LLM_BASE_URL")
-    jobqueue.get_settings.cache_clear()
+async def test_collections_without_an_llm_use_category_titles(store, no_llm):
     await store.upsert_product("t1", name="Teapot", price=1500, category="tea")
     await store.upsert_product("t2", name="Cups", price=1200, category="tea")
     await store.upsert_product("g1", name="Trowel", price=900, category="garden")

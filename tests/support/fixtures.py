@@ -57,3 +57,11 @@ async def store(core_env) -> AsyncIterator[SqlStore]:
         yield sql
     finally:
         await sql.aclose()
+
+
+@pytest.fixture
+def no_llm(core_env, monkeypatch) -> None:
+    """The worker environment with no LLM configured at all."""
+    monkeypatch.delenv("LLM_API_KEY")
+    monkeypatch.delenv("LLM_BASE_URL")
+    get_settings.cache_clear()
