@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from tests.support.redis_server import clean_keys, resolve_test_redis_url
 
-pytest_plugins = ["tests.support.fixtures", "tests.support.webhook"]
+pytest_plugins = ["tests.support.databases", "tests.support.fixtures", "tests.support.webhook"]
 
 
 @pytest.fixture(scope="session")

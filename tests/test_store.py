@@ -3,68 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 
-import asyncpg
 import pytest
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 
 from jobqueue.errors import ConfigurationError, EntityNotFoundError, RetryableJobError
+from tests.support.databases import drop_jq_tables
 from workers.store import NewCollection, SqlStore
 
-PG_URL_VARIABLE = "JOBQUEUE_TEST_DATABASE_URL"
-DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/jobqueue_test_store"
 DAY = date(2025, 12, 21)
-
-
-def _asyncpg_dsn(url: URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def _create_database(url: URL) -> None:
-    admin = await asyncpg.connect(_asyncpg_dsn(url.set(database="postgres")), timeout=3)
-    try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", url.database):
-            try:
-                await admin.execute(f'CREATE DATABASE "{url.database}"')
-            except asyncpg.DuplicateDatabaseError:
-                pass  # another test session created it meanwhile
-    finally:
-        await admin.close()
-
-
-async def _drop_jq_tables(url: URL) -> None:
-    # Only our own tables, only in the test database: nothing else on that server is touched.
-    conn = await asyncpg.connect(_asyncpg_dsn(url), timeout=3)
-    try:
-        rows = await conn.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE 'jq\\_%'"
-        )
-        for row in rows:
-            await conn.execute(f'DROP TABLE IF EXISTS "{row["tablename"]}"')
-    finally:
-        await conn.close()
-
-
-@pytest.fixture(scope="session")
-def pg_url() -> str:
-    raw = os.environ.get(PG_URL_VARIABLE, DEFAULT_PG_URL)
-    url = make_url(raw)
-    try:
-        asyncio.run(_create_database(url))
-    except (OSError, asyncpg.PostgresError) as exc:
-        where = url.render_as_string(hide_password=True)
-        pytest.skip(f"PostgreSQL does not answer at {where} ({exc!r}); set {PG_URL_VARIABLE}")
-    return raw
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
-    return request.getfixturevalue("pg_url")
 
 
 @pytest.fixture
@@ -72,7 +21,7 @@ async def open_store(database_url: str) -> AsyncIterator[Callable[[], SqlStore]]
     """Opens stores on the test database, each with its own engine, like separate workers."""
     is_pg = make_url(database_url).get_backend_name() == "postgresql"
     if is_pg:
-        await _drop_jq_tables(make_url(database_url))
+        await drop_jq_tables(make_url(database_url))
     opened: list[SqlStore] = []
 
     def open_() -> SqlStore:
@@ -85,7 +34,7 @@ async def open_store(database_url: str) -> AsyncIterator[Callable[[], SqlStore]]
         for store in opened:
             await store.aclose()
         if is_pg:
-            await _drop_jq_tables(make_url(database_url))
+            await drop_jq_tables(make_url(database_url))
 
 
 @pytest.fixture

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from jobqueue import QUEUE_NAMES
 from jobqueue.settings import get_settings
+from tests.support.databases import drop_jq_tables
 from tests.support.fake_openai import FakeOpenAI
 from workers.store import SqlStore
 
@@ -29,15 +31,16 @@ def fake_openai() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
-def core_env(monkeypatch, tmp_path, fake_openai) -> dict[str, str]:
-    """Environment of a worker pointed at the fake OpenAI server and a fresh SQLite file."""
+async def core_env(monkeypatch, database_url, fake_openai) -> AsyncIterator[dict[str, str]]:
+    """Environment of a worker pointed at the fake OpenAI server and a fresh database (each job
+    test runs on a SQLite file and on PostgreSQL)."""
     env = {
         "LLM_BASE_URL": fake_openai.base_url,
         "LLM_API_KEY": "sk-test",
         "LLM_MODEL": "gpt-test",
         "EMBEDDING_MODEL": "embed-test",
         "EMBEDDING_DIMS": str(DIMS),
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'core.db'}",
+        "DATABASE_URL": database_url,
         "REMINDER_WEBHOOK_SECRET": "whsec-test",
     }
     for queue in QUEUE_NAMES.values():
@@ -46,7 +49,12 @@ def core_env(monkeypatch, tmp_path, fake_openai) -> dict[str, str]:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
-    return env
+    is_pg = make_url(database_url).get_backend_name() == "postgresql"
+    if is_pg:
+        await drop_jq_tables(make_url(database_url))
+    yield env
+    if is_pg:
+        await drop_jq_tables(make_url(database_url))
 
 
 @pytest.fixture
