@@ -65,3 +65,25 @@ async def test_a_job_that_keeps_killing_its_worker_fails_after_its_attempts(redi
     info = await embeddings.get_job("product-embedding:poison")
     assert info.state == "failed" and info.error_type == "JobInterrupted"
     assert "stopped during all 3 attempt(s)" in info.error
+
+
+async def test_a_job_interrupted_by_a_graceful_stop_goes_back_to_waiting_at_once(redis_client):
+    await redis_client.set(behaviour_key("long"), json.dumps({"block": True}))
+    handle = await jobqueue.enqueue_product_embedding("long")
+    with WorkerProcess(SETTINGS) as worker:
+        await worker.wait_for(lambda: _runs(redis_client, 1), timeout=15, what="the job to start")
+        worker.stop()  # SIGTERM: arq cancels the run and keeps the job for another try
+        assert worker.proc.returncode == 0
+    # No lease to wait out: the stopped worker recorded the interruption and left the job waiting.
+    assert await embeddings.get_job_counts() == {
+        "waiting": 1,
+        "active": 0,
+        "completed": 0,
+        "failed": 0,
+        "delayed": 0,
+        "paused": 0,
+    }
+    await redis_client.set(release_key("long"), 1)
+    await run_burst(settings_for())
+    assert [r["try"] for r in await runs(redis_client)] == [1, 2]
+    assert (await handle.result(timeout=5)).status == "processed"
