@@ -52,9 +52,6 @@ class QueueKeys:
     def info(self, job_id: str) -> str:
         return self.base + "info:" + job_id
 
-    def rerun(self, job_id: str) -> str:
-        return self.base + "rerun:" + job_id
-
     def worker(self, worker_id: str) -> str:
         return self.base + "worker:" + worker_id
 
