@@ -5,7 +5,7 @@ import json
 import jobqueue
 from jobqueue import product_embedding_queue as embeddings
 from tests.support.waiting import WorkerProcess, wait_for
-from tests.support.workers import behaviour_key, release_key, run_burst, runs, settings_for
+from tests.support.workers import behaviour_key, counts, release_key, run_burst, runs, settings_for
 
 SETTINGS = "tests.support.workers.EmbeddingTestSettings"  # worker lease 1 s
 
@@ -15,8 +15,8 @@ async def _runs(redis_client, n):
 
 
 async def _counts_are(expected):
-    counts = await embeddings.get_job_counts()
-    return counts if counts == expected else None
+    now = await embeddings.get_job_counts()
+    return now if now == expected else None
 
 
 async def test_job_of_a_killed_worker_runs_again_and_counts_are_repaired(redis_client):
@@ -35,7 +35,7 @@ async def test_job_of_a_killed_worker_runs_again_and_counts_are_repaired(redis_c
     await embeddings.pause()
     with WorkerProcess(SETTINGS) as survivor:
         await wait_for(
-            lambda: _counts_are({"waiting": 0, "active": 0, "completed": 0, "failed": 0, "delayed": 0, "paused": 2}),
+            lambda: _counts_are(counts(paused=2)),
             timeout=15,
             what="the stale active job to be repaired",
         )
@@ -43,7 +43,7 @@ async def test_job_of_a_killed_worker_runs_again_and_counts_are_repaired(redis_c
         await redis_client.set(release_key("victim"), 1)
         await embeddings.resume()
         await wait_for(
-            lambda: _counts_are({"waiting": 0, "active": 0, "completed": 2, "failed": 0, "delayed": 0, "paused": 0}),
+            lambda: _counts_are(counts(completed=2)),
             timeout=15,
             what="both jobs to complete",
         )
@@ -75,14 +75,7 @@ async def test_a_job_interrupted_by_a_graceful_stop_goes_back_to_waiting_at_once
         worker.stop()  # SIGTERM: arq cancels the run and keeps the job for another try
         assert worker.proc.returncode == 0
     # No lease to wait out: the stopped worker recorded the interruption and left the job waiting.
-    assert await embeddings.get_job_counts() == {
-        "waiting": 1,
-        "active": 0,
-        "completed": 0,
-        "failed": 0,
-        "delayed": 0,
-        "paused": 0,
-    }
+    assert await embeddings.get_job_counts() == counts(waiting=1)
     await redis_client.set(release_key("long"), 1)
     await run_burst(settings_for())
     assert [r["try"] for r in await runs(redis_client)] == [1, 2]

@@ -8,7 +8,7 @@ import pytest
 
 import jobqueue
 from jobqueue import product_embedding_queue as embeddings
-from tests.support.workers import behaviour_key, run_burst, runs, settings_for
+from tests.support.workers import behaviour_key, counts, run_burst, runs, settings_for
 
 CONTENT = {"title": "Birthday Reminder", "body": "Sarah's birthday is tomorrow!", "data": {"occasionId": "o-789"}}
 
@@ -53,8 +53,8 @@ async def test_enqueue_same_product_twice_returns_existing_job():
     first = await jobqueue.enqueue_product_embedding("p1")
     second = await jobqueue.enqueue_product_embedding("p1", priority=1, triggered_by="again")
     assert first.created and not second.created and not second.rerun
-    counts = await embeddings.get_job_counts()
-    assert counts["waiting"] == 1
+    now = await embeddings.get_job_counts()
+    assert now["waiting"] == 1
     info = await embeddings.get_job("product-embedding:p1")
     assert info.payload == {"product_id": "p1"} and info.priority == 2
 
@@ -72,14 +72,7 @@ async def test_delayed_and_paused_jobs_are_deduplicated_too():
     await embeddings.pause()
     assert (await jobqueue.enqueue_product_embedding("w1")).created
     assert not (await jobqueue.enqueue_product_embedding("w1")).created
-    assert await embeddings.get_job_counts() == {
-        "waiting": 0,
-        "active": 0,
-        "completed": 0,
-        "failed": 0,
-        "delayed": 1,
-        "paused": 1,
-    }
+    assert await embeddings.get_job_counts() == counts(delayed=1, paused=1)
 
 
 async def test_same_id_can_be_enqueued_again_after_completion(redis_client):
@@ -88,14 +81,7 @@ async def test_same_id_can_be_enqueued_again_after_completion(redis_client):
     assert await embeddings.get_job_state("product-embedding:again") == "completed"
     handle = await jobqueue.enqueue_product_embedding("again", triggered_by="second")
     assert handle.created
-    assert await embeddings.get_job_counts() == {
-        "waiting": 1,
-        "active": 0,
-        "completed": 0,
-        "failed": 0,
-        "delayed": 0,
-        "paused": 0,
-    }
+    assert await embeddings.get_job_counts() == counts(waiting=1)
     await run_burst(settings_for())
     assert [r["triggered_by"] for r in await runs(redis_client)] == ["first", "second"]
     assert (await handle.result(timeout=5)).product_id == "again"

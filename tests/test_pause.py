@@ -9,6 +9,7 @@ from tests.support.waiting import WorkerProcess, wait_for
 from tests.support.workers import (
     RunningWorker,
     behaviour_key,
+    counts,
     release_key,
     run_burst,
     runs,
@@ -40,14 +41,7 @@ async def test_pause_holds_across_two_worker_processes_and_resume_continues(redi
         await wait_for(lambda: _workers_ticked_since(redis_client, paused_at, 2), what="both workers to tick")
         # Several poll and tick intervals have passed with both workers alive: nothing started.
         assert await runs(redis_client) == []
-        assert await embeddings.get_job_counts() == {
-            "waiting": 0,
-            "active": 0,
-            "completed": 0,
-            "failed": 0,
-            "delayed": 0,
-            "paused": 10,
-        }
+        assert await embeddings.get_job_counts() == counts(paused=10)
         assert {j.state for j in await embeddings.get_jobs("paused")} == {"paused"}
         await embeddings.resume()
         assert not await embeddings.is_paused()
@@ -68,8 +62,8 @@ async def test_active_job_finishes_while_paused_and_no_new_job_starts(redis_clie
         await wait_for(lambda: _completed(1), what="the active job to finish")
         since = int(time.time() * 1000)
         await wait_for(lambda: _workers_ticked_since(redis_client, since, 1), what="a tick after the finish")
-        counts = await embeddings.get_job_counts()
-        assert (counts["completed"], counts["paused"], counts["active"]) == (1, 2, 0)
+        now = await embeddings.get_job_counts()
+        assert (now["completed"], now["paused"], now["active"]) == (1, 2, 0)
         await embeddings.resume()
         await wait_for(lambda: _completed(3), what="the paused jobs to run after resume")
 

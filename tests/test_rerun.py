@@ -5,7 +5,7 @@ import json
 import jobqueue
 from jobqueue import product_embedding_queue as embeddings
 from tests.support.waiting import wait_for
-from tests.support.workers import RunningWorker, behaviour_key, release_key, runs, settings_for
+from tests.support.workers import RunningWorker, behaviour_key, counts, release_key, runs, settings_for
 
 
 async def _run_count(redis_client, n):
@@ -20,22 +20,15 @@ async def test_enqueue_while_active_runs_once_more_with_newest_payload(redis_cli
         assert await first.status() == "active"
         updates = [await jobqueue.enqueue_product_embedding("busy", triggered_by=f"v{i}") for i in range(2, 12)]
         assert all(not h.created and h.rerun for h in updates)
-        counts = await embeddings.get_job_counts()
-        assert counts["active"] == 1 and counts["waiting"] == 0
+        during = await embeddings.get_job_counts()
+        assert during["active"] == 1 and during["waiting"] == 0
         await redis_client.set(release_key("busy"), 1)
         await wait_for(lambda: _state(first.job_id, "completed"), timeout=10, what="the rerun to complete")
     seen = await runs(redis_client)
     assert [r["triggered_by"] for r in seen] == ["v1", "v11"]
     info = await embeddings.get_job(first.job_id)
     assert info.payload["triggered_by"] == "v11" and info.attempts_made == 1
-    assert await embeddings.get_job_counts() == {
-        "waiting": 0,
-        "active": 0,
-        "completed": 1,
-        "failed": 0,
-        "delayed": 0,
-        "paused": 0,
-    }
+    assert await embeddings.get_job_counts() == counts(completed=1)
 
 
 async def _state(job_id, state):

@@ -99,6 +99,14 @@ async def run_burst(settings: type, **kwargs: Any) -> Worker:
     return worker
 
 
+def counts(**nonzero: int) -> dict[str, int]:
+    """The exact ``get_job_counts()`` answer with these counts and every other kind at 0."""
+    kinds = ("waiting", "active", "completed", "failed", "delayed", "paused")
+    unknown = set(nonzero) - set(kinds)
+    assert not unknown, f"no such count kind: {unknown}"
+    return {kind: nonzero.get(kind, 0) for kind in kinds}
+
+
 async def runs(redis: Any) -> list[dict[str, Any]]:
     return [json.loads(r) for r in await redis.lrange(RUNS_KEY, 0, -1)]
 
