@@ -14,13 +14,12 @@ import pstats
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import jobqueue
 from bench import measure
 from bench.config import CONCURRENCY, LIKE_FOR_LIKE_POLL_S, Config
 from bench.counting import ClientCounts, Meter, client_counting
-from bench.runner import warm_up
+from bench.runner import open_sides
 from bench.server import Admin
-from bench.sides import Ours, RawArq, Side
+from bench.sides import Side
 
 Step = Callable[[], Awaitable[Any]]
 TOP = 15
@@ -134,10 +133,8 @@ def _steps(side: Side, n: int, slow_jobs: int, is_arq: bool) -> list[tuple[str, 
 
 
 async def run_profile(cfg: Config, url: str) -> None:
-    admin, ours, arq = Admin(url), Ours(), await RawArq.connect(url)
     n = cfg.jobs
-    try:
-        await warm_up(admin, (ours, arq))
+    async with open_sides(url) as (admin, ours, arq):
         print("Redis commands and CPU per job (instrumented run)")
         for side in (ours, arq):
             for label, k, setup, step in _steps(side, n, cfg.slow_jobs, side is arq):
@@ -147,8 +144,3 @@ async def run_profile(cfg: Config, url: str) -> None:
             await _profiled(admin, label, side, k, setup, step)
             label, k, setup, step = _steps(side, n, cfg.slow_jobs, side is arq)[2]
             await _profiled(admin, label, side, k, setup, step)
-    finally:
-        await admin.clean()
-        await arq.aclose()
-        await jobqueue.close_queues()
-        await admin.aclose()

@@ -6,7 +6,8 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
 import jobqueue
@@ -74,23 +75,28 @@ async def run_repeat(cfg: Config, admin: Admin, ours: Ours, arq: RawArq, repeat:
         keep("memory", side, await isolated(admin, lambda s=side: measure.bytes_per_job(s, admin, n)), "bytes/job")
 
 
-async def run_all(cfg: Config, url: str) -> dict[tuple[str, str], float]:
-    """The median over ``cfg.repeat`` repeats of every (measurement, side); latency percentiles are
-    taken over the samples of all repeats."""
-    admin = Admin(url)
-    ours = Ours()
-    arq = await RawArq.connect(url)
-    values: Values = defaultdict(list)
+@asynccontextmanager
+async def open_sides(url: str) -> AsyncIterator[tuple[Admin, Ours, RawArq]]:
+    """The admin client and both sides, warmed up; on exit the keys are cleaned and all closed."""
+    admin, ours, arq = Admin(url), Ours(), await RawArq.connect(url)
     try:
         await warm_up(admin, (ours, arq))
-        for r in range(cfg.repeat):
-            progress(f"repeat {r + 1}/{cfg.repeat} ({'jobqueue' if r % 2 == 0 else 'raw arq'} first)")
-            await run_repeat(cfg, admin, ours, arq, r, values)
+        yield admin, ours, arq
     finally:
         await admin.clean()
         await arq.aclose()
         await jobqueue.close_queues()
         await admin.aclose()
+
+
+async def run_all(cfg: Config, url: str) -> dict[tuple[str, str], float]:
+    """The median over ``cfg.repeat`` repeats of every (measurement, side); latency percentiles are
+    taken over the samples of all repeats."""
+    values: Values = defaultdict(list)
+    async with open_sides(url) as (admin, ours, arq):
+        for r in range(cfg.repeat):
+            progress(f"repeat {r + 1}/{cfg.repeat} ({'jobqueue' if r % 2 == 0 else 'raw arq'} first)")
+            await run_repeat(cfg, admin, ours, arq, r, values)
     medians = {key: statistics.median(v) for key, v in values.items() if key[0] != "latency"}
     for side in (ours, arq):
         samples = values[("latency", side.name)]
