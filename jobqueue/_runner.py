@@ -70,7 +70,7 @@ def make_job_function(handler: Handler, payload_model: type[BaseModel]) -> Calla
         job_id, attempt = ctx["job_id"], ctx["job_try"]
         started = now_ms()
         outcome = ctx[OUTCOME_KEY] = Outcome("interrupted", priority or state.queue.default_priority, attempt)
-        allowed = await write_starts(state, [(job_id, f"{state.worker_id}|{started}")])
+        allowed = await write_start(state, job_id, f"{state.worker_id}|{started}")
         if not allowed:
             # Paused between arq's poll and this start: hand the job back untouched.
             outcome.kind = "bounced"
@@ -139,15 +139,16 @@ def make_job_function(handler: Handler, payload_model: type[BaseModel]) -> Calla
     return run
 
 
-async def write_starts(state: WorkerState, starts: list[tuple[str, str]]) -> int:
-    """Mark a batch of runs active in one script call; 0 when the queue is paused."""
+async def write_start(state: WorkerState, job_id: str, owner: str) -> int:
+    """Mark a run active (``owner`` is ``"<worker id>|<start ms>"``); 0 when the queue is paused."""
     k = state.queue.keys
-    return await _scripts.START(state.redis, [k.active, k.paused], [v for start in starts for v in start])
+    return await _scripts.START(state.redis, [k.active, k.paused], [job_id, owner])
 
 
-async def write_outcomes(state: WorkerState, outcomes: list[tuple[str, Outcome]]) -> int:
-    """Write a batch of outcomes (retention and pending reruns included) in one script call."""
+async def write_outcome(state: WorkerState, job_id: str, outcome: Outcome) -> int:
+    """Write a run's outcome, with retention and a pending rerun, in one script call."""
     o, k = state.options, state.queue.keys
+    body = dumps(outcome.record) if outcome.record else outcome.error
     args: list[Any] = [
         k.base,
         PRIORITY_BAND,
@@ -156,8 +157,11 @@ async def write_outcomes(state: WorkerState, outcomes: list[tuple[str, Outcome]]
         int(o.keep_completed_age * 1000),
         o.keep_failed,
         int(o.keep_failed_age * 1000),
+        job_id,
+        outcome.kind,
+        body,
+        outcome.due_ms,
+        outcome.priority,
+        outcome.attempt,
     ]
-    for job_id, outcome in outcomes:
-        body = dumps(outcome.record) if outcome.record else outcome.error
-        args += [job_id, outcome.kind, body, outcome.due_ms, outcome.priority, outcome.attempt]
     return await _scripts.FINISH(state.redis, [k.queue, k.active, k.seq, k.completed, k.failed], args)

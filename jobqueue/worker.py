@@ -32,7 +32,7 @@ from jobqueue._runner import (
     Handler,
     make_job_function,
     now_ms,
-    write_outcomes,
+    write_outcome,
 )
 from jobqueue.constants import ARQ_MAX_TRIES, ARQ_TIMEOUT_MARGIN_S, PRIORITY_BAND, PROMOTE_BATCH
 from jobqueue.options import QueueOptions, queue_options
@@ -57,7 +57,6 @@ class WorkerState:
     worker: Worker
     tick_task: asyncio.Task[None] | None = None
     paused_by_us: bool = False
-    paused: bool = False
 
     async def tick(self) -> float:
         """Heartbeat, promote due jobs, repair orphans, follow the queue's pause flag.
@@ -90,7 +89,6 @@ class WorkerState:
 
     def _follow_pause(self, paused: bool) -> None:
         # arq's own shutdown also clears allow_pick_jobs: only undo what we did.
-        self.paused = paused
         if paused and self.worker.allow_pick_jobs:
             self.worker.allow_pick_jobs = False
             self.paused_by_us = True
@@ -174,7 +172,7 @@ def build_worker_settings(
         pause = 0.1
         while True:
             try:
-                await write_outcomes(state, [(ctx["job_id"], outcome)])
+                await write_outcome(state, ctx["job_id"], outcome)
                 return
             except (RedisError, OSError) as exc:
                 if asyncio.get_running_loop().time() + pause > deadline:
