@@ -15,11 +15,11 @@ from pydantic import BaseModel
 from jobqueue.errors import ConfigurationError, PermanentJobError, RetryableJobError
 from jobqueue.settings import Settings
 from tests.support.fake_openai import ChatReply, FakeOpenAI
+from workers._http import parse_retry_after
 from workers.llm import (
     PLACEHOLDER_API_KEY,
     OpenAIProvider,
     map_openai_error,
-    parse_retry_after,
     provider_from_settings,
     strict_json_schema,
 )

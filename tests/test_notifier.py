@@ -12,12 +12,12 @@ import pytest
 from pydantic import ValidationError
 
 from jobqueue.errors import ConfigurationError, PermanentJobError, RetryableJobError
+from workers._http import parse_retry_after
 from workers.notifier import (
     Notification,
     NotifierSettings,
     WebhookNotifier,
     notifier_from_settings,
-    parse_retry_after,
     verify_signature,
 )
 
@@ -184,10 +184,10 @@ def test_notification_requires_an_aware_scheduled_for():
 
 
 def test_parse_retry_after():
-    now = datetime(2025, 12, 21, 9, 0, tzinfo=UTC)
-    assert parse_retry_after("12", now=now) == 12.0
-    assert parse_retry_after("Sun, 21 Dec 2025 09:01:30 GMT", now=now) == 90.0
-    assert parse_retry_after("Sun, 21 Dec 2025 08:00:00 GMT", now=now) == 0.0
-    assert parse_retry_after("-5", now=now) == 0.0
-    assert parse_retry_after("soon", now=now) is None
+    now = datetime(2025, 12, 21, 9, 0, tzinfo=UTC).timestamp()
+    assert parse_retry_after({"Retry-After": "12"}, now=now) == 12.0
+    assert parse_retry_after({"Retry-After": "Sun, 21 Dec 2025 09:01:30 GMT"}, now=now) == 90.0
+    assert parse_retry_after({"Retry-After": "Sun, 21 Dec 2025 08:00:00 GMT"}, now=now) == 0.0
+    assert parse_retry_after({"Retry-After": "-5"}, now=now) == 0.0
+    assert parse_retry_after({"Retry-After": "soon"}, now=now) is None
     assert parse_retry_after(None) is None

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
-import math
-import time
-from collections.abc import Mapping
-from datetime import UTC
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import openai
@@ -15,6 +10,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobqueue.errors import ConfigurationError, JobError, PermanentJobError, RetryableJobError
+from workers._http import parse_retry_after
 from workers.ratelimit import RateLimiter, RateLimitSettings, rate_limiter_for
 
 if TYPE_CHECKING:
@@ -252,30 +248,6 @@ def provider_from_settings(settings: Settings | None = None, *, redis: Redis | N
         embedding_limiter=embedding_limiter,
         rate_limit_wait=rate_limit_wait,
     )
-
-
-def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms``, or ``Retry-After`` as seconds or an HTTP date."""
-    if not headers:
-        return None
-    lowered = {k.lower(): v for k, v in headers.items()}
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        try:
-            seconds = float(lowered[name]) / scale
-        except (KeyError, ValueError):
-            continue
-        if math.isfinite(seconds):
-            return max(0.0, seconds)
-    value = lowered.get("retry-after")
-    if value is None:
-        return None
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:  # HTTP dates are always GMT
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
 def map_openai_error(exc: BaseException) -> JobError:

@@ -6,8 +6,6 @@ import hashlib
 import hmac
 import json
 import time
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Final, Literal, Protocol
 from urllib.parse import urlsplit
 
@@ -16,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobqueue.errors import ConfigurationError, PermanentJobError, RetryableJobError
+from workers._http import parse_retry_after
 
 Channel = Literal["PUSH", "EMAIL", "SMS"]
 
@@ -73,24 +72,6 @@ def verify_signature(body: bytes, secret: str, header: str | None) -> bool:
     if not header:
         return False
     return hmac.compare_digest(_signature(body, secret).encode(), header.strip().encode())
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or HTTP-date), else None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT
-        when = when.replace(tzinfo=UTC)
-    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
 
 
 def _origin(url: str) -> str:
@@ -161,7 +142,7 @@ class WebhookNotifier:
         if status in _RETRYABLE_STATUSES or status >= 500:
             retry_after = None
             if status in _RETRY_AFTER_STATUSES:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                retry_after = parse_retry_after(response.headers)
             raise RetryableJobError(detail, retry_after=retry_after)
         raise PermanentJobError(detail)
 
