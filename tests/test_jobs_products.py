@@ -6,11 +6,11 @@ import pytest
 
 import jobqueue
 from jobqueue import JobFailedError
-from tests.support.fake_openai import ChatReply, FakeOpenAI
 from tests.support.fixtures import DIMS
 from tests.support.workers import run_burst
 from workers.jobs.products import canonical_text, text_hash
 from workers.settings import embedding_settings, enrichment_settings
+from workers.testing.fake_openai import ChatReply, FakeOpenAI
 
 ENRICHMENT = {
     "summary": "A hand-thrown mug for slow mornings.",

@@ -14,7 +14,6 @@ from pydantic import BaseModel
 
 from jobqueue.errors import ConfigurationError, PermanentJobError, RetryableJobError
 from jobqueue.settings import Settings
-from tests.support.fake_openai import ChatReply, FakeOpenAI
 from workers._http import parse_retry_after
 from workers.llm import (
     PLACEHOLDER_API_KEY,
@@ -23,6 +22,7 @@ from workers.llm import (
     provider_from_settings,
     strict_json_schema,
 )
+from workers.testing.fake_openai import ChatReply, FakeOpenAI
 
 API_KEY = "sk-test-key"
 DIMS = 8

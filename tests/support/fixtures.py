@@ -10,8 +10,8 @@ from sqlalchemy.engine import make_url
 from jobqueue import QUEUE_NAMES
 from jobqueue.settings import get_settings
 from tests.support.databases import drop_jq_tables
-from tests.support.fake_openai import FakeOpenAI
 from workers.store import SqlStore
+from workers.testing.fake_openai import FakeOpenAI
 
 DIMS = 8
 FAST_OPTIONS = {

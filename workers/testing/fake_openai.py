@@ -1,4 +1,4 @@
-"""A loopback HTTP server that speaks OpenAI's wire format, for tests (stdlib only).
+"""A loopback HTTP server that speaks OpenAI's wire format (stdlib only).
 
 It runs in a background thread, so it serves async and sync clients and other processes alike::
 
