@@ -5,6 +5,12 @@ It runs in a background thread, so it serves async and sync clients and other pr
     with FakeOpenAI(dims=8) as server:
         client = openai.AsyncOpenAI(base_url=server.base_url, api_key="test")
         server.fail_next(status=429, headers={"Retry-After": "2"})
+
+For workloads it can behave like a real provider: ``latency`` seconds per request (requests are
+served concurrently, one thread each), ``requests_per_minute`` answered with 429 and
+``Retry-After``/``retry-after-ms`` beyond it, ``reject_input(text)`` to make one input invalid
+(400 for any embeddings request holding it, as for an empty input), and ``stats()`` counting
+requests, inputs and 429s.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import socket
 import struct
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -81,8 +87,20 @@ class FakeOpenAI:
         api_key: str | None = None,
         responder: Responder | None = None,
         reverse_embedding_data: bool = False,
+        latency: float = 0.0,
+        requests_per_minute: int | None = None,
+        rate_window: float = 60.0,
     ) -> None:
         self.dims = dims
+        # Seconds each request takes before it is answered (a provider's round trip).
+        self.latency = latency
+        # Requests accepted per sliding `rate_window` seconds; beyond it: 429 with Retry-After.
+        self.requests_per_minute = requests_per_minute
+        self.rate_window = rate_window
+        self._accepted: deque[float] = deque()
+        self._rejected_inputs: set[str] = set()
+        self._stats: Counter[str] = Counter()
+        self._embedded: Counter[str] = Counter()
         # The API may list embeddings in any order; clients must sort by `index`.
         self.reverse_embedding_data = reverse_embedding_data
         self.honour_dimensions = honour_dimensions
@@ -99,7 +117,7 @@ class FakeOpenAI:
 
     def start(self) -> FakeOpenAI:
         handler = type("_BoundHandler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _Server(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -164,6 +182,24 @@ class FakeOpenAI:
         with self._lock:
             return list(self._requests)
 
+    def reject_input(self, text: str) -> None:
+        """Answer 400 to every embeddings request whose input holds ``text``."""
+        with self._lock:
+            self._rejected_inputs.add(text)
+
+    def stats(self) -> dict[str, int]:
+        """Counters: ``requests``, ``embedding_requests``, ``inputs`` (in embeddings requests),
+        ``embedded`` (inputs answered with a vector), ``rate_limited`` (429s of the request limit),
+        ``invalid`` (400s), ``failed`` (scripted failures)."""
+        keys = ("requests", "embedding_requests", "inputs", "embedded", "rate_limited", "invalid", "failed")
+        with self._lock:
+            return {key: self._stats[key] for key in keys}
+
+    def embedded_counts(self) -> Counter[str]:
+        """How many times each text was answered with a vector."""
+        with self._lock:
+            return Counter(self._embedded)
+
     def requests_to(self, path: str) -> list[RecordedRequest]:
         """Recorded requests whose path is ``path`` (e.g. ``"/v1/embeddings"``)."""
         return [r for r in self.requests if r.path == path]
@@ -191,11 +227,32 @@ class FakeOpenAI:
             body = raw.decode(errors="replace")
         path = handler.path.split("?", 1)[0]
         headers = {k.lower(): v for k, v in handler.headers.items()}
+        arrived = time.monotonic()
         with self._lock:
-            self._requests.append(RecordedRequest(handler.command, path, headers, body, time.monotonic()))
+            self._requests.append(RecordedRequest(handler.command, path, headers, body, arrived))
+            self._stats["requests"] += 1
+            if path == "/v1/embeddings" and isinstance(body, dict):
+                self._stats["embedding_requests"] += 1
+                inputs = body.get("input")
+                self._stats["inputs"] += len(inputs) if isinstance(inputs, list) else 1
             failure = self._take_failure(path)
+            if failure is not None:
+                self._stats["failed"] += 1
+            retry_after = None if failure is not None else self._over_limit(arrived)
+        if self.latency > 0:
+            time.sleep(self.latency)
         if failure is not None:
             _send_json(handler, failure.status, failure.body, failure.headers)
+            return
+        if retry_after is not None:
+            with self._lock:
+                self._stats["rate_limited"] += 1
+            message = f"Rate limit reached: {self.requests_per_minute} requests per {self.rate_window:g}s."
+            retry_headers = {
+                "Retry-After": str(math.ceil(retry_after)),
+                "retry-after-ms": str(math.ceil(retry_after * 1000)),
+            }
+            _send_json(handler, 429, _error_body(429, message), retry_headers)
             return
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
             _send_error(handler, 401, "Incorrect API key provided.")
@@ -210,6 +267,18 @@ class FakeOpenAI:
             self._embeddings(handler, body)
         else:
             self._chat(handler, body)
+
+    def _over_limit(self, now: float) -> float | None:
+        """None when a request arriving ``now`` is within the limit (and counts it), else the
+        seconds until the oldest counted request leaves the window. Call under the lock."""
+        if self.requests_per_minute is None:
+            return None
+        while self._accepted and self._accepted[0] <= now - self.rate_window:
+            self._accepted.popleft()
+        if len(self._accepted) < self.requests_per_minute:
+            self._accepted.append(now)
+            return None
+        return max(0.001, self._accepted[0] + self.rate_window - now)
 
     def _take_failure(self, path: str) -> _Failure | None:
         for failure in self._failures:
@@ -227,6 +296,13 @@ class FakeOpenAI:
         if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) for t in inputs):
             _send_error(handler, 400, "'input' must be a string or a non-empty array of strings")
             return
+        with self._lock:
+            bad = next((i for i, t in enumerate(inputs) if not t or t in self._rejected_inputs), None)
+        if bad is not None:
+            with self._lock:
+                self._stats["invalid"] += 1
+            _send_error(handler, 400, f"'$.input[{bad}]' is invalid: empty or over the model's token limit")
+            return
         dims = body.get("dimensions") if self.honour_dimensions and body.get("dimensions") else self.dims
         encoding = body.get("encoding_format", "float")
         data = []
@@ -238,6 +314,9 @@ class FakeOpenAI:
         if self.reverse_embedding_data:
             data.reverse()
         tokens = sum(len(t.split()) for t in inputs)
+        with self._lock:
+            self._stats["embedded"] += len(inputs)
+            self._embedded.update(inputs)
         _send_json(
             handler,
             200,
@@ -286,6 +365,12 @@ class FakeOpenAI:
                 "system_fingerprint": None,
             },
         )
+
+
+class _Server(ThreadingHTTPServer):
+    # Many clients connecting at once (a worker with a high concurrency) must not overflow the
+    # listen backlog (socketserver's default is 5): each connection gets its own thread.
+    request_queue_size = 512
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -344,9 +429,13 @@ def _send_json(
     handler.wfile.flush()
 
 
-def _send_error(handler: BaseHTTPRequestHandler, status: int, message: str) -> None:
+def _error_body(status: int, message: str) -> dict[str, Any]:
     kind, code = _ERROR_KINDS.get(status, ("server_error", None))
-    _send_json(handler, status, {"error": {"message": message, "type": kind, "param": None, "code": code}})
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _send_error(handler: BaseHTTPRequestHandler, status: int, message: str) -> None:
+    _send_json(handler, status, _error_body(status, message))
 
 
 # OpenAI answers 400 to a strict json_schema with an open object or an optional property.
