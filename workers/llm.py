@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobqueue.errors import ConfigurationError, JobError, PermanentJobError, RetryableJobError
 from workers._http import parse_retry_after
-from workers.ratelimit import RateLimiter, RateLimitSettings, rate_limiter_for
+from workers.ratelimit import RateLimiter, RateLimitSettings, TokenRateLimiter, rate_limiter_for, token_limiter_for
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -28,6 +28,25 @@ _MODELS_WITHOUT_DIMENSIONS: Final = frozenset({"text-embedding-ada-002"})
 # Statuses the openai SDK itself treats as transient; any other 4xx cannot be fixed by retrying.
 _RETRYABLE_STATUSES: Final = frozenset({408, 409, 429})
 _PREVIEW_CHARS: Final = 200
+# Inputs OpenAI accepts in one embeddings request.
+OPENAI_MAX_EMBEDDING_INPUTS: Final = 2048
+# Characters per token in OpenAI's rule of thumb for English text, used to estimate tokens before a
+# request (the provider counts exactly; an input it finds too long is answered 400).
+CHARS_PER_TOKEN: Final = 4
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens ``text`` is expected to cost: one per ``CHARS_PER_TOKEN`` characters, at least one."""
+    return max(1, -(-len(text) // CHARS_PER_TOKEN))
+
+
+class InvalidInputError(PermanentJobError):
+    """The provider rejected the request's content (400/422): retrying it as it is cannot help."""
+
+
+class RateLimitedError(RetryableJobError):
+    """The provider answered 429; ``retry_after`` is its ``Retry-After`` when it sent one."""
+
 
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 
@@ -83,6 +102,7 @@ class OpenAIProvider:
         send_dimensions: bool | None = None,
         chat_limiter: RateLimiter | None = None,
         embedding_limiter: RateLimiter | None = None,
+        embedding_token_limiter: TokenRateLimiter | None = None,
         rate_limit_wait: float | None = None,
     ) -> None:
         self._model = model
@@ -93,6 +113,7 @@ class OpenAIProvider:
         )
         self._chat_limiter = chat_limiter
         self._embedding_limiter = embedding_limiter
+        self._embedding_token_limiter = embedding_token_limiter
         self._rate_limit_wait = rate_limit_wait
         # max_retries=0: a 429 or 5xx must reach the job system at once, which retries the whole job
         # with its own backoff (and Retry-After) instead of the SDK sleeping inside a job slot.
@@ -116,6 +137,16 @@ class OpenAIProvider:
     def dims(self) -> int | None:
         return self._dims
 
+    @property
+    def max_batch_inputs(self) -> int:
+        """The most inputs one embeddings request may carry."""
+        return OPENAI_MAX_EMBEDDING_INPUTS
+
+    @property
+    def token_limit_per_minute(self) -> int | None:
+        """The shared tokens-per-window cap on embeddings, if one is set."""
+        return None if self._embedding_token_limiter is None else self._embedding_token_limiter.limit
+
     def warm_up(self) -> None:
         """Import the SDK's resource modules now, at worker start-up, not inside the first job
         (a blocking import there stalls the event loop and with it the worker's heartbeat)."""
@@ -123,6 +154,17 @@ class OpenAIProvider:
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         """One vector per text, in input order; raises ``JobError`` subclasses only."""
+        vectors = await self.embed_unchecked(texts)
+        for vector in vectors:
+            problem = self.vector_problem(vector)
+            if problem is not None:
+                raise PermanentJobError(problem)
+        return vectors
+
+    async def embed_unchecked(self, texts: list[str]) -> list[list[float]]:
+        """One vector per text, in input order, each not yet checked with ``vector_problem``
+        (a batch checks each input's on its own). Takes a slot of the shared request limit and,
+        when one is set, the texts' estimated tokens of the token limit."""
         if not texts:
             return []
         extra: dict[str, Any] = {}
@@ -130,6 +172,9 @@ class OpenAIProvider:
             extra["dimensions"] = self._dims
         if self._embedding_limiter is not None:
             await self._embedding_limiter.acquire(self._rate_limit_wait)
+        if self._embedding_token_limiter is not None:
+            tokens = sum(estimate_tokens(text) for text in texts)
+            await self._embedding_token_limiter.acquire(self._rate_limit_wait, cost=tokens)
         try:
             response = await self._client.embeddings.create(model=self._embedding_model, input=texts, **extra)
         except openai.OpenAIError as exc:
@@ -139,15 +184,16 @@ class OpenAIProvider:
             raise PermanentJobError(
                 f"embedding model {self._embedding_model} returned {len(data)} vectors for {len(texts)} texts"
             )
-        vectors = [list(item.embedding) for item in data]
-        if self._dims is not None:
-            for vector in vectors:
-                if len(vector) != self._dims:
-                    raise PermanentJobError(
-                        f"embedding model {self._embedding_model} returned {len(vector)} dimensions, "
-                        f"expected {self._dims}: set EMBEDDING_DIMS to the model's size"
-                    )
-        return vectors
+        return [list(item.embedding) for item in data]
+
+    def vector_problem(self, vector: list[float]) -> str | None:
+        """Why ``vector`` cannot be stored (a length other than ``EMBEDDING_DIMS``), or None."""
+        if self._dims is not None and len(vector) != self._dims:
+            return (
+                f"embedding model {self._embedding_model} returned {len(vector)} dimensions, "
+                f"expected {self._dims}: set EMBEDDING_DIMS to the model's size"
+            )
+        return None
 
     async def complete_json(self, system: str, user: str, schema: type[ModelT], *, schema_name: str) -> ModelT:
         """The model's answer parsed into ``schema``; output that does not fit is permanent."""
@@ -210,7 +256,8 @@ def provider_from_settings(settings: Settings | None = None, *, redis: Redis | N
 
     ``LLM_API_KEY`` is required unless ``LLM_BASE_URL`` is set: a local OpenAI-compatible server
     needs no key, and a placeholder is sent. With ``redis``, the ``*_RATE_LIMIT_PER_MINUTE`` limits
-    are shared by all workers under ``jq:ratelimit:<LLM_PROVIDER>:chat|embeddings``.
+    are shared by all workers under ``jq:ratelimit:<LLM_PROVIDER>:chat|embeddings``, and
+    ``EMBEDDING_TOKEN_LIMIT_PER_MINUTE`` under ``jq:ratelimit:<LLM_PROVIDER>:embeddings:tokens``.
     """
     if settings is None:
         from jobqueue.settings import get_settings
@@ -229,12 +276,13 @@ def provider_from_settings(settings: Settings | None = None, *, redis: Redis | N
     if api_key is None and base_url is None:
         raise ConfigurationError("set LLM_API_KEY (or LLM_BASE_URL for an OpenAI-compatible server)")
     options = LLMSettings()
-    chat_limiter = embedding_limiter = None
+    chat_limiter = embedding_limiter = token_limiter = None
     rate_limit_wait = None
     if redis is not None:
         limits = RateLimitSettings()
         chat_limiter = rate_limiter_for(redis, provider, "chat", limits)
         embedding_limiter = rate_limiter_for(redis, provider, "embeddings", limits)
+        token_limiter = token_limiter_for(redis, provider, "embeddings", limits)
         rate_limit_wait = limits.llm_rate_limit_max_wait
     return OpenAIProvider(
         api_key=api_key or PLACEHOLDER_API_KEY,
@@ -246,6 +294,7 @@ def provider_from_settings(settings: Settings | None = None, *, redis: Redis | N
         send_dimensions=options.embedding_send_dimensions,
         chat_limiter=chat_limiter,
         embedding_limiter=embedding_limiter,
+        embedding_token_limiter=token_limiter,
         rate_limit_wait=rate_limit_wait,
     )
 
@@ -259,6 +308,8 @@ def map_openai_error(exc: BaseException) -> JobError:
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         detail = f"LLM provider returned {status}: {exc.message}"
+        if status == 429:
+            return RateLimitedError(detail, retry_after=parse_retry_after(exc.response.headers))
         if status in _RETRYABLE_STATUSES or status >= 500:
             return RetryableJobError(detail, retry_after=parse_retry_after(exc.response.headers))
         if status == 401:
@@ -267,5 +318,7 @@ def map_openai_error(exc: BaseException) -> JobError:
             return PermanentJobError(f"{detail} (check LLM_API_KEY's permissions for this model)")
         if status == 404:
             return PermanentJobError(f"{detail} (check LLM_MODEL / EMBEDDING_MODEL and LLM_BASE_URL)")
+        if status in (400, 422):
+            return InvalidInputError(detail)
         return PermanentJobError(detail)
     return PermanentJobError(f"LLM call failed: {exc}")

@@ -1,4 +1,5 @@
-"""A rate limit shared by every worker process through Redis (a sliding-window log)."""
+"""Rate limits shared by every worker process through Redis (sliding-window logs): requests per
+window (``RateLimiter``) and tokens per window (``TokenRateLimiter``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobqueue.constants import KEY_PREFIX
-from jobqueue.errors import RetryableJobError
+from jobqueue.errors import PermanentJobError, RetryableJobError
 
 RATE_LIMIT_KEY_PREFIX: Final = f"{KEY_PREFIX}:ratelimit:"
 # Keys outlive their window by this much so a slow clock read never drops a live entry.
@@ -43,6 +44,54 @@ return {0, now, tonumber(blocker[2]) + period - now}
 """
 
 
+# The same window weighted: each entry costs its tokens. Members are "<unique>:<cost>"; the window's
+# sum is kept beside it in KEYS[2] (rebuilt from the members when that key is missing) so a call
+# costs O(entries that leave the window), not O(entries).
+# KEYS[1] the zset, KEYS[2] the sum; ARGV: limit, period us, unique member, expiry margin ms, cost.
+# Returns {granted (1) / wait (0) / never fits (-1), now_us, wait_us}.
+_ACQUIRE_TOKENS_LUA: Final = """
+local key, sum_key = KEYS[1], KEYS[2]
+local limit = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local cost = tonumber(ARGV[5])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local function weight(member) return tonumber(string.match(member, ':(%d+)$')) or 0 end
+local cutoff = string.format('%d', now - period)
+local total = tonumber(redis.call('GET', sum_key) or '')
+if total == nil then
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff)
+  total = 0
+  for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do total = total + weight(m) end
+else
+  local expired = redis.call('ZRANGEBYSCORE', key, '-inf', cutoff)
+  if #expired > 0 then
+    for _, m in ipairs(expired) do total = total - weight(m) end
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff)
+  end
+end
+if total < 0 then total = 0 end
+if cost > limit then return {-1, now, 0} end
+local ttl = math.ceil(period / 1000) + tonumber(ARGV[4])
+if total + cost <= limit then
+  redis.call('ZADD', key, string.format('%d', now), ARGV[3] .. ':' .. ARGV[5])
+  redis.call('SET', sum_key, total + cost, 'PX', ttl)
+  redis.call('PEXPIRE', key, ttl)
+  return {1, now, 0}
+end
+redis.call('SET', sum_key, total, 'PX', ttl)
+local freed = 0
+local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+for i = 1, #entries, 2 do
+  freed = freed + weight(entries[i])
+  if total - freed + cost <= limit then
+    return {0, now, tonumber(entries[i + 1]) + period - now}
+  end
+end
+return {0, now, period}
+"""
+
+
 class RateLimitSettings(BaseSettings):
     """Calls per window allowed per provider, across all workers; 0 means unlimited.
 
@@ -53,6 +102,8 @@ class RateLimitSettings(BaseSettings):
 
     llm_rate_limit_per_minute: int = Field(0, ge=0)
     embedding_rate_limit_per_minute: int = Field(0, ge=0)
+    # Estimated input tokens of embedding requests per window (providers cap tokens as well).
+    embedding_token_limit_per_minute: int = Field(0, ge=0)
     llm_rate_limit_period: float = Field(60.0, gt=0)
     # How long a job waits for a slot before it gives up and is retried later (seconds).
     llm_rate_limit_max_wait: float = Field(30.0, ge=0)
@@ -108,6 +159,62 @@ class RateLimiter:
             await asyncio.sleep(wait)
 
 
+class TokenRateLimiter:
+    """At most ``limit`` tokens per ``period`` seconds, summed over all processes.
+
+    Each acquisition costs its tokens; the window lives in ``jq:ratelimit:<name>`` (entries) and
+    ``jq:ratelimit:<name>:sum``, both expiring once idle.
+    """
+
+    def __init__(self, redis: Redis, name: str, limit: int, period: float = 60.0) -> None:
+        if limit < 1:
+            raise ValueError(f"token limit must be at least 1 per period, got {limit}")
+        if period <= 0:
+            raise ValueError(f"rate limit period must be positive, got {period}")
+        self.name = name
+        self.key = RATE_LIMIT_KEY_PREFIX + name
+        self.sum_key = self.key + ":sum"
+        self.limit = limit
+        self.period = period
+        self._period_us = round(period * 1_000_000)
+        self._script = redis.register_script(_ACQUIRE_TOKENS_LUA)
+
+    async def acquire(self, timeout: float | None = None, *, cost: int) -> float:
+        """Wait until ``cost`` tokens fit in the window and take them; return the Redis time.
+
+        Raises ``RetryableJobError`` when they will not fit within ``timeout`` seconds or Redis
+        cannot be reached, ``PermanentJobError`` when ``cost`` exceeds the whole limit.
+        """
+        if cost < 1:
+            raise ValueError(f"a token cost must be at least 1, got {cost}")
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        member = uuid.uuid4().hex
+        while True:
+            try:
+                granted, now_us, wait_us = await self._script(
+                    keys=[self.key, self.sum_key],
+                    args=[self.limit, self._period_us, member, _EXPIRY_MARGIN_MS, cost],
+                )
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                raise RetryableJobError(f"token limit {self.name!r} could not reach Redis: {exc}") from exc
+            if granted == 1:
+                return int(now_us) / 1_000_000
+            if granted == -1:
+                raise PermanentJobError(
+                    f"a request of about {cost} tokens can never fit the token limit {self.name!r} "
+                    f"({self.limit} per {self.period:g}s)"
+                )
+            wait = int(wait_us) / 1_000_000
+            if deadline is not None and loop.time() + wait > deadline:
+                raise RetryableJobError(
+                    f"token limit {self.name!r} ({self.limit} per {self.period:g}s) has no room for "
+                    f"{cost} tokens for {wait:.3f}s",
+                    retry_after=wait,
+                )
+            await asyncio.sleep(wait)
+
+
 RateLimitKind = Literal["chat", "embeddings"]
 
 
@@ -120,3 +227,14 @@ def rate_limiter_for(
     if per_minute == 0:
         return None
     return RateLimiter(redis, f"{provider}:{kind}", per_minute, settings.llm_rate_limit_period)
+
+
+def token_limiter_for(
+    redis: Redis, provider: str, kind: Literal["embeddings"], settings: RateLimitSettings | None = None
+) -> TokenRateLimiter | None:
+    """The shared token limit ``jq:ratelimit:<provider>:<kind>:tokens``, or None when it is 0."""
+    settings = settings or RateLimitSettings()
+    per_minute = settings.embedding_token_limit_per_minute
+    if per_minute == 0:
+        return None
+    return TokenRateLimiter(redis, f"{provider}:{kind}:tokens", per_minute, settings.llm_rate_limit_period)

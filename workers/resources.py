@@ -1,4 +1,5 @@
-"""What a worker opens at start-up and closes at shutdown: store, LLM provider, notifier.
+"""What a worker opens at start-up and closes at shutdown: store, LLM provider, embeddings batcher,
+notifier.
 
 A provider or notifier that is not configured does not stop the worker: the error is kept and
 raised by the first job that needs it, so that job fails at once naming the variable to set.
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobqueue.errors import ConfigurationError
+from workers.batching import SharedEmbedder, open_shared_embedder
 from workers.config import WorkerEnv
 from workers.llm import OpenAIProvider, provider_from_settings
 from workers.notifier import WebhookNotifier, notifier_from_settings
@@ -30,6 +32,8 @@ class Resources:
     llm_error: ConfigurationError | None = None
     notifier_client: WebhookNotifier | None = None
     notifier_error: ConfigurationError | None = None
+    embedder: SharedEmbedder | None = None
+    embedder_error: ConfigurationError | None = None
 
     @property
     def llm(self) -> OpenAIProvider:
@@ -38,13 +42,20 @@ class Resources:
         return self.llm_provider
 
     @property
+    def embeddings(self) -> SharedEmbedder:
+        """The process's embeddings batcher (see ``workers.batching``)."""
+        if self.embedder is None:
+            raise self.embedder_error or ConfigurationError("no LLM provider configured: set LLM_API_KEY")
+        return self.embedder
+
+    @property
     def notifier(self) -> WebhookNotifier:
         if self.notifier_client is None:
             raise self.notifier_error or ConfigurationError("no notifier configured: set REMINDER_WEBHOOK_SECRET")
         return self.notifier_client
 
     async def aclose(self) -> None:
-        for closer in (self.llm_provider, self.notifier_client, self.store):
+        for closer in (self.embedder, self.llm_provider, self.notifier_client, self.store):
             if closer is not None:
                 await closer.aclose()
 
@@ -53,8 +64,9 @@ def resources(ctx: dict[str, Any]) -> Resources:
     return ctx[RESOURCES_KEY]
 
 
-def make_hooks(*, llm: bool = False, notifier: bool = False):
-    """``on_startup``/``on_shutdown`` opening the store and, when asked, the provider and notifier."""
+def make_hooks(*, llm: bool = False, notifier: bool = False, embeddings: str | None = None):
+    """``on_startup``/``on_shutdown`` opening the store and, when asked, the provider, the notifier
+    and (``embeddings``: the queue whose batch options apply) the shared embeddings batcher."""
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         res = Resources(store=store_from_settings(), env=WorkerEnv())
@@ -65,6 +77,12 @@ def make_hooks(*, llm: bool = False, notifier: bool = False):
             except ConfigurationError as exc:
                 res.llm_error = exc
                 logger.warning("LLM not configured, jobs that need it will fail: %s", exc)
+        if embeddings is not None:
+            try:
+                res.embedder = open_shared_embedder(embeddings, ctx["redis"])
+            except ConfigurationError as exc:
+                res.embedder_error = exc
+                logger.warning("LLM not configured, embedding jobs will fail: %s", exc)
         if notifier:
             try:
                 res.notifier_client = notifier_from_settings()

@@ -22,7 +22,7 @@ CRON_KEEP_RESULT_S = 3600
 
 
 def embedding_settings() -> type:
-    start, stop = make_hooks(llm=True)
+    start, stop = make_hooks(embeddings=QueueName.PRODUCT_EMBEDDING)
     return build_worker_settings(
         QueueName.PRODUCT_EMBEDDING, product_embedding, name="EmbeddingSettings", on_startup=start, on_shutdown=stop
     )
@@ -36,7 +36,7 @@ def enrichment_settings() -> type:
 
 
 def taste_profile_settings() -> type:
-    start, stop = make_hooks(llm=True)
+    start, stop = make_hooks(embeddings=QueueName.TASTE_PROFILE_EMBEDDING)
     return build_worker_settings(
         QueueName.TASTE_PROFILE_EMBEDDING,
         taste_profile_embedding,

@@ -52,10 +52,11 @@ async def product_embedding(ctx: dict[str, Any], payload: ProductEmbeddingJobPay
         return ProductEmbeddingJobResult(**done, reason="text unchanged since the stored embedding")
     if payload.previous_text_hash == digest:
         return ProductEmbeddingJobResult(**done, reason="text unchanged (previous_text_hash)")
-    (vector,) = await res.llm.embed([text])
-    await res.store.save_product_embedding(product.id, vector, digest, res.llm.embedding_model)
+    embeddings = res.embeddings
+    vector = await embeddings.embed(text)  # shares a request with the process's other embedding jobs
+    await res.store.save_product_embedding(product.id, vector, digest, embeddings.embedding_model)
     return ProductEmbeddingJobResult(
-        status="processed", product_id=product.id, text_hash=digest, model=res.llm.embedding_model, dims=len(vector)
+        status="processed", product_id=product.id, text_hash=digest, model=embeddings.embedding_model, dims=len(vector)
     )
 
 

@@ -44,8 +44,9 @@ async def taste_profile_embedding(
     text = profile_text(profile.answers)
     if not text:
         raise PermanentJobError(f"taste profile {profile.id!r} has no answers to embed")
-    (vector,) = await res.llm.embed([text])
-    await res.store.save_taste_profile_vector(profile.id, vector, res.llm.embedding_model)
+    embeddings = res.embeddings
+    vector = await embeddings.embed(text)  # shares a request with the process's other embedding jobs
+    await res.store.save_taste_profile_vector(profile.id, vector, embeddings.embedding_model)
     return TasteProfileEmbeddingJobResult(
-        status="processed", taste_profile_id=profile.id, model=res.llm.embedding_model, dims=len(vector)
+        status="processed", taste_profile_id=profile.id, model=embeddings.embedding_model, dims=len(vector)
     )

@@ -1,0 +1,347 @@
+"""A micro-batcher for embeddings: the embedding jobs of one worker process share its requests.
+
+A job hands its text to ``EmbeddingBatcher.embed`` and awaits its own vector. The batcher sends one
+embeddings request when it holds ``batch_size`` texts, or ``batch_wait`` seconds after the first
+one arrived, and answers each caller on its own:
+
+- a request that fails fails each of its jobs with that error, and each retries by its own
+  attempts and backoff;
+- an input the provider rejects (400/422) fails only its own job: the batch is split in halves and
+  retried until the bad input is alone; empty and over-long inputs are refused before batching;
+- each vector is checked on its own (a wrong length fails that job only);
+- a 429 pauses the whole batcher until its ``Retry-After`` has passed: no request is sent before;
+- a caller that is cancelled (its job timed out, the worker stops) only leaves the batch.
+
+``batch_size`` 1 turns batching off: every job sends its own request at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from jobqueue.errors import JobError, PermanentJobError, RetryableJobError
+from workers.llm import InvalidInputError, OpenAIProvider, RateLimitedError, estimate_tokens, provider_from_settings
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+logger = logging.getLogger("workers.batching")
+
+DEFAULT_BATCH_SIZE: Final = 64
+DEFAULT_BATCH_WAIT_S: Final = 0.02
+# OpenAI's per-input limit of its text-embedding-3 and ada-002 models.
+DEFAULT_MAX_INPUT_TOKENS: Final = 8191
+# A 429 without a Retry-After still pauses the batcher this long.
+DEFAULT_PAUSE_S: Final = 1.0
+# A job does not wait in the batcher for a pause longer than this: it is retried after it instead.
+DEFAULT_MAX_PAUSE_WAIT_S: Final = 30.0
+
+
+class EmbeddingBackend(Protocol):
+    """What the batcher needs of a provider (``workers.llm.OpenAIProvider`` is one)."""
+
+    @property
+    def max_batch_inputs(self) -> int: ...
+
+    @property
+    def token_limit_per_minute(self) -> int | None: ...
+
+    async def embed_unchecked(self, texts: list[str]) -> list[list[float]]: ...
+
+    def vector_problem(self, vector: list[float]) -> str | None: ...
+
+
+class BatchSettings(BaseSettings):
+    """``JOBQUEUE_<QUEUE>_BATCH_SIZE`` and ``JOBQUEUE_<QUEUE>_BATCH_WAIT`` of one embedding queue."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
+    batch_wait: float = Field(DEFAULT_BATCH_WAIT_S, ge=0)
+
+
+class InputSettings(BaseSettings):
+    """``EMBEDDING_MAX_INPUT_TOKENS``: the model's per-input limit, checked before batching."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    embedding_max_input_tokens: int = Field(DEFAULT_MAX_INPUT_TOKENS, ge=1)
+
+
+def batch_settings(queue: str) -> BatchSettings:
+    """The batch options of ``queue`` from its ``JOBQUEUE_<QUEUE>_BATCH_*`` variables."""
+    prefix = "JOBQUEUE_" + queue.upper().replace("-", "_") + "_"
+    return BatchSettings(_env_prefix=prefix)  # type: ignore[call-arg]
+
+
+@dataclass(eq=False, slots=True)
+class _Item:
+    text: str
+    tokens: int
+    future: asyncio.Future[list[float]]
+
+
+@dataclass(slots=True)
+class BatcherStats:
+    """What a batcher did, for logs, tests and the benchmark."""
+
+    requests: int = 0
+    inputs: int = 0
+    splits: int = 0
+    rate_limited: int = 0
+    sizes: list[int] = field(default_factory=list)
+
+
+class EmbeddingBatcher:
+    """Collects texts from concurrent callers into embeddings requests; ``aclose()`` when done."""
+
+    def __init__(
+        self,
+        backend: EmbeddingBackend,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_wait: float = DEFAULT_BATCH_WAIT_S,
+        max_input_tokens: int = DEFAULT_MAX_INPUT_TOKENS,
+        max_pause_wait: float = DEFAULT_MAX_PAUSE_WAIT_S,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if batch_wait < 0:
+            raise ValueError(f"batch_wait must not be negative, got {batch_wait}")
+        self._backend = backend
+        self.batch_size = min(batch_size, backend.max_batch_inputs)
+        if self.batch_size < batch_size:
+            logger.warning("embedding batch size %d capped at the provider's %d", batch_size, self.batch_size)
+        self.batch_wait = batch_wait
+        self.max_input_tokens = max_input_tokens
+        # A batch never holds more estimated tokens than the token limit lets through at all.
+        self.max_batch_tokens = backend.token_limit_per_minute
+        self.max_pause_wait = max_pause_wait
+        self.stats = BatcherStats()
+        self._pending: list[_Item] = []
+        self._pending_tokens = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._sends: set[asyncio.Task[None]] = set()
+        self._paused_until = 0.0
+        self._closed = False
+
+    async def embed(self, text: str) -> list[float]:
+        """``text``'s vector, from a request shared with other callers.
+
+        Raises the ``JobError`` its request (or its own input) failed with.
+        """
+        if self._closed:
+            raise RetryableJobError("the embedding batcher is closed: the worker is shutting down")
+        tokens = estimate_tokens(text)
+        if not text.strip():
+            raise InvalidInputError("an empty text cannot be embedded")
+        if tokens > self.max_input_tokens:
+            raise InvalidInputError(
+                f"a text of about {tokens} tokens is over the embedding model's limit of "
+                f"{self.max_input_tokens} (EMBEDDING_MAX_INPUT_TOKENS)"
+            )
+        if self.max_batch_tokens is not None and tokens > self.max_batch_tokens:
+            raise InvalidInputError(
+                f"a text of about {tokens} tokens can never fit EMBEDDING_TOKEN_LIMIT_PER_MINUTE "
+                f"({self.max_batch_tokens})"
+            )
+        loop = asyncio.get_running_loop()
+        paused_for = self._paused_until - loop.time()
+        if paused_for > self.max_pause_wait:
+            raise RateLimitedError(
+                f"embeddings are paused for {paused_for:.1f}s by the provider's rate limit", retry_after=paused_for
+            )
+        if self.max_batch_tokens is not None and self._pending_tokens + tokens > self.max_batch_tokens:
+            self._flush()
+        item = _Item(text, tokens, loop.create_future())
+        self._pending.append(item)
+        self._pending_tokens += tokens
+        if len(self._pending) >= self.batch_size:
+            self._flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self.batch_wait, self._flush)
+        # Awaiting the future directly: a cancelled caller cancels only its own future, which
+        # the batch then skips (before the request) or ignores (after it).
+        return await item.future
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        items, self._pending, self._pending_tokens = self._pending, [], 0
+        if not items:
+            return
+        task = asyncio.get_running_loop().create_task(self._send(items), name="embedding-batch")
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    async def _send(self, items: list[_Item]) -> None:
+        try:
+            await self._wait_out_pause(items)
+            await self._request(items)
+        except asyncio.CancelledError:
+            _fail(items, RetryableJobError("the embedding request was cancelled: the worker is shutting down"))
+            raise
+        except Exception as exc:  # not a provider error (those are JobErrors): hand it to every caller
+            logger.exception("embedding batch failed unexpectedly")
+            _fail(items, exc)
+
+    async def _wait_out_pause(self, items: list[_Item]) -> None:
+        loop = asyncio.get_running_loop()
+        while (wait := self._paused_until - loop.time()) > 0:
+            if wait > self.max_pause_wait:
+                _fail(
+                    items,
+                    RateLimitedError(
+                        f"embeddings are paused for {wait:.1f}s by the provider's rate limit", retry_after=wait
+                    ),
+                )
+                return
+            await asyncio.sleep(wait)
+
+    async def _request(self, items: list[_Item]) -> None:
+        live = [item for item in items if not item.future.done()]
+        if not live:
+            return
+        self.stats.requests += 1
+        self.stats.inputs += len(live)
+        self.stats.sizes.append(len(live))
+        try:
+            vectors = await self._backend.embed_unchecked([item.text for item in live])
+        except RateLimitedError as exc:
+            self.stats.rate_limited += 1
+            pause = exc.retry_after if exc.retry_after is not None else DEFAULT_PAUSE_S
+            loop = asyncio.get_running_loop()
+            self._paused_until = max(self._paused_until, loop.time() + pause)
+            logger.warning("embeddings rate limited: pausing the batcher for %.2fs", pause)
+            _fail(live, exc)
+            return
+        except InvalidInputError as exc:
+            if len(live) == 1:
+                _fail(live, exc)
+                return
+            # One input spoils the whole request: halve until it is alone, so its neighbours pass.
+            self.stats.splits += 1
+            half = len(live) // 2
+            await self._wait_out_pause(live)
+            await asyncio.gather(self._request(live[:half]), self._request(live[half:]))
+            return
+        except JobError as exc:  # a 5xx, a timeout, a bad key...: each job retries or fails on its own
+            _fail(live, exc)
+            return
+        for item, vector in zip(live, vectors, strict=True):
+            if item.future.done():
+                continue
+            problem = self._backend.vector_problem(vector)
+            if problem is None:
+                item.future.set_result(vector)
+            else:
+                item.future.set_exception(PermanentJobError(problem))
+
+    async def aclose(self) -> None:
+        """Fail what is still waiting (the jobs retry elsewhere) and stop; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pending, self._pending = self._pending, []
+        _fail(pending, RetryableJobError("the embedding batcher closed before the request was sent"))
+        for task in list(self._sends):
+            task.cancel()
+        await asyncio.gather(*self._sends, return_exceptions=True)
+
+
+def _fail(items: list[_Item], exc: BaseException) -> None:
+    """Hand ``exc`` to every caller still waiting, each its own copy (tracebacks stay apart)."""
+    for item in items:
+        if not item.future.done():
+            try:
+                own = copy.copy(exc)
+            except Exception:  # an exception type that cannot be rebuilt from its args
+                own = exc
+            item.future.set_exception(own)
+
+
+@dataclass(slots=True)
+class _Shared:
+    batcher: EmbeddingBatcher
+    provider: OpenAIProvider
+    users: int = 0
+
+
+# One batcher per event loop and provider/model: every embedding worker (product, taste profile)
+# running in this process shares it. The first to start configures it; the last to stop closes it.
+_SHARED: dict[tuple[Any, ...], _Shared] = {}
+
+
+class SharedEmbedder:
+    """A worker's handle on its process's shared batcher (``ctx["resources"].embedder``)."""
+
+    def __init__(self, key: tuple[Any, ...], shared: _Shared) -> None:
+        self._key = key
+        self._shared = shared
+        self._released = False
+
+    @property
+    def batcher(self) -> EmbeddingBatcher:
+        return self._shared.batcher
+
+    @property
+    def embedding_model(self) -> str:
+        return self._shared.provider.embedding_model
+
+    async def embed(self, text: str) -> list[float]:
+        return await self._shared.batcher.embed(text)
+
+    async def aclose(self) -> None:
+        """Release this worker's share; the last one closes the batcher and its client."""
+        if self._released:
+            return
+        self._released = True
+        self._shared.users -= 1
+        if self._shared.users == 0:
+            _SHARED.pop(self._key, None)
+            await self._shared.batcher.aclose()
+            await self._shared.provider.aclose()
+
+
+def open_shared_embedder(queue: str, redis: Redis | None) -> SharedEmbedder:
+    """This process's batcher for the configured embedding provider and model, made on first use
+    with ``queue``'s ``JOBQUEUE_<QUEUE>_BATCH_*`` options; raises ``ConfigurationError`` when no
+    provider is configured."""
+    from jobqueue.settings import get_settings
+    from workers.ratelimit import RateLimitSettings
+
+    settings = get_settings()
+    loop = asyncio.get_running_loop()
+    key = (id(loop), settings.llm_provider, settings.llm_base_url, settings.embedding_model, settings.embedding_dims)
+    shared = _SHARED.get(key)
+    if shared is None:
+        provider = provider_from_settings(settings, redis=redis)
+        provider.warm_up()
+        options = batch_settings(queue)
+        batcher = EmbeddingBatcher(
+            provider,
+            batch_size=options.batch_size,
+            batch_wait=options.batch_wait,
+            max_input_tokens=InputSettings().embedding_max_input_tokens,
+            max_pause_wait=RateLimitSettings().llm_rate_limit_max_wait,
+        )
+        shared = _SHARED[key] = _Shared(batcher, provider)
+        logger.info(
+            "%s: embeddings batched by up to %d inputs or %.3fs",
+            queue,
+            batcher.batch_size,
+            batcher.batch_wait,
+        )
+    shared.users += 1
+    return SharedEmbedder(key, shared)
