@@ -1,4 +1,8 @@
-"""``python -m bench [--quick] [--jobs N] [--repeat R] [--profile]``."""
+"""``python -m bench [--quick] [--jobs N] [--repeat R] [--profile]``: the hot path against raw arq.
+
+``python -m bench embeddings [--quick] [--products N] [--latency-ms 150] [--rpm 3000]``: the workload
+benchmark, batched against unbatched embeddings (``bench/embeddings.py``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import os
+import sys
 
 from bench import report
 from bench.config import QUEUE, make_config
@@ -31,6 +36,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["embeddings"]:
+        from bench import embeddings
+
+        embeddings.main(argv[1:])
+        return
     args = parse_args(argv)
     cfg = make_config(quick=args.quick, jobs=args.jobs, repeat=args.repeat)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

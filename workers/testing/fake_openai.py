@@ -7,8 +7,8 @@ It runs in a background thread, so it serves async and sync clients and other pr
         server.fail_next(status=429, headers={"Retry-After": "2"})
 
 For workloads it can behave like a real provider: ``latency`` seconds per request (requests are
-served concurrently, one thread each), ``requests_per_minute`` answered with 429 and
-``Retry-After``/``retry-after-ms`` beyond it, ``reject_input(text)`` to make one input invalid
+served concurrently, one thread each), ``request_limit`` requests per ``rate_window`` seconds and
+429 with ``Retry-After``/``retry-after-ms`` beyond it, ``reject_input(text)`` to make one input invalid
 (400 for any embeddings request holding it, as for an empty input), and ``stats()`` counting
 requests, inputs and 429s.
 """
@@ -88,14 +88,15 @@ class FakeOpenAI:
         responder: Responder | None = None,
         reverse_embedding_data: bool = False,
         latency: float = 0.0,
-        requests_per_minute: int | None = None,
+        request_limit: int | None = None,
         rate_window: float = 60.0,
     ) -> None:
         self.dims = dims
         # Seconds each request takes before it is answered (a provider's round trip).
         self.latency = latency
-        # Requests accepted per sliding `rate_window` seconds; beyond it: 429 with Retry-After.
-        self.requests_per_minute = requests_per_minute
+        # Requests accepted per sliding `rate_window` seconds; beyond: 429 with Retry-After. OpenAI
+        # enforces a per-minute limit over shorter periods too (3,000 a minute as 50 a second).
+        self.request_limit = request_limit
         self.rate_window = rate_window
         self._accepted: deque[float] = deque()
         self._rejected_inputs: set[str] = set()
@@ -247,7 +248,7 @@ class FakeOpenAI:
         if retry_after is not None:
             with self._lock:
                 self._stats["rate_limited"] += 1
-            message = f"Rate limit reached: {self.requests_per_minute} requests per {self.rate_window:g}s."
+            message = f"Rate limit reached: {self.request_limit} requests per {self.rate_window:g}s."
             retry_headers = {
                 "Retry-After": str(math.ceil(retry_after)),
                 "retry-after-ms": str(math.ceil(retry_after * 1000)),
@@ -271,11 +272,11 @@ class FakeOpenAI:
     def _over_limit(self, now: float) -> float | None:
         """None when a request arriving ``now`` is within the limit (and counts it), else the
         seconds until the oldest counted request leaves the window. Call under the lock."""
-        if self.requests_per_minute is None:
+        if self.request_limit is None:
             return None
         while self._accepted and self._accepted[0] <= now - self.rate_window:
             self._accepted.popleft()
-        if len(self._accepted) < self.requests_per_minute:
+        if len(self._accepted) < self.request_limit:
             self._accepted.append(now)
             return None
         return max(0.001, self._accepted[0] + self.rate_window - now)
