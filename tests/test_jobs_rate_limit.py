@@ -37,6 +37,8 @@ async def test_embedding_rate_limit_holds_across_two_worker_processes(store, fak
         "EMBEDDING_RATE_LIMIT_PER_MINUTE": str(LIMIT),
         "LLM_RATE_LIMIT_PERIOD": str(PERIOD),
         "JOBQUEUE_PRODUCT_EMBEDDING_CONCURRENCY": "5",
+        # One request per job (batching off), so each job takes its own slot of the limit.
+        "JOBQUEUE_PRODUCT_EMBEDDING_BATCH_SIZE": "1",
         # Two interpreters starting on two cores can stall a loop for a second: keep the lease
         # (1 s in the fast test options) from declaring a busy worker dead here.
         "JOBQUEUE_PRODUCT_EMBEDDING_WORKER_LEASE": "15",

@@ -100,6 +100,7 @@ class FakeOpenAI:
         self.rate_window = rate_window
         self._accepted: deque[float] = deque()
         self._rejected_inputs: set[str] = set()
+        self._truncated_inputs: set[str] = set()
         self._stats: Counter[str] = Counter()
         self._embedded: Counter[str] = Counter()
         # The API may list embeddings in any order; clients must sort by `index`.
@@ -187,6 +188,11 @@ class FakeOpenAI:
         """Answer 400 to every embeddings request whose input holds ``text``."""
         with self._lock:
             self._rejected_inputs.add(text)
+
+    def truncate_vector(self, text: str) -> None:
+        """Answer ``text`` with a vector one float short (a server that breaks its own contract)."""
+        with self._lock:
+            self._truncated_inputs.add(text)
 
     def stats(self) -> dict[str, int]:
         """Counters: ``requests``, ``embedding_requests``, ``inputs`` (in embeddings requests),
@@ -309,8 +315,10 @@ class FakeOpenAI:
         data = []
         for index, text in enumerate(inputs):
             vector: Any = self.vector_for(text, dims)
+            if text in self._truncated_inputs:
+                vector = vector[:-1]
             if encoding == "base64":
-                vector = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
+                vector = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
             data.append({"object": "embedding", "index": index, "embedding": vector})
         if self.reverse_embedding_data:
             data.reverse()
