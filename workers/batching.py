@@ -3,8 +3,10 @@
 A job hands its text to ``EmbeddingBatcher.embed`` and awaits its own vector. The batcher sends one
 embeddings request when it holds ``batch_size`` texts, or ``batch_wait`` seconds after the first
 one arrived, and answers each caller on its own. Like Nagle's algorithm, a partial batch that falls
-due while ``max_in_flight`` requests are outstanding waits for one of them to return (a full batch
-never waits): under load, batches fill instead of leaving every 20 ms half empty.
+due while a request is outstanding (``max_in_flight``, 1) waits until that request has returned,
+then ``batch_wait`` more; a full batch never waits. So a lone job is sent after 20 ms, and under load
+batches fill instead of leaving every 20 ms half empty, while full batches go out as fast as jobs
+arrive.
 
 - a request that fails fails each of its jobs with that error, and each retries by its own
   attempts and backoff;
@@ -112,7 +114,7 @@ class EmbeddingBatcher:
         batch_wait: float = DEFAULT_BATCH_WAIT_S,
         max_input_tokens: int = DEFAULT_MAX_INPUT_TOKENS,
         max_pause_wait: float = DEFAULT_MAX_PAUSE_WAIT_S,
-        max_in_flight: int = 2,
+        max_in_flight: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -134,7 +136,7 @@ class EmbeddingBatcher:
         self._pending: list[_Item] = []
         self._pending_tokens = 0
         self._timer: asyncio.TimerHandle | None = None
-        # A partial batch fell due while max_in_flight requests were out: send it when one returns.
+        # A partial batch fell due while max_in_flight requests were out: it waits for one to return.
         self._due = False
         self._sends: set[asyncio.Task[None]] = set()
         self._paused_until = 0.0
@@ -189,7 +191,11 @@ class EmbeddingBatcher:
     def _on_sent(self, task: asyncio.Task[None]) -> None:
         self._sends.discard(task)
         if self._due and not self._closed and len(self._sends) < self.max_in_flight:
-            self._flush()
+            # The returning request's jobs are ending and new ones starting: give the partial
+            # batch another batch_wait to take them in.
+            self._due = False
+            if self._pending and self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(self.batch_wait, self._on_timer)
 
     def _flush(self) -> None:
         if self._timer is not None:
@@ -335,10 +341,9 @@ class SharedEmbedder:
             await self._shared.provider.aclose()
 
 
-def open_shared_embedder(queue: str, redis: Redis | None, *, concurrency: int) -> SharedEmbedder:
+def open_shared_embedder(queue: str, redis: Redis | None) -> SharedEmbedder:
     """This process's batcher for the configured embedding provider and model, made on first use
-    with ``queue``'s ``JOBQUEUE_<QUEUE>_BATCH_*`` options and up to ``concurrency / batch_size``
-    requests in flight (at least two); raises ``ConfigurationError`` when no
+    with ``queue``'s ``JOBQUEUE_<QUEUE>_BATCH_*`` options; raises ``ConfigurationError`` when no
     provider is configured."""
     from jobqueue.settings import get_settings
     from workers.ratelimit import RateLimitSettings
@@ -357,16 +362,8 @@ def open_shared_embedder(queue: str, redis: Redis | None, *, concurrency: int) -
             batch_wait=options.batch_wait,
             max_input_tokens=InputSettings().embedding_max_input_tokens,
             max_pause_wait=RateLimitSettings().llm_rate_limit_max_wait,
-            # As many requests out as the worker's concurrency can fill, at least two.
-            max_in_flight=max(2, -(-concurrency // options.batch_size)),
         )
         shared = _SHARED[key] = _Shared(batcher, provider)
-        logger.info(
-            "%s: embeddings batched by up to %d inputs or %.3fs, %d requests in flight",
-            queue,
-            batcher.batch_size,
-            batcher.batch_wait,
-            batcher.max_in_flight,
-        )
+        logger.info("%s: embeddings batched by up to %d inputs or %.3fs", queue, batcher.batch_size, batcher.batch_wait)
     shared.users += 1
     return SharedEmbedder(key, shared)

@@ -11,7 +11,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from jobqueue._runner import STATE_KEY
 from jobqueue.errors import ConfigurationError
 from workers.batching import SharedEmbedder, open_shared_embedder
 from workers.config import WorkerEnv
@@ -80,8 +79,7 @@ def make_hooks(*, llm: bool = False, notifier: bool = False, embeddings: str | N
                 logger.warning("LLM not configured, jobs that need it will fail: %s", exc)
         if embeddings is not None:
             try:
-                concurrency = ctx[STATE_KEY].options.concurrency
-                res.embedder = open_shared_embedder(embeddings, ctx["redis"], concurrency=concurrency)
+                res.embedder = open_shared_embedder(embeddings, ctx["redis"])
             except ConfigurationError as exc:
                 res.embedder_error = exc
                 logger.warning("LLM not configured, embedding jobs will fail: %s", exc)
