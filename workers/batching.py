@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -307,13 +308,16 @@ class _Shared:
 
 # One batcher per event loop and provider/model: every embedding worker (product, taste profile)
 # running in this process shares it. The first to start configures it; the last to stop closes it.
-_SHARED: dict[tuple[Any, ...], _Shared] = {}
+_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], _Shared]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class SharedEmbedder:
     """A worker's handle on its process's shared batcher (``ctx["resources"].embedder``)."""
 
-    def __init__(self, key: tuple[Any, ...], shared: _Shared) -> None:
+    def __init__(self, registry: dict[tuple[Any, ...], _Shared], key: tuple[Any, ...], shared: _Shared) -> None:
+        self._registry = registry
         self._key = key
         self._shared = shared
         self._released = False
@@ -336,7 +340,7 @@ class SharedEmbedder:
         self._released = True
         self._shared.users -= 1
         if self._shared.users == 0:
-            _SHARED.pop(self._key, None)
+            self._registry.pop(self._key, None)
             await self._shared.batcher.aclose()
             await self._shared.provider.aclose()
 
@@ -349,9 +353,9 @@ def open_shared_embedder(queue: str, redis: Redis | None) -> SharedEmbedder:
     from workers.ratelimit import RateLimitSettings
 
     settings = get_settings()
-    loop = asyncio.get_running_loop()
-    key = (id(loop), settings.llm_provider, settings.llm_base_url, settings.embedding_model, settings.embedding_dims)
-    shared = _SHARED.get(key)
+    registry = _SHARED.setdefault(asyncio.get_running_loop(), {})
+    key = (settings.llm_provider, settings.llm_base_url, settings.embedding_model, settings.embedding_dims)
+    shared = registry.get(key)
     if shared is None:
         provider = provider_from_settings(settings, redis=redis)
         provider.warm_up()
@@ -363,7 +367,7 @@ def open_shared_embedder(queue: str, redis: Redis | None) -> SharedEmbedder:
             max_input_tokens=InputSettings().embedding_max_input_tokens,
             max_pause_wait=RateLimitSettings().llm_rate_limit_max_wait,
         )
-        shared = _SHARED[key] = _Shared(batcher, provider)
+        shared = registry[key] = _Shared(batcher, provider)
         logger.info("%s: embeddings batched by up to %d inputs or %.3fs", queue, batcher.batch_size, batcher.batch_wait)
     shared.users += 1
-    return SharedEmbedder(key, shared)
+    return SharedEmbedder(registry, key, shared)
