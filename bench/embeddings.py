@@ -153,6 +153,10 @@ def worker_env(args: Args, redis_url: str, database_url: str, base_url: str, bat
         prefix + "CONCURRENCY": str(args.concurrency),
         prefix + "KEEP_COMPLETED": str(args.products),
         prefix + "KEEP_FAILED": str(args.products),
+        # A 429 costs the jobs of its request an attempt; the client-side window and the server's
+        # are measured at different moments (grant vs arrival), so the unbatched side meets a few.
+        # Enough attempts that none is lost: the 429s and retries are reported instead.
+        prefix + "ATTEMPTS": "10",
     }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from jobqueue.errors import ConfigurationError
 from workers.batching import SharedEmbedder, open_shared_embedder
 from workers.config import WorkerEnv
+from workers.groupcall import ProductEmbeddingIO
 from workers.llm import OpenAIProvider, provider_from_settings
 from workers.notifier import WebhookNotifier, notifier_from_settings
 from workers.store import Store, store_from_settings
@@ -34,6 +35,8 @@ class Resources:
     notifier_error: ConfigurationError | None = None
     embedder: SharedEmbedder | None = None
     embedder_error: ConfigurationError | None = None
+    # Product reads and writes of concurrent embedding jobs, grouped into one query each.
+    product_io: ProductEmbeddingIO | None = None
 
     @property
     def llm(self) -> OpenAIProvider:
@@ -55,7 +58,7 @@ class Resources:
         return self.notifier_client
 
     async def aclose(self) -> None:
-        for closer in (self.embedder, self.llm_provider, self.notifier_client, self.store):
+        for closer in (self.embedder, self.product_io, self.llm_provider, self.notifier_client, self.store):
             if closer is not None:
                 await closer.aclose()
 
@@ -78,6 +81,7 @@ def make_hooks(*, llm: bool = False, notifier: bool = False, embeddings: str | N
                 res.llm_error = exc
                 logger.warning("LLM not configured, jobs that need it will fail: %s", exc)
         if embeddings is not None:
+            res.product_io = ProductEmbeddingIO(res.store)
             try:
                 res.embedder = open_shared_embedder(embeddings, ctx["redis"])
             except ConfigurationError as exc:

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Protocol
 
-from sqlalchemy import Table, and_, exists, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, exists, insert, or_, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -183,6 +183,41 @@ class SqlStore:
     async def save_product_embedding(self, id: str, vector: Sequence[float], text_hash: str, model: str) -> None:
         values = {"embedding": list(vector), "text_hash": text_hash, "embedding_model": model}
         await self._update(t.products, id, {**values, "updated_at": _now()})
+
+    # Bulk forms for many jobs at once (``workers.groupcall``): one query, one transaction.
+
+    async def get_products(self, ids: Sequence[str]) -> dict[str, ProductRecord]:
+        """The products of ``ids`` that exist, by id."""
+        async with self._tx() as conn:
+            rows = (await conn.execute(select(t.products).where(t.products.c.id.in_(list(ids))))).mappings().all()
+        return {row["id"]: ProductRecord.model_validate(dict(row)) for row in rows}
+
+    async def save_product_embeddings(self, rows: Sequence[tuple[str, Sequence[float], str, str]]) -> set[str]:
+        """``save_product_embedding`` for each ``(id, vector, text_hash, model)`` in one transaction;
+        returns the ids that have no row (nothing is written for them)."""
+        c = t.products.c
+        ids = [row[0] for row in rows]
+        stmt = (
+            update(t.products)
+            .where(c.id == bindparam("b_id"))
+            .values(
+                embedding=bindparam("b_embedding", type_=c.embedding.type),
+                text_hash=bindparam("b_text_hash"),
+                embedding_model=bindparam("b_model"),
+                updated_at=bindparam("b_updated_at", type_=c.updated_at.type),
+            )
+        )
+        now = _now()
+        async with self._tx() as conn:
+            found = set((await conn.execute(select(c.id).where(c.id.in_(ids)))).scalars())
+            params = [
+                {"b_id": id, "b_embedding": list(vector), "b_text_hash": digest, "b_model": model, "b_updated_at": now}
+                for id, vector, digest, model in rows
+                if id in found
+            ]
+            if params:
+                await conn.execute(stmt, params)
+        return set(ids) - found
 
     async def save_product_enrichment(
         self, id: str, enrichment: dict[str, Any], version: int, prompt_version: str | None

@@ -44,7 +44,10 @@ async def _product(ctx: dict[str, Any], product_id: str) -> ProductRecord:
 async def product_embedding(ctx: dict[str, Any], payload: ProductEmbeddingJobPayload) -> ProductEmbeddingJobResult:
     """Embed the product's canonical text, unless that text is unchanged since the last embedding."""
     res = resources(ctx)
-    product = await _product(ctx, payload.product_id)
+    io = res.product_io or res.store  # grouped with the process's other embedding jobs when set
+    product = await io.get_product(payload.product_id)
+    if product is None:
+        raise EntityNotFoundError(f"product {payload.product_id!r} does not exist")
     text = canonical_text(product)
     digest = text_hash(text)
     done = {"status": "skipped", "product_id": product.id, "text_hash": digest}
@@ -54,7 +57,7 @@ async def product_embedding(ctx: dict[str, Any], payload: ProductEmbeddingJobPay
         return ProductEmbeddingJobResult(**done, reason="text unchanged (previous_text_hash)")
     embeddings = res.embeddings
     vector = await embeddings.embed(text)  # shares a request with the process's other embedding jobs
-    await res.store.save_product_embedding(product.id, vector, digest, embeddings.embedding_model)
+    await io.save_product_embedding(product.id, vector, digest, embeddings.embedding_model)
     return ProductEmbeddingJobResult(
         status="processed", product_id=product.id, text_hash=digest, model=embeddings.embedding_model, dims=len(vector)
     )
