@@ -24,7 +24,7 @@ def test_the_workload_benchmark_runs_both_sides_and_prints_its_summary(redis_url
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.strip().splitlines()
-    rows = {line.split()[0]: line.split() for line in lines if line.startswith(("batched ", "unbatched "))}
+    rows = {line.split()[0]: line.split() for line in lines if re.match(r"(batched|unbatched) +\d", line)}
     # side, batch, products, seconds, products/s, requests, req/job, 429s, p50, p95, retried, failed, verified
     assert rows["batched"][1] == "64" and rows["unbatched"][1] == "1"
     for row in rows.values():
