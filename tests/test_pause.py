@@ -11,7 +11,6 @@ from tests.support.workers import (
     behaviour_key,
     counts,
     release_key,
-    run_burst,
     runs,
     settings_for,
 )
