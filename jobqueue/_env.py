@@ -21,8 +21,12 @@ from jobqueue.errors import ConfigurationError
 S = TypeVar("S", bound=BaseSettings)
 
 _KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-_BOUNDS = ((annotated_types.Ge, "ge", ">="), (annotated_types.Gt, "gt", ">"), (annotated_types.Le, "le", "<="))
-_BOUNDS += ((annotated_types.Lt, "lt", "<"),)
+_BOUNDS = (
+    (annotated_types.Ge, "ge", ">="),
+    (annotated_types.Gt, "gt", ">"),
+    (annotated_types.Le, "le", "<="),
+    (annotated_types.Lt, "lt", "<"),
+)
 
 
 def expected(info: FieldInfo) -> str:
