@@ -15,7 +15,7 @@ from jobqueue import _scripts, _validate
 from jobqueue._json import dumps, loads
 from jobqueue._keys import QueueKeys
 from jobqueue.connection import get_redis, redis_errors
-from jobqueue.constants import BULK_CHUNK, RESULT_POLL_MAX_S, RESULT_POLL_MIN_S
+from jobqueue.constants import BULK_CHUNK, PRIORITY_BAND, RESULT_POLL_MAX_S, RESULT_POLL_MIN_S
 from jobqueue.errors import (
     InvalidJobError,
     JobFailedError,
@@ -278,6 +278,18 @@ class Queue:
         if code == -1:
             raise JobStateError(f"job {job_id} is active and cannot be removed until it finishes")
         return code == 1
+
+    async def promote_job(self, job_id: str) -> None:
+        """Make a delayed job (or one waiting to retry) due now, at its priority."""
+        k = self.keys
+        async with redis_errors():
+            code = await _scripts.PROMOTE(
+                get_redis(), [k.queue, k.active, k.seq], [job_id, now_ms(), PRIORITY_BAND, self.default_priority]
+            )
+        if code == 0:
+            raise JobNotFoundError(f"job {job_id} not found in queue {self.name}")
+        if code == -1:
+            raise JobStateError(f"job {job_id} is not delayed, only delayed jobs can be promoted")
 
     async def retry_job(self, job_id: str) -> JobHandle:
         """Put a failed job back in the queue, with fresh attempts and its payload and priority."""
