@@ -35,6 +35,7 @@ from jobqueue._runner import (
     write_outcome,
 )
 from jobqueue.constants import ARQ_MAX_TRIES, ARQ_TIMEOUT_MARGIN_S, PRIORITY_BAND, PROMOTE_BATCH
+from jobqueue.metrics import start_metrics_server, worker_metrics
 from jobqueue.options import QueueOptions, queue_options
 from jobqueue.queue import Queue
 from jobqueue.queues import get_queue
@@ -102,6 +103,7 @@ class WorkerState:
             await asyncio.sleep(wait)
             try:
                 wait = await self.tick()
+                worker_metrics().beat(self.queue.name)
             except (RedisError, OSError) as exc:
                 wait = self.options.tick_interval
                 logger.warning("%s: worker tick failed, will retry: %s", self.queue.name, exc)
@@ -137,7 +139,7 @@ def build_worker_settings(
     """
     q = get_queue(queue)
     opts = options or queue_options(q.name)
-    job_function = make_job_function(handler, q.payload_model)
+    job_function = worker_metrics().instrument(make_job_function(handler, q.payload_model), q.name)
     arq_timeout = opts.timeout + ARQ_TIMEOUT_MARGIN_S
 
     async def startup(ctx: dict[str, Any]) -> None:
@@ -147,6 +149,7 @@ def build_worker_settings(
         wait = await state.tick()  # the pause flag is known before arq's first poll
         state.tick_task = asyncio.create_task(state.run_ticks(wait), name=f"jobqueue-tick-{q.name}")
         logger.info("%s: worker %s started (concurrency %d)", q.name, worker_id, opts.concurrency)
+        start_metrics_server(q.name)
         if on_startup is not None:
             await on_startup(ctx)
 
