@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -96,7 +97,9 @@ def make_job_function(handler: Handler, payload_model: type[BaseModel]) -> Calla
 
         def fail(exc: BaseException | str, error_type: str) -> None:
             text = exc if isinstance(exc, str) else _error_text(exc)
-            finish("failed", error=text, error_type=error_type)
+            # The dashboard shows it; the end of a long one (the raising frame) is what matters.
+            tb = {} if isinstance(exc, str) else {"traceback": "".join(traceback.format_exception(exc))[-8000:]}
+            finish("failed", error=text, error_type=error_type, **tb)
             logger.error("job %s failed after %d attempt(s): %s", job_id, attempt, text)
 
         if attempt > options.attempts:

@@ -8,6 +8,7 @@ is behind ``jobqueue.dashboard.auth``.
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +50,20 @@ def create_app(
     clients get in. ``close_pool_on_shutdown`` closes jobqueue's pool when the app stops (for the
     app served alone; a host app closes it in its own lifespan).
     """
-    credentials = Credentials.resolve(token, user, password)
+    given = (token, user, password)
+    if any(v is not None for v in given):
+        Credentials.resolve(*given)  # half-given credentials fail here, not at the first request
+
+    @cache
+    def credentials() -> Credentials:  # the environment is read on first use, never at import
+        return Credentials.resolve(*given)
+
     templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
     page = templates.get_template("index.html")
 
     async def index(request: Request) -> HTMLResponse:
         base = str(request.scope.get("root_path", "")).rstrip("/")
-        html = page.render(base=base, csrf=credentials.csrf_token, poll_interval_ms=poll_interval_ms)
+        html = page.render(base=base, csrf=credentials().csrf_token, poll_interval_ms=poll_interval_ms)
         return HTMLResponse(html, headers={"cache-control": "no-store"})
 
     async def metrics(request: Request) -> Response:

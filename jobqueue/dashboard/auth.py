@@ -20,6 +20,7 @@ import hmac
 import ipaddress
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -103,7 +104,7 @@ def is_loopback(host: str) -> bool:
 class AuthMiddleware:
     """401 for unauthenticated requests; 403 for an unsafe request without the CSRF token."""
 
-    def __init__(self, app: ASGIApp, credentials: Credentials) -> None:
+    def __init__(self, app: ASGIApp, credentials: Callable[[], Credentials]) -> None:
         self.app = app
         self.credentials = credentials
 
@@ -112,7 +113,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        creds = self.credentials
+        creds = self.credentials()
         if creds.configured:
             how = creds.check(headers.get("authorization", ""))
             if how is None:
