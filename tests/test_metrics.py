@@ -5,29 +5,16 @@ import json
 import time
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 import jobqueue
 from jobqueue import product_embedding_queue as embeddings
 from jobqueue.metrics import metrics_port
+from tests.support.scrape import samples, value
 from tests.support.waiting import WorkerProcess, free_port
 from tests.support.workers import behaviour_key, counts
 
 SETTINGS = "tests.support.workers.EmbeddingTestSettings"
 QUEUE = "product-embedding"
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of a Prometheus text page, keyed by (name, sorted labels)."""
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
-
-
-def value(page: dict, name: str, **labels: str) -> float | None:
-    return page.get((name, tuple(sorted(labels.items()))))
 
 
 async def scrape(port: int) -> dict:
