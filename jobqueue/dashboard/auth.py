@@ -56,6 +56,7 @@ class Credentials:
         if token is None and user is None and password is None:
             env = DashboardSettings()
             token, user, password = env.token, env.user, env.password
+        token, user, password = token or None, user or None, password or None  # empty: unset
         if (user is None) != (password is None):
             raise ValueError("set both JOBQUEUE_DASHBOARD_USER and JOBQUEUE_DASHBOARD_PASSWORD, or neither")
         if token is None and user is None:
