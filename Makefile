@@ -12,8 +12,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Each worker serves Prometheus metrics on 9100 + its queue's index (see README "Metrics").
-run: export JOBQUEUE_METRICS_PORT ?= 9100
+# Each worker serves Prometheus metrics on 9310 + its queue's index (see README "Metrics").
+run: export JOBQUEUE_METRICS_PORT ?= 9310
 run: $(STAMP)
 	$(BIN)/python -m workers.run
 
