@@ -23,6 +23,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from jobqueue.constants import QUEUE_NAMES
+from jobqueue.errors import ConfigurationError
 
 logger = logging.getLogger("jobqueue.metrics")
 
@@ -105,14 +106,24 @@ def worker_metrics() -> WorkerMetrics:
 def metrics_port(queue: str, environ: dict[str, str] | None = None) -> int | None:
     """The port the worker of ``queue`` serves ``/metrics`` on, or None when metrics are off."""
     env = os.environ if environ is None else environ
-    own = env.get("JOBQUEUE_" + queue.upper().replace("-", "_") + "_METRICS_PORT")
-    if own:
-        return int(own)
+    own = "JOBQUEUE_" + queue.upper().replace("-", "_") + "_METRICS_PORT"
+    if env.get(own):
+        return _port(own, env[own])
     base = env.get("JOBQUEUE_METRICS_PORT")
     if not base:
         return None
     names = list(QUEUE_NAMES.values())
-    return int(base) + (names.index(queue) if queue in names else 0)
+    return _port("JOBQUEUE_METRICS_PORT", base) + (names.index(queue) if queue in names else 0)
+
+
+def _port(variable: str, raw: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536 - len(QUEUE_NAMES):
+        raise ConfigurationError(f"{variable} must be a port number, got {raw!r}")
+    return port
 
 
 def start_metrics_server(queue: str) -> int | None:

@@ -5,8 +5,10 @@ import json
 import time
 
 import httpx
+import pytest
 
 import jobqueue
+from jobqueue import ConfigurationError
 from jobqueue import product_embedding_queue as embeddings
 from jobqueue.metrics import metrics_port
 from tests.support.scrape import samples, value
@@ -94,3 +96,10 @@ def test_metrics_ports_are_off_by_default_offset_per_queue_and_overridable():
     env["JOBQUEUE_REMINDER_DISPATCH_METRICS_PORT"] = "9200"
     assert metrics_port("reminder-dispatch", env) == 9200
     assert metrics_port(QUEUE, env) == 9100
+
+
+def test_a_bad_metrics_port_is_a_configuration_error_naming_the_variable():
+    with pytest.raises(ConfigurationError, match="JOBQUEUE_METRICS_PORT must be a port number, got 'ninety'"):
+        metrics_port(QUEUE, {"JOBQUEUE_METRICS_PORT": "ninety"})
+    with pytest.raises(ConfigurationError, match="JOBQUEUE_PRODUCT_EMBEDDING_METRICS_PORT"):
+        metrics_port(QUEUE, {"JOBQUEUE_PRODUCT_EMBEDDING_METRICS_PORT": "70000"})
