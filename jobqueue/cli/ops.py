@@ -24,7 +24,7 @@ def stats(as_json: JsonFlag = False) -> None:
     """Every queue: counts, paused, workers, and the last hour's throughput, failures and p50/p95."""
     summaries = run_async(all_summaries)
     if as_json:
-        print_json(summaries)
+        print_json([{k: v for k, v in s.items() if k != "history"} for s in summaries])
         return
     columns = ["queue", "paused", "waiting", "active", "delayed", "held", "completed", "failed"]
     columns += ["workers", "done/min", "failed %", "p50", "p95"]

@@ -50,8 +50,7 @@ async def overview(request: Request) -> JSONResponse:
 async def queue_detail(request: Request) -> JSONResponse:
     queue = get_queue(request.path_params["queue"])
     minutes = _int(request, "minutes", 60, 1, 1440)
-    summary = await queue_summary(queue, minutes)
-    return JSONResponse({**summary, "history": await queue.get_metrics(minutes=minutes)})
+    return JSONResponse(await queue_summary(queue, minutes))
 
 
 async def queue_jobs(request: Request) -> JSONResponse:
