@@ -17,20 +17,22 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from jobqueue.constants import QUEUE_NAMES
 from jobqueue.errors import ConfigurationError
 
+if TYPE_CHECKING:
+    from jobqueue._state import WorkerState
+
 logger = logging.getLogger("jobqueue.metrics")
 
 # Seconds: from 10 ms (a cache hit) to 10 minutes (a day's collections).
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-# A run's outcome kind (jobqueue._runner.Outcome.kind) -> the ``outcome`` label; others are not counted.
-OUTCOME_LABELS = {"completed": "completed", "failed": "failed", "retry": "retried", "interrupted": "interrupted"}
+# A run's outcome kind (jobqueue._state.Outcome.kind) -> the ``outcome`` label; others are not counted.
+OUTCOME_LABELS = {"completed": "completed", "failed": "failed", "retry": "retried"}
 
 
 class WorkerMetrics:
@@ -47,7 +49,7 @@ class WorkerMetrics:
         )
         self.jobs = Counter(
             "jobqueue_jobs",
-            "Runs ended, by queue and outcome (completed, failed, retried, interrupted).",
+            "Runs ended, by queue and outcome (completed, failed, retried).",
             ["queue", "outcome"],
             registry=registry,
         )
@@ -62,34 +64,13 @@ class WorkerMetrics:
     def observe(self, queue: str, kind: str, seconds: float) -> None:
         """Count one run that ended with outcome ``kind`` after ``seconds``."""
         outcome = OUTCOME_LABELS.get(kind)
-        if outcome is None:  # a run handed back unstarted (queue paused) did no work
+        if outcome is None:  # a run handed back by a graceful stop is not an outcome
             return
         self.duration.labels(queue, outcome).observe(seconds)
         self.jobs.labels(queue, outcome).inc()
 
     def beat(self, queue: str) -> None:
         self.heartbeat.labels(queue).set(time.time())
-
-    def instrument(self, job_function: Callable[..., Awaitable[Any]], queue: str) -> Callable[..., Awaitable[Any]]:
-        """Wrap a queue's job function: time each run and count it by the outcome it recorded."""
-        from jobqueue._runner import OUTCOME_KEY
-
-        running = self.running.labels(queue)
-
-        async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            running.inc()
-            try:
-                return await job_function(ctx, *args, **kwargs)
-            finally:
-                running.dec()
-                outcome = ctx.get(OUTCOME_KEY)
-                self.observe(
-                    queue, outcome.kind if outcome is not None else "interrupted", time.perf_counter() - started
-                )
-
-        run.__name__ = run.__qualname__ = getattr(job_function, "__name__", "run")
-        return run
 
 
 _metrics: WorkerMetrics | None = None
@@ -126,13 +107,15 @@ def _port(variable: str, raw: str) -> int:
     return port
 
 
-def start_metrics_server(queue: str) -> int | None:
-    """Serve this process's metrics if a port is configured; returns the port, or None."""
+def start_metrics_server(state: WorkerState) -> int | None:
+    """Serve this worker process's metrics if a port is configured; returns the port, or None."""
+    queue = state.queue.name
     port = metrics_port(queue)
     if port is None:
         return None
     addr = os.environ.get("JOBQUEUE_METRICS_ADDR", "0.0.0.0")
-    worker_metrics()
+    running = state.running  # job id -> token of the runs this worker owns now
+    worker_metrics().running.labels(queue).set_function(lambda: len(running))
     try:
         start_http_server(port, addr=addr)
     except OSError as exc:

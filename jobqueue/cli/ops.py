@@ -7,12 +7,12 @@ from typing import Annotated, Any
 
 import typer
 
+from jobqueue._inspection import LIST_STATES
 from jobqueue._overview import all_summaries, queue_for_job
 from jobqueue.cli._app import app
 from jobqueue.cli._output import JSON_HELP, ms_time, print_json, run_async, seconds, table
 from jobqueue.errors import JobNotFoundError, JobQueueError
 from jobqueue.job import JobInfo
-from jobqueue.queue import LIST_STATES
 from jobqueue.queues import QUEUES, get_queue
 
 JsonFlag = Annotated[bool, typer.Option("--json", help=JSON_HELP)]

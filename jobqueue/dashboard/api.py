@@ -9,9 +9,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from jobqueue._inspection import LIST_STATES
 from jobqueue._overview import all_summaries, queue_for_job, queue_summary, redis_used_memory
 from jobqueue.errors import InvalidJobError, JobNotFoundError
-from jobqueue.queue import LIST_STATES
 from jobqueue.queues import get_queue
 
 MAX_PAGE_SIZE = 200
