@@ -125,6 +125,7 @@ def test_remove_promote_and_drain(jq):
     run_async(lambda: jobqueue.enqueue_product_embedding("now"))
     assert jq("remove", "product-embedding", "product-embedding:later")[0] == 0
     one_line_error(*jq("remove", "product-embedding", "product-embedding:later")[::2], "not found")
+    one_line_error(*jq("remove", "product-enrichment", "product-embedding:now")[::2], "not a job of queue")
     assert jq("promote", "product-embedding", "product-embedding:soon")[0] == 0
     assert counts_now() == counts(waiting=2)
     one_line_error(*jq("promote", "product-embedding", "product-embedding:now")[::2], "not delayed")
