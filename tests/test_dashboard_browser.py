@@ -91,8 +91,13 @@ async def test_dashboard_in_chromium(redis_client, dashboard_url, browser_page, 
         if os.environ.get("JOBQUEUE_DASHBOARD_SCREENSHOT"):
             await page.screenshot(path=os.environ["JOBQUEUE_DASHBOARD_SCREENSHOT"], full_page=True)
 
+        # The queue's workers: the arq process, with its pid.
+        await page.click('#queues a[href="#/workers/product-embedding"]')
+        await expect(page.locator("#workers tbody tr")).to_have_count(1)
+        await expect(page.locator("#workers tbody tr td").nth(2)).to_have_text(str(worker.pid))
+
         # Pause shows as paused, and the worker starts nothing while it is.
-        await page.click('a[href="#/queue/product-embedding"]')
+        await page.click('h1 a[href="#/queue/product-embedding"]')
         await expect(page.locator("#queue-state")).to_have_text("running")
         await page.click("#pause")
         await expect(page.locator("#queue-state")).to_have_text("paused")
@@ -111,6 +116,10 @@ async def test_dashboard_in_chromium(redis_client, dashboard_url, browser_page, 
     await page.click('.tabs a[data-state="failed"]')
     row = page.locator('#jobs tr[data-job="product-embedding:broken"]')
     await expect(row.locator("td.error")).to_have_text("PermanentJobError: product broken cannot be embedded")
+    await row.locator("a").click()
+    await expect(page.locator("#job-error")).to_have_text("PermanentJobError: product broken cannot be embedded")
+    await expect(page.locator("#job-traceback")).to_contain_text("Traceback (most recent call last)")
+    await page.go_back()
     await row.locator("button.retry").click()
     await expect(row).to_have_count(0)
     assert await embeddings.get_job_state("product-embedding:broken") == "waiting"
@@ -122,6 +131,7 @@ async def test_dashboard_in_chromium(redis_client, dashboard_url, browser_page, 
     await page.locator(f'#jobs tr[data-job="product-embedding:{XSS}"] a').click()
     await expect(page.locator("#job-state")).to_have_text("completed")
     await expect(page.locator("#job-payload")).to_contain_text(f'"product_id": "{XSS}"')
+    await expect(page.locator("#job-result")).to_contain_text('"status": "processed"')
     assert await page.evaluate("window.__pwned") is None
     assert await page.locator("#view script").count() == 0
 

@@ -221,7 +221,7 @@ function jobView(root, jobId) {
     if (job.state === "delayed") buttons.push(el("button", { id: "job-promote", onclick: () => act(`Run ${jobId} now?`, `/jobs/${id}/promote`) }, "Promote"));
     if (job.state !== "active") buttons.push(el("button", { class: "danger", id: "job-remove", onclick: () => act(`Remove ${jobId}?`, `/jobs/${id}/remove`) }, "Remove"));
     const field = (label, value) => [el("dt", { text: label }), el("dd", {}, value)];
-    box.replaceChildren(
+    const parts = [
       el("div", { class: "toolbar" }, el("a", { href: `#/queue/${q}/${job.state}` }, `← ${job.queue_name}`), buttons),
       el(
         "dl",
@@ -238,9 +238,10 @@ function jobView(root, jobId) {
       el("h2", { text: "Payload" }),
       el("pre", { id: "job-payload", text: JSON.stringify(job.payload, null, 2) }),
       job.error ? [el("h2", { text: "Error" }), el("pre", { id: "job-error", class: "error", text: job.error })] : null,
-      job.traceback ? [el("h2", { text: "Traceback" }), el("pre", { class: "error", text: job.traceback })] : null,
-      job.result !== null && job.result !== undefined ? [el("h2", { text: "Result" }), el("pre", { text: JSON.stringify(job.result, null, 2) })] : null,
-    );
+      job.traceback ? [el("h2", { text: "Traceback" }), el("pre", { id: "job-traceback", class: "error", text: job.traceback })] : null,
+      job.result !== null && job.result !== undefined ? [el("h2", { text: "Result" }), el("pre", { id: "job-result", text: JSON.stringify(job.result, null, 2) })] : null,
+    ];
+    box.replaceChildren(...parts.flat().filter((part) => part !== null));
   };
 }
 
