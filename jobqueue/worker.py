@@ -34,6 +34,7 @@ from jobqueue._runner import (
     now_ms,
     write_outcome,
 )
+from jobqueue._scheduler import SCHEDULER_KEY, start_scheduler, stop_scheduler
 from jobqueue.constants import ARQ_MAX_TRIES, ARQ_TIMEOUT_MARGIN_S, PRIORITY_BAND, PROMOTE_BATCH
 from jobqueue.options import QueueOptions, queue_options
 from jobqueue.queue import Queue
@@ -146,6 +147,7 @@ def build_worker_settings(
         ctx[STATE_KEY] = state
         wait = await state.tick()  # the pause flag is known before arq's first poll
         state.tick_task = asyncio.create_task(state.run_ticks(wait), name=f"jobqueue-tick-{q.name}")
+        ctx[SCHEDULER_KEY] = start_scheduler(q, ctx["redis"])  # recurring schedules: jobqueue._scheduler
         logger.info("%s: worker %s started (concurrency %d)", q.name, worker_id, opts.concurrency)
         if on_startup is not None:
             await on_startup(ctx)
@@ -155,6 +157,7 @@ def build_worker_settings(
             if on_shutdown is not None:
                 await on_shutdown(ctx)
         finally:
+            await stop_scheduler(ctx.pop(SCHEDULER_KEY, None))
             state: WorkerState | None = ctx.get(STATE_KEY)
             if state is not None and state.tick_task is not None:
                 state.tick_task.cancel()

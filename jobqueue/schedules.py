@@ -1,0 +1,359 @@
+"""Recurring schedules (BullMQ's job schedulers): a queue's job enqueued on a cron pattern or every
+N seconds, defined at run time and stored in Redis.
+
+``upsert_schedule`` creates or replaces a schedule by id (calling it at every start of a service
+changes nothing); every worker of the schedule's queue fires it (``jobqueue._scheduler``), and each
+slot is enqueued exactly once across all of them. Slots are computed here, as pure functions: cron
+patterns in the schedule's time zone (DST as cron has it), ``every`` in absolute time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from jobqueue import _scripts, _validate
+from jobqueue._keys import SCHEDULE_KEYS
+from jobqueue.connection import get_redis, redis_errors
+from jobqueue.errors import InvalidJobError
+from jobqueue.queue import Queue
+from jobqueue.queues import get_queue
+
+MAX_ID_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class SlotRule:
+    """What decides a schedule's slots: a cron pattern in ``tz``, or every ``every_ms`` from
+    ``start_ms`` (the Unix epoch when None); none before ``start_ms`` nor after ``end_ms``."""
+
+    cron: str | None = None
+    every_ms: int | None = None
+    tz: str = "UTC"
+    start_ms: int | None = None
+    end_ms: int | None = None
+
+    def next_after(self, after_ms: int) -> int | None:
+        """The first slot later than ``after_ms`` (Unix ms), or None when there is none."""
+        first = after_ms + 1 if self.start_ms is None else max(after_ms + 1, self.start_ms)
+        if self.every_ms is not None:
+            anchor = self.start_ms or 0
+            slot = anchor + -(-(first - anchor) // self.every_ms) * self.every_ms
+        else:
+            slot = _cron_at_or_after(self.cron or "", ZoneInfo(self.tz), first)
+        if slot is None or (self.end_ms is not None and slot > self.end_ms):
+            return None
+        return slot
+
+    @property
+    def pattern(self) -> str:
+        """The part of the rule an unchanged upsert keeps its next slot for."""
+        return json.dumps([self.cron, self.every_ms, self.tz, self.start_ms])
+
+
+def _cron_at_or_after(cron: str, zone: ZoneInfo, first_ms: int) -> int | None:
+    # cronsim walks local wall-clock time in ``zone`` as Debian cron does: a fixed time that falls
+    # in a skipped hour fires at the first minute after the jump, one in a repeated hour fires once
+    # (at its first occurrence); patterns with a wildcard hour follow real time. It yields slots
+    # after the whole second it starts from; starting inside a repeated hour it can yield that
+    # hour's first occurrence, already past: such slots are skipped.
+    start = dt.datetime.fromtimestamp(math.ceil(first_ms / 1000) - 1, zone)
+    for when in CronSim(cron, start):
+        slot = int(when.timestamp()) * 1000
+        if slot >= first_ms:
+            return slot
+    return None  # cronsim gives up when nothing matches within 50 years
+
+
+class Schedule(BaseModel):
+    """A recurring schedule as stored: its definition and how far it has fired.
+
+    ``every`` is in seconds; ``next_run`` is None once the schedule is finished (past ``end``, or
+    ``limit`` fires made); ``error`` says why the last slot could not be enqueued, if it could not.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    queue: str
+    cron: str | None = None
+    every: float | None = None
+    tz: str = "UTC"
+    payload: dict[str, Any]
+    priority: int | None = None
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    limit: int | None = None
+    next_run: AwareDatetime | None = None
+    last_run: AwareDatetime | None = None
+    fired: int = 0
+    created_at: AwareDatetime | None = None
+    updated_at: AwareDatetime | None = None
+    error: str | None = None
+
+    @property
+    def pattern(self) -> str:
+        """``cron <expression>`` or ``every <seconds>s``."""
+        return f"cron {self.cron}" if self.cron is not None else f"every {self.every:g}s"
+
+    @property
+    def rule(self) -> SlotRule:
+        return SlotRule(
+            cron=self.cron,
+            every_ms=None if self.every is None else round(self.every * 1000),
+            tz=self.tz,
+            start_ms=_ms(self.start),
+            end_ms=_ms(self.end),
+        )
+
+    def next_slot(self, after: dt.datetime) -> dt.datetime | None:
+        """The first slot of this schedule later than ``after`` (an aware datetime), in UTC."""
+        slot = self.rule.next_after(_ms(_validate.aware_datetime(after, "after")) or 0)
+        return _datetime(slot)
+
+
+def _ms(when: dt.datetime | None) -> int | None:
+    return None if when is None else int(when.timestamp() * 1000)
+
+
+def _datetime(ms: int | None) -> dt.datetime | None:
+    return None if ms is None else dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+
+
+# -- validation (everything is checked before Redis is written) ---------------------------------
+
+
+def _schedule_id(value: Any) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH or any(c.isspace() for c in value):
+        raise InvalidJobError(
+            f"schedule_id must be a non-empty string of at most {MAX_ID_LENGTH} characters with no "
+            f"whitespace, got {value!r}"
+        )
+    return value
+
+
+def _zone(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidJobError(f"tz must be an IANA time zone name such as 'Europe/London', got {value!r}")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidJobError(f"tz must be an IANA time zone name such as 'Europe/London', got {value!r}") from None
+    return value
+
+
+def _cron(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidJobError(f"cron must be a cron expression string such as '0 3 * * *', got {value!r}")
+    try:
+        CronSim(value, dt.datetime.now(dt.UTC))
+    except CronSimError as exc:
+        raise InvalidJobError(f"invalid cron expression {value!r}: {exc}") from None
+    return value
+
+
+def _every_ms(value: Any) -> int:
+    seconds = _validate.seconds(value, "every")
+    every_ms = round(seconds * 1000)
+    if every_ms < 1:
+        raise InvalidJobError(f"every must be at least 1 ms, got {value!r}")
+    return every_ms
+
+
+def _instant_ms(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    ms = _ms(_validate.aware_datetime(value, what)) or 0
+    if ms <= 0:
+        raise InvalidJobError(f"{what} must be after 1970-01-01, got {value!r}")
+    return ms
+
+
+def _limit(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidJobError(f"limit must be a positive integer (the number of fires), got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Definition:
+    schedule_id: str
+    queue: Queue
+    rule: SlotRule
+    payload: dict[str, Any]
+    priority: int | None
+    limit: int | None
+
+    def spec_json(self) -> str:
+        r = self.rule
+        return json.dumps(
+            {
+                "id": self.schedule_id,
+                "queue": self.queue.name,
+                "cron": r.cron,
+                "every_ms": r.every_ms,
+                "tz": r.tz,
+                "start_ms": r.start_ms,
+                "end_ms": r.end_ms,
+                "payload": self.payload,
+                "priority": self.priority,
+                "limit": self.limit,
+            },
+            separators=(",", ":"),
+        )
+
+
+def _define(
+    schedule_id: Any,
+    queue: Any,
+    *,
+    cron: Any,
+    every: Any,
+    tz: Any,
+    payload: Any,
+    priority: Any,
+    start: Any,
+    end: Any,
+    limit: Any,
+) -> _Definition:
+    sid = _schedule_id(schedule_id)
+    q = get_queue(queue)
+    if (cron is None) == (every is None):
+        raise InvalidJobError("give exactly one of cron= (a cron expression) or every= (seconds)")
+    zone = _zone(tz)
+    cron_expr = _cron(cron) if cron is not None else None
+    every_ms = _every_ms(every) if every is not None else None
+    model = _validate.payload(q.payload_model, payload, q.name)
+    q.prepare(model, priority=priority)  # the queue's own checks of payload and priority
+    start_ms, end_ms = _instant_ms(start, "start"), _instant_ms(end, "end")
+    if start_ms is not None and end_ms is not None and start_ms >= end_ms:
+        raise InvalidJobError(f"start must be before end, got start={start!r} end={end!r}")
+    rule = SlotRule(cron=cron_expr, every_ms=every_ms, tz=zone, start_ms=start_ms, end_ms=end_ms)
+    return _Definition(sid, q, rule, model.model_dump(mode="json", exclude_none=True), priority, _limit(limit))
+
+
+# -- the public calls -------------------------------------------------------------------------
+
+
+async def upsert_schedule(
+    schedule_id: str,
+    queue: str | Queue,
+    *,
+    cron: str | None = None,
+    every: float | dt.timedelta | None = None,
+    tz: str = "UTC",
+    payload: Any,
+    priority: int | None = None,
+    start: dt.datetime | str | None = None,
+    end: dt.datetime | str | None = None,
+    limit: int | None = None,
+) -> Schedule:
+    """Create or replace the schedule ``schedule_id``: ``queue`` gets a job with ``payload`` at
+    every slot of ``cron`` (evaluated in the IANA zone ``tz``) or ``every`` seconds.
+
+    Slots fall from ``start`` (default: now) to ``end`` (default: forever), ``limit`` fires at most.
+    Upserting an unchanged pattern keeps the next slot and the fire count; a changed cron, every, tz
+    or start recomputes the next slot from now. Raises ``InvalidJobError`` before anything is
+    written when an argument is invalid (the payload is checked against the queue's payload model).
+    """
+    definition = _define(
+        schedule_id,
+        queue,
+        cron=cron,
+        every=every,
+        tz=tz,
+        payload=payload,
+        priority=priority,
+        start=start,
+        end=end,
+        limit=limit,
+    )
+    rule, keys = definition.rule, SCHEDULE_KEYS
+    async with redis_errors():
+        redis = get_redis()
+        seconds, micros = await redis.time()
+        first = rule.next_after(seconds * 1000 + micros // 1000)
+        if first is None and rule.end_ms is None:
+            raise InvalidJobError(f"cron expression {rule.cron!r} never matches")
+        await _scripts.SCHEDULE_UPSERT(
+            redis,
+            [keys.schedule(definition.schedule_id), keys.ids, keys.due(definition.queue.name)],
+            [
+                definition.schedule_id,
+                definition.queue.name,
+                rule.pattern,
+                definition.spec_json(),
+                -1 if first is None else first,
+                definition.limit or 0,
+                rule.end_ms or 0,
+                keys.due(""),
+            ],
+        )
+        return (await _load(redis, [definition.schedule_id]))[0]
+
+
+async def get_schedules(queue: str | Queue | None = None) -> list[Schedule]:
+    """Every schedule (of ``queue`` when given), soonest next run first, finished ones last."""
+    name = None if queue is None else get_queue(queue).name
+    async with redis_errors():
+        redis = get_redis()
+        ids = sorted(i.decode() for i in await redis.smembers(SCHEDULE_KEYS.ids))
+        found = [s for s in await _load(redis, ids) if s is not None and (name is None or s.queue == name)]
+    far = dt.datetime.max.replace(tzinfo=dt.UTC)
+    return sorted(found, key=lambda s: (s.next_run or far, s.id))
+
+
+async def remove_schedule(schedule_id: str) -> bool:
+    """Remove a schedule; True when it existed. Jobs it already enqueued are left to run."""
+    sid = _schedule_id(schedule_id)
+    keys = SCHEDULE_KEYS
+    async with redis_errors():
+        removed = await _scripts.SCHEDULE_REMOVE(get_redis(), [keys.schedule(sid), keys.ids], [sid, keys.due("")])
+    return bool(removed)
+
+
+async def _load(redis: Any, ids: list[str]) -> list[Any]:
+    if not ids:
+        return []
+    pipe = redis.pipeline(transaction=False)
+    for sid in ids:
+        pipe.hgetall(SCHEDULE_KEYS.schedule(sid))
+    return [from_hash(raw) if raw else None for raw in await pipe.execute()]
+
+
+def from_hash(raw: dict[bytes, bytes]) -> Schedule:
+    """A ``Schedule`` from its Redis hash."""
+    fields = {k.decode(): v.decode() for k, v in raw.items()}
+    spec = json.loads(fields["spec"])
+
+    def when(name: str) -> dt.datetime | None:
+        value = fields.get(name)
+        return _datetime(int(value)) if value else None
+
+    return Schedule(
+        id=spec["id"],
+        queue=spec["queue"],
+        cron=spec["cron"],
+        every=None if spec["every_ms"] is None else spec["every_ms"] / 1000,
+        tz=spec["tz"],
+        payload=spec["payload"],
+        priority=spec["priority"],
+        start=_datetime(spec["start_ms"]),
+        end=_datetime(spec["end_ms"]),
+        limit=spec["limit"],
+        next_run=when("next"),
+        last_run=when("last"),
+        fired=int(fields.get("fired", "0")),
+        created_at=when("created"),
+        updated_at=when("updated"),
+        error=fields.get("error"),
+    )
