@@ -20,7 +20,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from jobqueue import _scripts
+from jobqueue import _redis_errors, _scripts
 from jobqueue._keys import SCHEDULE_KEYS
 from jobqueue.constants import SCHEDULER_ALIVE_S, SCHEDULER_BATCH, SCHEDULER_MAX_WAIT_S
 from jobqueue.errors import InvalidJobError
@@ -85,7 +85,7 @@ async def _fire(queue: Queue, redis: Any, schedule_id: str, now: int, tended: bo
     job_id = slot_job_id(queue, schedule_id, slot)
     try:
         job = queue.prepare(schedule.payload, priority=schedule.priority)
-        job_args = [job_id, job.job_json, job.priority, ""]
+        job_args = [job_id, job.job_head, job.priority, ""]
     except InvalidJobError as exc:  # the payload model changed since the upsert
         logger.error("%s: schedule %s skipped slot %d: %s", queue.name, schedule_id, slot, exc)
         job_args = ["", "", 0, str(exc)]
@@ -103,9 +103,9 @@ async def run_scheduler(queue: Queue, redis: Any) -> None:
     while True:
         try:
             wait = await fire_due(queue, redis)
-        except (RedisError, OSError) as exc:
+        except (RedisError, *_redis_errors.TRANSIENT) as exc:
             wait = SCHEDULER_MAX_WAIT_S
-            logger.warning("%s: scheduler pass failed, will retry: %s", queue.name, exc)
+            logger.warning("%s: scheduler pass failed, will retry: %s", queue.name, _redis_errors.describe(exc))
         await asyncio.sleep(wait)
 
 

@@ -4,12 +4,12 @@
 -- ARGV[1] schedule id   ARGV[2] revision the caller read   ARGV[3] the slot (ms), the caller read as next
 -- ARGV[4] the slot after it (ms, -1: none)   ARGV[5] queue key prefix ("jq:<queue>:")
 -- ARGV[6] job id ('' : the job could not be built; skip the slot and record ARGV[9])
--- ARGV[7] arq job JSON   ARGV[8] priority   ARGV[9] error text
+-- ARGV[7] arq job JSON without its closing "et" part (added here, in Redis time)
+-- ARGV[8] priority   ARGV[9] error text
 -- The claim holds when the schedule is unchanged (same revision) and its next slot is still ARGV[3]
 -- and is due by Redis's clock (TIME, the same for every host).
 -- Returns {1 claimed / 0 not, 1 job created / 0 job id already queued / -1 skipped}
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = redis_now()
 local id, slot = ARGV[1], ARGV[3]
 local cur = redis.call('HMGET', KEYS[1], 'rev', 'next', 'limit')
 if not cur[2] then
@@ -25,7 +25,8 @@ if ARGV[6] ~= '' then
   local base, job_id = ARGV[5], ARGV[6]
   -- Slot job ids are unique per slot: an existing job key means this slot's job is queued already.
   if redis.call('EXISTS', 'arq:job:' .. job_id) == 0 then
-    place_job(base .. 'queue', base .. 'seq', base .. 'completed', base .. 'failed', base, job_id, ARGV[7],
+    local job = ARGV[7] .. ',"et":' .. now .. '}'
+    place_job(base .. 'queue', base .. 'seq', base .. 'completed', base .. 'failed', base, job_id, job,
       tonumber(ARGV[8]), 0, now, PRIORITY_BAND)
     code = 1
   else

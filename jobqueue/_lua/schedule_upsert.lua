@@ -7,8 +7,7 @@
 -- service changes nothing. A new pattern takes ARGV[5]. Every call bumps the revision, so a worker
 -- holding the old definition fails its claim and reads the new one.
 -- Returns {created (0/1), next slot kept (0/1), next slot ms (-1: the schedule is finished)}
-local t = redis.call('TIME')
-local now = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local now = string.format('%d', redis_now())
 local id = ARGV[1]
 local old = redis.call('HMGET', KEYS[1], 'queue', 'pattern', 'next', 'fired')
 local nxt, kept = ARGV[5], 0
