@@ -41,10 +41,10 @@ class SlotRule:
             return None
         return slot
 
-    @property
-    def pattern(self) -> str:
-        """The part of the rule an unchanged upsert keeps its next slot for."""
-        return json.dumps([self.cron, self.every_ms, self.tz, self.start_ms])
+    def pattern(self, queue: str) -> str:
+        """What an upsert must leave unchanged to keep the next slot: the slot rule, and the queue
+        (a schedule moved to another queue starts afresh there rather than catching up)."""
+        return json.dumps([queue, self.cron, self.every_ms, self.tz, self.start_ms])
 
 
 def _cron_at_or_after(cron: str, zone: ZoneInfo, first_ms: int) -> int | None:

@@ -193,7 +193,7 @@ async def upsert_schedule(
             [
                 definition.schedule_id,
                 definition.queue.name,
-                rule.pattern,
+                rule.pattern(definition.queue.name),
                 definition.spec_json(),
                 -1 if first is None else first,
                 definition.limit or 0,

@@ -1,6 +1,6 @@
 -- Create or replace a recurring schedule (jobqueue.schedules), by id, in one step.
 -- KEYS[1] schedule hash   KEYS[2] set of schedule ids   KEYS[3] due zset of the schedule's queue
--- ARGV[1] schedule id   ARGV[2] queue   ARGV[3] pattern (what decides the slots)   ARGV[4] definition JSON
+-- ARGV[1] schedule id   ARGV[2] queue   ARGV[3] pattern (queue and slot rule)   ARGV[4] definition JSON
 -- ARGV[5] first slot of the pattern from now, ms (-1: none)   ARGV[6] limit (0: none)
 -- ARGV[7] end, ms (0: none)   ARGV[8] prefix of the due zsets (to leave the old queue's zset)
 -- An unchanged pattern keeps its next slot and fire count: calling this at every start of a
