@@ -53,34 +53,40 @@ async def fire_due(queue: Queue, redis: Any) -> float:
     pipe.zrange(keys.due(queue.name), 0, SCHEDULER_BATCH - 1, withscores=True)
     time_reply, tended, entries = await pipe.execute()
     now = _ms(time_reply)
+    unreadable = False
     for raw_id, score in entries:
         if score > now:
             break
-        await _fire(queue, redis, raw_id.decode(), now, bool(tended))
+        unreadable |= not await _fire(queue, redis, raw_id.decode(), now, bool(tended))
 
     pipe = redis.pipeline(transaction=False)
     pipe.set(keys.alive(queue.name), b"1", px=int(SCHEDULER_ALIVE_S * 1000))
     pipe.time()
     pipe.zrange(keys.due(queue.name), 0, 0, withscores=True)
     _, time_reply, first = await pipe.execute()
-    if not first:
+    if not first or unreadable:  # an unreadable schedule stays due: do not spin on it
         return SCHEDULER_MAX_WAIT_S
     return min(max((first[0][1] - _ms(time_reply)) / 1000, 0.0), SCHEDULER_MAX_WAIT_S)
 
 
-async def _fire(queue: Queue, redis: Any, schedule_id: str, now: int, tended: bool) -> None:
+async def _fire(queue: Queue, redis: Any, schedule_id: str, now: int, tended: bool) -> bool:
+    """Fire one due schedule's slot; False when its hash cannot be read (it is logged)."""
     keys = SCHEDULE_KEYS
     script_keys = [keys.schedule(schedule_id), keys.due(queue.name)]
     raw = await redis.hgetall(keys.schedule(schedule_id))
     if b"next" not in raw:
         # Removed or finished since the zset was read: the script drops a stale zset entry.
         await _scripts.SCHEDULE_FIRE(redis, script_keys, [schedule_id, "", "", -1, queue.keys.base, "", "", 0, ""])
-        return
-    schedule = from_hash(raw)
-    rev, slot_text = raw[b"rev"].decode(), raw[b"next"].decode()
-    slot = int(slot_text)
+        return True
+    try:
+        schedule = from_hash(raw)
+        rev, slot_text = raw[b"rev"].decode(), raw[b"next"].decode()
+        slot = int(slot_text)
+    except (KeyError, ValueError) as exc:  # written by hand, not by upsert_schedule
+        logger.error("%s: schedule %s cannot be read, remove or upsert it: %r", queue.name, schedule_id, exc)
+        return False
     if slot > now or schedule.queue != queue.name:  # not due yet, or moved to another queue
-        return
+        return True
     following = schedule.rule.next_after(slot if tended else max(slot, now))
     job_id = slot_job_id(queue, schedule_id, slot)
     try:
@@ -96,6 +102,7 @@ async def _fire(queue: Queue, redis: Any, schedule_id: str, now: int, tended: bo
     )
     if claimed and created >= 0:
         logger.info("%s: schedule %s fired slot %d as job %s", queue.name, schedule_id, slot, job_id)
+    return True
 
 
 async def run_scheduler(queue: Queue, redis: Any) -> None:

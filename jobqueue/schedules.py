@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,8 @@ from jobqueue.connection import get_redis, redis_errors
 from jobqueue.errors import InvalidJobError
 from jobqueue.queue import Queue
 from jobqueue.queues import get_queue
+
+logger = logging.getLogger("jobqueue.schedules")
 
 MAX_ID_LENGTH = 200
 
@@ -201,7 +204,7 @@ async def upsert_schedule(
                 keys.due(""),
             ],
         )
-        return (await _load(redis, [definition.schedule_id]))[0]
+        return from_hash(await redis.hgetall(keys.schedule(definition.schedule_id)))
 
 
 async def get_schedules(queue: str | Queue | None = None) -> list[Schedule]:
@@ -224,13 +227,20 @@ async def remove_schedule(schedule_id: str) -> bool:
     return bool(removed)
 
 
-async def _load(redis: Any, ids: list[str]) -> list[Any]:
+async def _load(redis: Any, ids: list[str]) -> list[Schedule | None]:
     if not ids:
         return []
     pipe = redis.pipeline(transaction=False)
     for sid in ids:
         pipe.hgetall(SCHEDULE_KEYS.schedule(sid))
-    return [from_hash(raw) if raw else None for raw in await pipe.execute()]
+    found: list[Schedule | None] = []
+    for sid, raw in zip(ids, await pipe.execute(), strict=True):
+        try:
+            found.append(from_hash(raw) if raw else None)
+        except (KeyError, ValueError) as exc:  # written by hand, not by upsert_schedule
+            logger.warning("schedule %s cannot be read, remove or upsert it: %r", sid, exc)
+            found.append(None)
+    return found
 
 
 def from_hash(raw: dict[bytes, bytes]) -> Schedule:

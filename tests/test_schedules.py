@@ -289,3 +289,16 @@ async def test_a_payload_the_queue_no_longer_accepts_skips_the_slot_with_an_erro
     assert stale.fired == 0 and "unknown_field" in stale.error
     assert stale.next_run is not None
     assert await slots_queued(redis_client, embeddings, "stale") == []
+
+
+async def test_an_unreadable_schedule_is_skipped_without_stopping_the_others(redis_client):
+    await upsert_schedule("broken", "product-embedding", every=0.02, payload=PAYLOAD)
+    await upsert_schedule("fine", "product-embedding", every=0.02, payload={"product_id": "p2"})
+    due = max(int(s.next_run.timestamp() * 1000) for s in await get_schedules())
+    await redis_client.hset(SCHEDULE_KEYS.schedule("broken"), "spec", "not json")
+    await wait_for(lambda: _past(redis_client, due), what="both schedules to be due")
+    wait = await fire_due(embeddings, redis_client)
+    assert wait > 0, "a pass must not return at once for a schedule it cannot read"
+    assert len(await slots_queued(redis_client, embeddings, "fine")) == 1
+    assert await slots_queued(redis_client, embeddings, "broken") == []
+    assert [s.id for s in await get_schedules()] == ["fine"]  # listed without the unreadable one
