@@ -30,6 +30,7 @@ from jobqueue.errors import (
     JobResultTimeoutError,
     JobStateError,
     PermanentJobError,
+    RedisCommandError,
     RedisUnavailableError,
     RetryableJobError,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "Queue",
     "QueueName",
     "QueueOptions",
+    "RedisCommandError",
     "RedisUnavailableError",
     "ReminderContent",
     "ReminderDispatchJobPayload",

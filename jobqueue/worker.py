@@ -30,6 +30,7 @@ from jobqueue._runner import STATE_KEY, Handler, make_job_function
 from jobqueue._scheduler import SCHEDULER_KEY, start_scheduler, stop_scheduler
 from jobqueue._state import WorkerState
 from jobqueue.constants import ARQ_MAX_TRIES, ARQ_TIMEOUT_MARGIN_S, RECORD_RETRY_S
+from jobqueue.metrics import start_metrics_server
 from jobqueue.options import QueueOptions, queue_options
 from jobqueue.queue import Queue
 from jobqueue.queues import get_queue
@@ -90,6 +91,7 @@ def build_worker_settings(
         state.tick_task = asyncio.create_task(state.run_ticks(wait), name=f"jobqueue-tick-{q.name}")
         ctx[SCHEDULER_KEY] = start_scheduler(q, ctx["redis"])  # recurring schedules: jobqueue._scheduler
         logger.info("%s: worker %s started (concurrency %d)", q.name, worker_id, opts.concurrency)
+        start_metrics_server(state)
         if on_startup is not None:
             await on_startup(ctx)
 

@@ -6,19 +6,15 @@ code, not of Redis: they are listed beside the schedules, marked ``arq-cron``, w
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import json
 from typing import Any
 
 import typer
 from arq.cron import CronJob, next_cron
 from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
 
 from jobqueue.cli._app import app
-from jobqueue.connection import close_queues
+from jobqueue.cli._output import JSON_HELP, print_json, run_async, table
 from jobqueue.errors import ConfigurationError, JobQueueError
 from jobqueue.queues import get_queue
 from jobqueue.schedules import Schedule, get_schedules, remove_schedule
@@ -118,55 +114,39 @@ def cron_job_rows(queue: str | None) -> list[dict[str, Any]]:
     return rows
 
 
-async def _schedule_rows(queue: str | None) -> list[dict[str, Any]]:
-    try:
-        return [schedule_row(s) for s in await get_schedules(queue)]
-    finally:
-        await close_queues()
+def _fires(row: dict[str, Any]) -> str:
+    if row["kind"] != "schedule":
+        return "-"
+    return str(row["fired"]) + ("" if row["limit"] is None else f"/{row['limit']}")
 
 
-def _table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Schedules")
-    for column in ("kind", "id", "queue", "pattern", "tz", "next run (UTC)", "fired"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("kind", "fired"))
-    for row in rows:
-        fired = "-" if row["kind"] != "schedule" else str(row["fired"])
-        if row["kind"] == "schedule" and row["limit"] is not None:
-            fired += f"/{row['limit']}"
-        next_run = (row["next_run"] or "finished").replace("T", " ").removesuffix("Z")
-        if row.get("error"):
-            next_run += f" (last slot skipped: {row['error']})"
-        table.add_row(row["kind"], row["id"], row["queue"], row["pattern"], row["tz"], next_run, fired)
-    return table
+def _next_run(row: dict[str, Any]) -> str:
+    shown = (row["next_run"] or "finished").replace("T", " ").removesuffix("Z")
+    return shown + (f" (last slot skipped: {row['error']})" if row.get("error") else "")
 
 
 @schedules_app.callback(invoke_without_command=True)
 def schedules(
     ctx: typer.Context,
     queue: str | None = typer.Option(None, "--queue", "-q", help="Only this queue's schedules and cron jobs."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """List the recurring schedules, and the arq cron jobs of the worker classes beside them."""
     if ctx.invoked_subcommand is not None:
         return
     name = None if queue is None else get_queue(queue).name
-    rows = asyncio.run(_schedule_rows(name)) + cron_job_rows(name)
+    rows = [schedule_row(s) for s in run_async(lambda: get_schedules(name))] + cron_job_rows(name)
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-    else:
-        Console().print(_table(rows))
-
-
-async def _remove(schedule_id: str) -> bool:
-    try:
-        return await remove_schedule(schedule_id)
-    finally:
-        await close_queues()
+        print_json(rows)
+        return
+    columns = ["kind", "id", "queue", "pattern", "tz", "next run (UTC)", "fired"]
+    cells = [[r["kind"], r["id"], r["queue"], r["pattern"], r["tz"], _next_run(r), _fires(r)] for r in rows]
+    table("schedules (arq-cron: a cron job of a worker settings class)", columns, cells)
 
 
 @schedules_app.command("remove")
 def remove(schedule_id: str = typer.Argument(..., help="The schedule's id.")) -> None:
     """Remove a schedule (jobs it already enqueued stay)."""
-    if not asyncio.run(_remove(schedule_id)):
+    if not run_async(lambda: remove_schedule(schedule_id)):
         raise JobQueueError(f"no schedule with id {schedule_id!r}")
-    typer.echo(f"removed schedule {schedule_id}")
+    print(f"removed schedule {schedule_id}")
