@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m workers.run
+	$(BIN)/jobqueue dev $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -84,8 +84,7 @@ class DevStack:
         for service in (self.receiver, self.fake_llm, self.redis):
             if service is not None:
                 service.stop()
-        # A worker stopped by the terminal's SIGINT exits with arq's own code; that is a clean stop.
-        return max((p.returncode for p in self.processes if p.returncode not in (0, -2, -15)), default=0)
+        return max((p.returncode for p in self.processes if p.returncode != -signal.SIGTERM), default=0)
 
 
 def _print_delivery(delivery: Delivery) -> None:
@@ -164,7 +163,7 @@ def _start_dashboard(stack: DevStack, options: DevOptions) -> None:
         taken, port = port, _free_port()
         note = f" (port {taken} is taken)"
     command = [sys.executable, "-m", "jobqueue.cli", "dashboard", "--host", "127.0.0.1", "--port", str(port)]
-    stack.processes.append(subprocess.Popen(command, env=stack.env))
+    stack.processes.append(subprocess.Popen(command, env=stack.env, process_group=0))
     stack.summary.append(("dashboard", f"http://127.0.0.1:{port}/{note}"))
 
 
@@ -225,7 +224,9 @@ def start(options: DevOptions, stack: DevStack) -> None:
     _start_dashboard(stack, options)
     stack.env[CONFIG_REPORTED_ENV] = "1"
     for name in workers.__all__:
-        stack.processes.append(subprocess.Popen([sys.executable, "-m", "arq", f"workers.{name}"], env=stack.env))
+        command = [sys.executable, "-m", "arq", f"workers.{name}"]
+        # A group of its own: the terminal's Ctrl-C reaches only `jobqueue dev`, which stops each once.
+        stack.processes.append(subprocess.Popen(command, env=stack.env, process_group=0))
     stack.summary.append(("workers", ", ".join(workers.__all__)))
     stack.summary.append(("cannot run", "; ".join(stack.cannot_run) or "nothing: every job can run"))
     width = max(len(label) for label, _ in stack.summary)
