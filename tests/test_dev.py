@@ -9,15 +9,18 @@ import sys
 import redis
 
 import jobqueue
+from jobqueue._keys import QueueKeys
 from jobqueue.embedded import redis_answers
 from jobqueue.settings import get_settings
 from tests.support.devstack import BIN, DevProcess, dev_env
 from tests.support.waiting import ROOT, free_port
+from workers.devstack import WORKER_QUEUES
 from workers.jobs.products import ProductEnrichment
 from workers.store import SqlStore
 
 DIMS = 64
 READY = r"jobqueue dev: ready: 5 workers are up"
+READY_ONE = r"jobqueue dev: ready: 1 worker is up"
 
 
 def _run(command, cwd, env):
@@ -66,19 +69,22 @@ async def test_quickstart_embeds_enriches_collects_and_delivers_a_reminder(tmp_p
     assert not redis_answers(env["REDIS_URL"])
 
 
+ONE_WORKER = ["--worker", "EmbeddingSettings"]
+
+
 async def test_a_delayed_job_survives_stopping_and_starting_dev(tmp_path, monkeypatch):
     env = dev_env(tmp_path)
     monkeypatch.setenv("REDIS_URL", env["REDIS_URL"])
     get_settings.cache_clear()
-    with DevProcess([BIN / "jobqueue", "dev", "--fake-llm"], cwd=tmp_path, env=env) as dev:
-        await dev.wait_for_output(READY)
+    with DevProcess([BIN / "jobqueue", "dev", "--fake-llm", *ONE_WORKER], cwd=tmp_path, env=env) as dev:
+        await dev.wait_for_output(READY_ONE)
         handle = await jobqueue.enqueue_product_embedding("demo-p01", delay=3600)
         assert await handle.status() == "delayed"
         await jobqueue.close_queues()
         assert await dev.interrupt() == 0
     assert not redis_answers(env["REDIS_URL"])
-    with DevProcess([BIN / "jobqueue", "dev", "--fake-llm"], cwd=tmp_path, env=env) as dev:
-        await dev.wait_for_output(READY)
+    with DevProcess([BIN / "jobqueue", "dev", "--fake-llm", *ONE_WORKER], cwd=tmp_path, env=env) as dev:
+        await dev.wait_for_output(READY_ONE)
         assert await handle.status() == "delayed"
         job = await jobqueue.product_embedding_queue.get_job(handle.job_id)
         assert job.payload["product_id"] == "demo-p01"
@@ -130,8 +136,9 @@ def test_no_embedded_server_behind_a_password_or_a_remote_host(tmp_path):
 
 async def test_dev_uses_a_redis_that_answers_and_says_so(tmp_path, redis_url):
     env = dev_env(tmp_path, REDIS_URL=redis_url)
-    with DevProcess([BIN / "jobqueue", "dev", "--no-fake-llm", "--no-webhook-receiver"], cwd=tmp_path, env=env) as dev:
-        await dev.wait_for_output(READY)
+    command = [BIN / "jobqueue", "dev", "--no-fake-llm", "--no-webhook-receiver", "-w", "RemindersSettings"]
+    with DevProcess(command, cwd=tmp_path, env=env) as dev:
+        await dev.wait_for_output(READY_ONE)
         out = dev.output()
         assert f"Redis       {redis_url} (a server that was already running" in out
         assert "LLM         none configured" in out
@@ -142,3 +149,19 @@ async def test_dev_uses_a_redis_that_answers_and_says_so(tmp_path, redis_url):
         assert await dev.interrupt() == 0
     assert redis.Redis.from_url(redis_url).ping()
     assert not (tmp_path / ".jobqueue").exists()
+
+
+def test_an_unknown_worker_is_refused_before_anything_starts(tmp_path):
+    env = dev_env(tmp_path)
+    out = _run([BIN / "jobqueue", "dev", "-w", "EmbeddingSettings", "-w", "EmailSettings"], tmp_path, env)
+    assert out.returncode == 1
+    assert out.stderr.startswith("jobqueue: error: unknown worker EmailSettings: choose from EmbeddingSettings,")
+    assert not redis_answers(env["REDIS_URL"]) and list(tmp_path.iterdir()) == []
+
+
+def test_each_worker_class_serves_the_queue_dev_waits_for():
+    import workers
+
+    assert set(WORKER_QUEUES) == set(workers.__all__)
+    for name, queue in WORKER_QUEUES.items():
+        assert getattr(workers, name).queue_name == QueueKeys(queue).queue

@@ -23,10 +23,10 @@ from typing import Any
 
 import redis
 
-import workers
 from jobqueue._keys import QueueKeys
-from jobqueue.constants import QUEUE_NAMES
+from jobqueue.constants import QueueName
 from jobqueue.embedded import port_is_free
+from jobqueue.errors import ConfigurationError
 from jobqueue.settings import Settings, redact_url
 from workers.devredis import DevRedis, start_dev_redis
 from workers.notifier import URL_VARIABLES, NotifierSettings
@@ -39,6 +39,14 @@ FAKE_API_KEY = "fake-key"
 STOP_TIMEOUT_S = 20.0
 POLL_S = 0.2
 LLM_JOBS = "product-embedding, product-enrichment and taste-profile-embedding"
+# The queue each settings class of `workers` serves (a test checks it against the classes).
+WORKER_QUEUES = {
+    "EmbeddingSettings": QueueName.PRODUCT_EMBEDDING,
+    "EnrichmentSettings": QueueName.PRODUCT_ENRICHMENT,
+    "TasteProfileSettings": QueueName.TASTE_PROFILE_EMBEDDING,
+    "CollectionsSettings": QueueName.CURATED_COLLECTIONS,
+    "RemindersSettings": QueueName.REMINDER_DISPATCH,
+}
 
 
 def say(message: str) -> None:
@@ -55,6 +63,7 @@ class DevOptions:
     data_dir: Path = Path(".jobqueue")
     dashboard: bool = True
     dashboard_port: int = 8080
+    workers: tuple[str, ...] = tuple(WORKER_QUEUES)
 
 
 @dataclass
@@ -199,10 +208,10 @@ def _seed(database_url: str) -> str:
     return asyncio.run(seed())
 
 
-def _workers_up(url: str) -> bool:
+def _workers_up(url: str, names: tuple[str, ...]) -> bool:
     client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
     try:
-        return all(client.zcard(QueueKeys(name).workers) for name in QUEUE_NAMES.values())
+        return all(client.zcard(QueueKeys(WORKER_QUEUES[name]).workers) for name in names)
     except (redis.RedisError, OSError):
         return False
     finally:
@@ -211,6 +220,9 @@ def _workers_up(url: str) -> bool:
 
 def start(options: DevOptions, stack: DevStack) -> None:
     """Start everything into ``stack`` and print the summary (``stack.stop()`` undoes it)."""
+    unknown = sorted(set(options.workers) - set(WORKER_QUEUES))
+    if unknown:
+        raise ConfigurationError(f"unknown worker {', '.join(unknown)}: choose from {', '.join(WORKER_QUEUES)}")
     settings = Settings()
     stack.redis = start_dev_redis(settings.redis_url, options.data_dir)
     stack.env["REDIS_URL"] = stack.redis.url
@@ -223,11 +235,11 @@ def start(options: DevOptions, stack: DevStack) -> None:
     _start_receiver(stack, options)
     _start_dashboard(stack, options)
     stack.env[CONFIG_REPORTED_ENV] = "1"
-    for name in workers.__all__:
+    for name in options.workers:
         command = [sys.executable, "-m", "arq", f"workers.{name}"]
         # A group of its own: the terminal's Ctrl-C reaches only `jobqueue dev`, which stops each once.
         stack.processes.append(subprocess.Popen(command, env=stack.env, process_group=0))
-    stack.summary.append(("workers", ", ".join(workers.__all__)))
+    stack.summary.append(("workers", ", ".join(options.workers)))
     stack.summary.append(("cannot run", "; ".join(stack.cannot_run) or "nothing: every job can run"))
     width = max(len(label) for label, _ in stack.summary)
     lines = [f"  {label.ljust(width)}  {text}" for label, text in stack.summary]
@@ -249,16 +261,17 @@ def run(options: DevOptions) -> int:
     try:
         start(options, stack)
         ready = False
-        workers_only = stack.processes[-len(workers.__all__) :]
         while not stopping:
             exited = [p for p in stack.processes if p.poll() is not None]
             if exited:
                 say(f"{' '.join(exited[0].args)} exited with code {exited[0].returncode}; stopping the rest")
                 failed = True
                 break
-            if not ready and _workers_up(stack.env["REDIS_URL"]):
+            if not ready and _workers_up(stack.env["REDIS_URL"], options.workers):
                 ready = True
-                say(f"ready: {len(workers_only)} workers are up (Ctrl-C stops everything)")
+                count = len(options.workers)
+                up = f"{count} workers are up" if count > 1 else "1 worker is up"
+                say(f"ready: {up} (Ctrl-C stops everything)")
             time.sleep(POLL_S)
     finally:
         code = stack.stop()

@@ -38,6 +38,12 @@ def dev(
         int,
         typer.Option(envvar="JOBQUEUE_DEV_DASHBOARD_PORT", help="The dashboard's port (a free one if taken)."),
     ] = 8080,
+    worker: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--worker", "-w", help="Run only this settings class of `workers` (repeatable).", show_default=False
+        ),
+    ] = None,
     data_dir: Annotated[
         Path,
         typer.Option(envvar="JOBQUEUE_DEV_DATA_DIR", help="Where an embedded Valkey keeps its data."),
@@ -48,9 +54,10 @@ def dev(
     Without an LLM key, the workers talk to a loopback fake; reminders go to a local receiver.
     Ctrl-C stops everything.
     """
-    from workers.devstack import DevOptions, run
+    from workers.devstack import WORKER_QUEUES, DevOptions, run
 
     options = DevOptions(
+        workers=tuple(worker or WORKER_QUEUES),
         fake_llm=fake_llm,
         webhook_receiver=webhook_receiver,
         demo=demo,
