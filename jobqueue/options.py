@@ -32,6 +32,7 @@ class QueueOptions(BaseModel):
     poll_delay: float = Field(c.DEFAULT_POLL_DELAY_S, gt=0)
     tick_interval: float = Field(c.DEFAULT_TICK_INTERVAL_S, gt=0)
     worker_lease: float = Field(c.DEFAULT_WORKER_LEASE_S, gt=0)
+    cancel_grace: float = Field(c.DEFAULT_CANCEL_GRACE_S, ge=0)
 
 
 # Defaults that differ from QueueOptions' own, per queue.
