@@ -22,19 +22,24 @@ SCHEDULE = "demo-reminder-1"
 RESULT_TIMEOUT_S = 60
 
 
+def outcome(result) -> str:
+    """``processed``, or ``skipped (why)`` when the worker found nothing to do."""
+    return f"{result.status} ({result.reason})" if result.reason else result.status
+
+
 async def main() -> None:
     store = store_from_settings()
     try:
         embedding = await jobqueue.enqueue_product_embedding(PRODUCT, triggered_by="quickstart")
         result = await embedding.result(timeout=RESULT_TIMEOUT_S)
         product = await store.get_product(PRODUCT)
-        print(f"{embedding.job_id}: {result.status}, {len(product.embedding or [])}-dimension vector stored")
+        print(f"{embedding.job_id}: {outcome(result)}, {len(product.embedding or [])}-dimension vector stored")
 
         enrichment = await jobqueue.enqueue_product_enrichment(PRODUCT, triggered_by="quickstart")
         result = await enrichment.result(timeout=RESULT_TIMEOUT_S)
         product = await store.get_product(PRODUCT)
         summary = (product.enrichment or {}).get("summary")
-        print(f"{enrichment.job_id}: {result.status}, version {product.enrichment_version}: {summary!r}")
+        print(f"{enrichment.job_id}: {outcome(result)}, version {product.enrichment_version}: {summary!r}")
 
         today = dt.datetime.now(dt.UTC).date()
         collections = await jobqueue.enqueue_curated_collections(
@@ -42,7 +47,7 @@ async def main() -> None:
         )
         result = await collections.result(timeout=RESULT_TIMEOUT_S)
         titles = [c.title for c in await store.get_collections("home", today)]
-        print(f"{collections.job_id}: {result.status}, {len(titles)} collections: {', '.join(titles)}")
+        print(f"{collections.job_id}: {outcome(result)}, {len(titles)} collections: {', '.join(titles)}")
 
         reminder = await jobqueue.enqueue_reminder_dispatch(
             SCHEDULE,
@@ -54,7 +59,7 @@ async def main() -> None:
         )
         result = await reminder.result(timeout=RESULT_TIMEOUT_S)
         schedule = await store.get_schedule(SCHEDULE)
-        print(f"{reminder.job_id}: {result.status}, schedule {schedule.status if schedule else 'missing'}")
+        print(f"{reminder.job_id}: {outcome(result)}, schedule {schedule.status if schedule else 'missing'}")
     finally:
         await store.aclose()
         await jobqueue.close_queues()
