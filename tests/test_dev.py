@@ -50,6 +50,10 @@ async def test_quickstart_embeds_enriches_collects_and_delivers_a_reminder(tmp_p
         assert lines[2].startswith(f"curated-collections:home:{dt.datetime.now(dt.UTC).date()}: processed, 3 ")
         assert lines[3] == "reminder-dispatch:demo-reminder-1: processed, schedule SENT"
         await dev.wait_for_output(r"reminder received on PUSH for demo-user-1: 'Birthday reminder'")
+        again = await asyncio.to_thread(_run, [sys.executable, ROOT / "examples" / "quickstart.py"], tmp_path, env)
+        assert again.returncode == 0, again.stderr
+        assert [line.split(": ", 1)[1].split(" (")[0] for line in again.stdout.splitlines()] == ["skipped"] * 4
+        assert "reminder-dispatch:demo-reminder-1: skipped (schedule is SENT), schedule SENT" in again.stdout
         assert "LLM not configured" not in dev.output()
 
         store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'jobqueue.db'}")
@@ -94,7 +98,11 @@ async def test_a_delayed_job_survives_stopping_and_starting_dev(tmp_path, monkey
 
 def test_help_prints_help_and_starts_nothing(tmp_path):
     env = dev_env(tmp_path)
-    for command in ([BIN / "jobqueue", "dev", "--help"], [sys.executable, "-m", "workers.run", "--help"]):
+    for command in (
+        [BIN / "jobqueue", "dev", "--help"],
+        [sys.executable, "-m", "workers.run", "--help"],
+        [sys.executable, "-m", "jobqueue.cli", "dev", "--help"],
+    ):
         out = _run(command, tmp_path, env)
         assert out.returncode == 0, out.stderr
         assert "Usage" in out.stdout and "--fake-llm" in out.stdout
