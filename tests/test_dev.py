@@ -173,3 +173,13 @@ def test_each_worker_class_serves_the_queue_dev_waits_for():
     assert set(WORKER_QUEUES) == set(workers.__all__)
     for name, queue in WORKER_QUEUES.items():
         assert getattr(workers, name).queue_name == QueueKeys(queue).queue
+
+
+async def test_a_worker_that_dies_stops_the_rest_with_exit_code_1(tmp_path):
+    env = dev_env(tmp_path, JOBQUEUE_PRODUCT_EMBEDDING_CONCURRENCY="0")  # refused when the class is built
+    command = [BIN / "jobqueue", "dev", "-w", "EmbeddingSettings", "-w", "RemindersSettings"]
+    with DevProcess(command, cwd=tmp_path, env=env) as dev:
+        await dev.wait_for_output(r"arq workers\.EmbeddingSettings exited with code 1; stopping the rest")
+        assert await asyncio.to_thread(dev.proc.wait, 40) == 1
+        assert dev.output().rstrip().endswith("jobqueue dev: stopped")
+    assert not redis_answers(env["REDIS_URL"])

@@ -79,7 +79,7 @@ class DevStack:
     cannot_run: list[str] = field(default_factory=list)
 
     def stop(self) -> int:
-        """SIGTERM the processes and wait; then the fakes, then Redis. The worst exit code."""
+        """SIGTERM the processes and wait; then the fakes, then Redis. 1 if a process failed."""
         for proc in self.processes:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -93,7 +93,8 @@ class DevStack:
         for service in (self.receiver, self.fake_llm, self.redis):
             if service is not None:
                 service.stop()
-        return max((p.returncode for p in self.processes if p.returncode != -signal.SIGTERM), default=0)
+        clean = (0, -signal.SIGTERM)
+        return 0 if all(p.returncode in clean for p in self.processes) else 1
 
 
 def _print_delivery(delivery: Delivery) -> None:
@@ -277,4 +278,4 @@ def run(options: DevOptions) -> int:
         code = stack.stop()
         if stack.redis is not None:
             say("stopped")
-    return (code or 1) if failed else 0
+    return 1 if failed else code
