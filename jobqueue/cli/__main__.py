@@ -1,4 +1,4 @@
-"""``python -m jobqueue.cli``: the ``jobqueue`` command."""
+"""``python -m jobqueue.cli``: the same as the ``jobqueue`` command."""
 
 from jobqueue.cli import main
 
