@@ -2,17 +2,17 @@
 
 Run it with ``uvicorn examples.fastapi_app:app`` (``pip install -e '.[server]'``) next to the
 workers (``make run``, or ``arq workers.EmbeddingSettings``). The connection pool is created on the
-first enqueue and closed in the lifespan. The dashboard, where installed, is at ``/admin/queues/``.
+first enqueue and closed in the lifespan. The dashboard is at ``/admin/queues/``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException
 
 import jobqueue
+from jobqueue.dashboard import create_app
 
 
 @asynccontextmanager
@@ -23,10 +23,9 @@ async def lifespan(app: FastAPI):
 
 app = FastAPI(lifespan=lifespan)
 
-if importlib.util.find_spec("jobqueue.dashboard") is not None:
-    from jobqueue.dashboard import create_app
-
-    app.mount("/admin/queues", create_app())
+# The dashboard and its /metrics. Credentials from JOBQUEUE_DASHBOARD_TOKEN (or _USER/_PASSWORD);
+# with none set it answers loopback clients only.
+app.mount("/admin/queues", create_app())
 
 
 @app.post("/products/{product_id}/reindex", status_code=202)

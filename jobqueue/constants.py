@@ -79,3 +79,5 @@ MAX_PAYLOAD_BYTES: Final = 256 * 1024
 RESULT_POLL_MIN_S: Final = 0.005
 RESULT_POLL_MAX_S: Final = 0.2
 DEFAULT_REDIS_TIMEOUT_S: Final = 5.0
+# How long a starting worker waits for Redis to answer before it exits.
+DEFAULT_REDIS_STARTUP_WAIT_S: Final = 30.0

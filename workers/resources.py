@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from jobqueue._env import read_settings
 from jobqueue.errors import ConfigurationError
 from workers.config import WorkerEnv
 from workers.llm import OpenAIProvider, provider_from_settings
@@ -61,7 +62,7 @@ def make_hooks(*, llm: bool = False, notifier: bool = False):
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         level = logging.DEBUG if os.environ.get(CONFIG_REPORTED_ENV) == "1" else logging.WARNING
-        res = Resources(store=store_from_settings(), env=WorkerEnv())
+        res = Resources(store=store_from_settings(), env=read_settings(WorkerEnv))
         if llm:
             try:
                 res.llm_provider = provider_from_settings(redis=ctx["redis"])

@@ -26,14 +26,15 @@ for i = 2, #ARGV, 4 do
     due = 0
     job = head .. ',"et":' .. now .. '}'
   end
-  if redis.call('EXISTS', 'arq:job:' .. id) == 0 then
-    -- No job key: nothing queued or running under this id.
-    place_job(queue, seq, completed, failed, base, id, job, p, due, now, PRIORITY_BAND)
-    codes[#codes + 1] = 1
-  elseif redis.call('HEXISTS', active, id) == 1 then
-    -- Tied to the run that is active now: its end (finish or repair) consumes it.
+  if redis.call('HEXISTS', active, id) == 1 then
+    -- Tied to the run that is active now: its end (FINISH, or the return of an expired lease)
+    -- consumes it; a job is never created beside a run that still owns the id.
     redis.call('SET', base .. 'rerun:' .. id, job)
     codes[#codes + 1] = 2
+  elseif redis.call('EXISTS', 'arq:job:' .. id) == 0 then
+    -- No job key: nothing queued under this id.
+    place_job(queue, seq, completed, failed, base, id, job, p, due, now, PRIORITY_BAND)
+    codes[#codes + 1] = 1
   else
     codes[#codes + 1] = 0
   end

@@ -1,8 +1,9 @@
 """A loopback receiver for the reminder webhooks, for ``jobqueue dev`` and tests (stdlib only).
 
-It checks each delivery's ``X-Jobqueue-Signature`` with the shared secret (401 when it does not
-match), answers 200 with a message id, keeps the deliveries and hands each verified one to
-``on_delivery``. One path per channel: ``/push``, ``/email``, ``/sms``::
+It checks each delivery's ``X-Jobqueue-Signature`` and ``X-Jobqueue-Timestamp`` with the shared
+secret (``workers.notifier.verify_signature``: 401 when they do not match or are stale), answers
+200 with a message id, keeps the deliveries and hands each verified one to ``on_delivery``.
+One path per channel: ``/push``, ``/email``, ``/sms``::
 
     with WebhookReceiver(secret="whsec-dev", on_delivery=print) as receiver:
         os.environ["REMINDER_WEBHOOK_URL_PUSH"] = receiver.url_for("PUSH")
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from workers.notifier import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, URL_VARIABLES, verify_signature
+from workers.notifier import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, URL_VARIABLES, verify_signature
 
 
 @dataclass(frozen=True)
@@ -89,10 +90,11 @@ class WebhookReceiver:
         channel = path.strip("/").upper()
         if channel not in URL_VARIABLES:
             return 404, {"error": f"no channel at {path}"}
-        if not verify_signature(raw, self.secret, headers.get(SIGNATURE_HEADER.lower())):
+        signature, timestamp = headers.get(SIGNATURE_HEADER.lower()), headers.get(TIMESTAMP_HEADER.lower())
+        if not verify_signature(raw, self.secret, signature, timestamp):
             with self._lock:
                 self.rejected += 1
-            return 401, {"error": "signature does not match REMINDER_WEBHOOK_SECRET"}
+            return 401, {"error": "bad or stale signature (REMINDER_WEBHOOK_SECRET)"}
         try:
             body = json.loads(raw)
         except ValueError:
