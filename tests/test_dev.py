@@ -2,10 +2,12 @@
 
 import asyncio
 import datetime as dt
+import re
 import socket
 import subprocess
 import sys
 
+import httpx
 import redis
 
 import jobqueue
@@ -38,6 +40,9 @@ async def test_quickstart_embeds_enriches_collects_and_delivers_a_reminder(tmp_p
         assert f"vectors of {DIMS} dimensions" in out
         assert "REMINDER_WEBHOOK_SECRET was unset: a generated one is used" in out
         await dev.wait_for_output(READY)
+        dashboard = re.search(r"\n  dashboard +(http://\S+)", out).group(1)
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(dashboard)).status_code == 200
 
         seeded = await asyncio.to_thread(_run, [BIN / "jobqueue", "seed-demo"], tmp_path, env)
         assert seeded.returncode == 0, seeded.stderr

@@ -18,6 +18,9 @@ async def test_make_run_comes_up_and_stops_cleanly_on_ctrl_c(tmp_path):
         await run.wait_for_output(r"jobqueue dev: ready: 5 workers are up")
         out = run.output()
         assert "embedded Valkey started there" in out and "LLM         FAKE (no LLM_API_KEY" in out
+        assert "\n  dashboard   http://127.0.0.1:" in out
+        # make run turns the workers' metrics on (JOBQUEUE_METRICS_PORT=9310 unless set)
+        assert "\n  metrics     http://127.0.0.1:9310/metrics, http://127.0.0.1:9311/metrics," in out
         client = redis.Redis.from_url(env["REDIS_URL"])
         assert client.config_get("appendonly") == {"appendonly": "yes"}
         client.close()

@@ -27,6 +27,7 @@ from jobqueue._keys import QueueKeys
 from jobqueue.constants import QueueName
 from jobqueue.embedded import port_is_free
 from jobqueue.errors import ConfigurationError
+from jobqueue.metrics import metrics_port
 from jobqueue.settings import Settings, redact_url
 from workers.devredis import DevRedis, start_dev_redis
 from workers.notifier import URL_VARIABLES, NotifierSettings
@@ -241,6 +242,10 @@ def start(options: DevOptions, stack: DevStack) -> None:
         # A group of its own: the terminal's Ctrl-C reaches only `jobqueue dev`, which stops each once.
         stack.processes.append(subprocess.Popen(command, env=stack.env, process_group=0))
     stack.summary.append(("workers", ", ".join(options.workers)))
+    ports = [metrics_port(WORKER_QUEUES[name], stack.env) for name in options.workers]
+    if any(port is not None for port in ports):
+        urls = ", ".join(f"http://127.0.0.1:{port}/metrics" for port in ports if port is not None)
+        stack.summary.append(("metrics", f"{urls} (a port that is taken is skipped, with a warning)"))
     stack.summary.append(("cannot run", "; ".join(stack.cannot_run) or "nothing: every job can run"))
     width = max(len(label) for label, _ in stack.summary)
     lines = [f"  {label.ljust(width)}  {text}" for label, text in stack.summary]
