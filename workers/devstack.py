@@ -170,7 +170,9 @@ def _start_dashboard(stack: DevStack, options: DevOptions) -> None:
         return
     port = options.dashboard_port
     note = ""
-    if not port_is_free("127.0.0.1", port):
+    if port == 0:
+        port = _free_port()
+    elif not port_is_free("127.0.0.1", port):
         taken, port = port, _free_port()
         note = f" (port {taken} is taken)"
     command = [sys.executable, "-m", "jobqueue.cli", "dashboard", "--host", "127.0.0.1", "--port", str(port)]

@@ -36,7 +36,12 @@ def dev(
     dashboard: Annotated[bool, typer.Option("--dashboard/--no-dashboard", help="Serve the dashboard.")] = True,
     dashboard_port: Annotated[
         int,
-        typer.Option(envvar="JOBQUEUE_DEV_DASHBOARD_PORT", help="The dashboard's port (a free one if taken)."),
+        typer.Option(
+            envvar="JOBQUEUE_DEV_DASHBOARD_PORT",
+            min=0,
+            max=65535,
+            help="The dashboard's port (0, or taken: a free one).",
+        ),
     ] = 8080,
     worker: Annotated[
         list[str] | None,
