@@ -153,7 +153,8 @@ async def test_dev_uses_a_redis_that_answers_and_says_so(tmp_path, redis_url):
     with DevProcess(command, cwd=tmp_path, env=env) as dev:
         await dev.wait_for_output(READY_ONE)
         out = dev.output()
-        assert f"Redis       {redis_url} (a server that was already running" in out
+        config = redis.Redis.from_url(redis_url, decode_responses=True).config_get("*")
+        assert f"Redis       {redis_url} (a server that was already running; data in {config['dir']}, " in out
         assert "LLM         none configured" in out
         cannot = next(line for line in out.splitlines() if line.startswith("  cannot run"))
         assert "product-embedding, product-enrichment and taste-profile-embedding jobs: set LLM_API_KEY" in cannot

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
+import redis
+
 from jobqueue.embedded import LOOPBACK_HOSTS, port_is_free, redis_answers
 from jobqueue.errors import ConfigurationError
 from jobqueue.settings import redact_url
@@ -50,6 +52,19 @@ class DevRedis:
                 proc.stdout.close()
 
 
+def _where_data_lives(url: str) -> str:
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
+    try:
+        config = client.config_get("dir") | client.config_get("appendonly")
+    except (redis.RedisError, OSError):
+        return "; it does not say where it keeps its data"  # CONFIG is often disabled on managed servers
+    finally:
+        client.close()
+    if config.get("appendonly") == "yes":
+        return f"; data in {config.get('dir')}, append-only file on"
+    return f"; data in {config.get('dir')}, append-only file OFF: jobs queued in memory are lost if it restarts"
+
+
 def start_dev_redis(url: str, data_dir: Path) -> DevRedis:
     """The Redis at ``url`` if it answers; else an embedded Valkey at that address, data in ``data_dir``.
 
@@ -59,7 +74,7 @@ def start_dev_redis(url: str, data_dir: Path) -> DevRedis:
     """
     shown = redact_url(url)
     if redis_answers(url):
-        return DevRedis(url, f"{shown} (a server that was already running; its data stays where it keeps it)")
+        return DevRedis(url, f"{shown} (a server that was already running{_where_data_lives(url)})")
     parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port or DEFAULT_REDIS_PORT
     if parts.scheme != "redis" or host not in LOOPBACK_HOSTS:
