@@ -67,18 +67,21 @@ def test_dockerfile_copies_what_exists_and_docker_compose_accepts_the_file(tmp_p
         if line.startswith("COPY "):
             for source in line.split()[1:-1]:
                 assert (ROOT / source).exists(), line
-    docker = shutil.which("docker")
-    has_compose = (
-        docker is not None
-        and subprocess.run([docker, "compose", "version"], capture_output=True, timeout=60).returncode == 0
-    )
-    if not has_compose:
-        return  # no docker compose on this machine: the checks above are what can run
+    compose = _compose_command()
+    if compose is None:
+        return  # neither `docker compose` nor `docker-compose` here: the checks above are what can run
     env = {**os.environ, **dict.fromkeys(SECRETS, "secret-value")}
-    ok = subprocess.run([docker, "compose", "config", "--quiet"], cwd=ROOT, env=env, capture_output=True, timeout=60)
+    ok = subprocess.run([*compose, "config", "--quiet"], cwd=ROOT, env=env, capture_output=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
     env.pop("LLM_API_KEY")
-    missing = subprocess.run(
-        [docker, "compose", "config"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
-    assert missing.returncode != 0 and "LLM_API_KEY" in missing.stderr
+    missing = subprocess.run([*compose, "config"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert missing.returncode != 0 and "set LLM_API_KEY" in missing.stderr
+
+
+def _compose_command() -> list[str] | None:
+    """``docker compose`` (the plugin) or the standalone ``docker-compose``, whichever is installed."""
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True, timeout=60).returncode == 0:
+        return [docker, "compose"]
+    standalone = shutil.which("docker-compose")
+    return [standalone] if standalone else None
