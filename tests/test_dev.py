@@ -149,9 +149,10 @@ def test_no_embedded_server_behind_a_password_or_a_remote_host(tmp_path):
 
 async def test_dev_uses_a_redis_that_answers_and_says_so(tmp_path, redis_url):
     env = dev_env(tmp_path, REDIS_URL=redis_url)
-    command = [BIN / "jobqueue", "dev", "--no-fake-llm", "--no-webhook-receiver", "-w", "RemindersSettings"]
+    command = [BIN / "jobqueue", "dev", "--no-fake-llm", "--no-webhook-receiver"]
+    command += ["-w", "RemindersSettings", "-w", "EmbeddingSettings"]
     with DevProcess(command, cwd=tmp_path, env=env) as dev:
-        await dev.wait_for_output(READY_ONE)
+        await dev.wait_for_output(r"jobqueue dev: ready: 2 workers are up")
         out = dev.output()
         config = redis.Redis.from_url(redis_url, decode_responses=True).config_get("*")
         assert f"Redis       {redis_url} (a server that was already running; data in {config['dir']}, " in out

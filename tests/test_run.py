@@ -1,4 +1,4 @@
-"""`make run` itself: it comes up (embedded Valkey, five workers), and a Ctrl-C stops all of it."""
+"""`make run` itself: it comes up (embedded Valkey, demo data, five workers), and a Ctrl-C stops all of it."""
 
 import redis
 
@@ -13,11 +13,12 @@ async def test_make_run_comes_up_and_stops_cleanly_on_ctrl_c(tmp_path):
         JOBQUEUE_DEV_DATA_DIR=str(tmp_path / ".jobqueue"),
         DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'run.db'}",
     )
-    with DevProcess(["make", "--no-print-directory", "run"], cwd=ROOT, env=env) as run:
+    with DevProcess(["make", "--no-print-directory", "run", "ARGS=--demo"], cwd=ROOT, env=env) as run:
         await run.wait_for_output(r"\n  cannot run +nothing: every job can run")
         await run.wait_for_output(r"jobqueue dev: ready: 5 workers are up")
         out = run.output()
         assert "embedded Valkey started there" in out and "LLM         FAKE (no LLM_API_KEY" in out
+        assert "\n  demo data   wrote 12 products, 3 taste profiles, 3 reminder schedules\n" in out
         assert "\n  dashboard   http://127.0.0.1:" in out
         # make run turns the workers' metrics on (JOBQUEUE_METRICS_PORT=9310 unless set)
         assert "\n  metrics     http://127.0.0.1:9310/metrics, http://127.0.0.1:9311/metrics," in out
