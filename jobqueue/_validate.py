@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from jobqueue.constants import MAX_PRIORITY, MIN_PRIORITY
+from jobqueue.constants import MAX_PAYLOAD_BYTES, MAX_PRIORITY, MIN_PRIORITY
 from jobqueue.errors import InvalidJobError
 
 
@@ -29,6 +29,14 @@ def payload(model: type[BaseModel], value: Any, queue: str) -> BaseModel:
         return model.model_validate(value)
     except ValidationError as exc:
         raise InvalidJobError(f"invalid {queue} job: {describe(exc)}") from None
+
+
+def payload_size(payload_json: str, queue: str) -> None:
+    size = len(payload_json.encode())
+    if size > MAX_PAYLOAD_BYTES:
+        raise InvalidJobError(
+            f"invalid {queue} job: the payload is {size} bytes of JSON, more than the {MAX_PAYLOAD_BYTES} allowed"
+        )
 
 
 def priority(value: Any, default: int) -> int:

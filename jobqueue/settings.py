@@ -13,7 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from jobqueue.constants import DEFAULT_REDIS_TIMEOUT_S
+from jobqueue._env import read_settings
+from jobqueue.constants import DEFAULT_REDIS_STARTUP_WAIT_S, DEFAULT_REDIS_TIMEOUT_S
 
 
 class Settings(BaseSettings):
@@ -23,6 +24,9 @@ class Settings(BaseSettings):
 
     redis_url: str = "redis://localhost:6379"
     redis_timeout: float = Field(DEFAULT_REDIS_TIMEOUT_S, gt=0, validation_alias="JOBQUEUE_REDIS_TIMEOUT")
+    redis_startup_wait: float = Field(
+        DEFAULT_REDIS_STARTUP_WAIT_S, ge=0, validation_alias="JOBQUEUE_REDIS_STARTUP_WAIT"
+    )
 
     llm_provider: str = "openai"
     llm_model: str = "gpt-4o-mini"
@@ -36,8 +40,11 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The settings of this process, read from the environment on first call."""
-    return Settings()
+    """The settings of this process, read from the environment on first call.
+
+    A bad value (e.g. ``JOBQUEUE_REDIS_TIMEOUT=soon``) raises ``ConfigurationError`` naming the variable.
+    """
+    return read_settings(Settings)
 
 
 def redact_url(url: str) -> str:

@@ -1,9 +1,25 @@
-"""The FastAPI example runs: its handlers enqueue through the shared pool, its lifespan closes it."""
+"""The examples run: the FastAPI app enqueues through the shared pool and its lifespan closes it; the
+webhook receiver takes signed reminders once and refuses replays."""
+
+import asyncio
+import hashlib
+import hmac
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
+import pytest
 
+from examples import webhook_receiver
 from examples.fastapi_app import app
-from jobqueue import connection
+from jobqueue import PermanentJobError, connection
+from tests.support.waiting import ROOT, free_port, wait_for
+from workers.notifier import Notification, WebhookNotifier
 
 
 async def test_fastapi_example_enqueues_and_reports_jobs():
@@ -22,3 +38,76 @@ async def test_fastapi_example_enqueues_and_reports_jobs():
             assert (await client.get("/health")).json() == {"redis": True}
             assert connection._client is not None
     assert connection._client is None  # the lifespan closed the pool
+
+
+async def test_readme_command_serves_the_example_with_uvicorn(redis_url, redis_client, tmp_path):
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "uvicorn"), "examples.fastapi_app:app", "--port", str(port)]
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+
+                async def serving():
+                    try:
+                        return (await client.get("/health")).json()
+                    except httpx.TransportError:
+                        assert server.poll() is None, "uvicorn exited"
+                        return None
+
+                assert await wait_for(serving, timeout=30, what="uvicorn to serve /health") == {"redis": True}
+                first = await client.post("/products/product-9/reindex")
+                assert (first.status_code, first.json()) == (
+                    202,
+                    {"job_id": "product-embedding:product-9", "created": True},
+                )
+                again = await client.post("/products/product-9/reindex")
+                assert again.json()["created"] is False
+                assert (await client.post("/products/bad id/reindex")).status_code == 422
+                job = (await client.get("/jobs/product-embedding/product-embedding:product-9")).json()
+                assert job["state"] == "waiting" and job["payload"]["triggered_by"] == "api.reindex"
+                assert (await client.get("/admin/queues/")).status_code == 200  # loopback, no credentials
+        finally:
+            server.terminate()
+            await asyncio.to_thread(server.wait, 20)
+            log.seek(0)
+            output = log.read().decode()
+    assert "Traceback" not in output, output
+
+
+async def test_webhook_receiver_example_delivers_once_and_refuses_stale_or_forged_requests(monkeypatch):
+    secret, url = "whsec-example", "http://receiver/reminders/push"
+    monkeypatch.setenv("REMINDER_WEBHOOK_SECRET", secret)
+    monkeypatch.setattr(webhook_receiver, "delivered", {})
+    notification = Notification(
+        schedule_id="s1", user_id="u1", channel="PUSH", title="Birthday", body="Tomorrow",
+        scheduled_for=datetime(2025, 12, 21, 9, 0, tzinfo=UTC),
+    )  # fmt: skip
+    transport = httpx.ASGITransport(app=webhook_receiver.app)
+    async with httpx.AsyncClient(transport=transport) as client:
+        notifier = WebhookNotifier({"PUSH": url}, secret, client=client)
+        first, retry = await notifier.send(notification), await notifier.send(notification)
+        assert first.message_id == retry.message_id == "push:s1"
+        assert list(webhook_receiver.delivered) == ["s1"]
+        body = webhook_receiver.delivered["s1"]
+
+        def signed(timestamp: int, key: str = secret) -> str:
+            return "sha256=" + hmac.new(key.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+        async def post(timestamp: int, signature: str) -> int:
+            headers = {
+                "X-Jobqueue-Timestamp": str(timestamp),
+                "X-Jobqueue-Signature": signature,
+                "Idempotency-Key": "s2",
+            }
+            return (await client.post(url, content=body, headers=headers)).status_code
+
+        sent_long_ago = int(time.time()) - 301
+        assert await post(sent_long_ago, signed(sent_long_ago)) == 401  # a captured request replayed
+        now = int(time.time())
+        assert await post(now + 1, signed(now)) == 401  # its timestamp moved forward
+        assert await post(now, signed(now, "not-the-secret")) == 401
+        assert list(webhook_receiver.delivered) == ["s1"]
+        with pytest.raises(PermanentJobError, match="401"):
+            await WebhookNotifier({"PUSH": url}, "not-the-secret", client=client).send(notification)

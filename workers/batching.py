@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jobqueue._env import read_settings
 from jobqueue.errors import JobError, PermanentJobError, RetryableJobError
 from workers.llm import InvalidInputError, OpenAIProvider, RateLimitedError, estimate_tokens, provider_from_settings
 
@@ -83,7 +84,10 @@ class InputSettings(BaseSettings):
 def batch_settings(queue: str) -> BatchSettings:
     """The batch options of ``queue`` from its ``JOBQUEUE_<QUEUE>_BATCH_*`` variables."""
     prefix = "JOBQUEUE_" + queue.upper().replace("-", "_") + "_"
-    return BatchSettings(_env_prefix=prefix)  # type: ignore[call-arg]
+    per_queue = type(
+        BatchSettings.__name__, (BatchSettings,), {"model_config": {**BatchSettings.model_config, "env_prefix": prefix}}
+    )
+    return read_settings(per_queue)
 
 
 @dataclass(eq=False, slots=True)
@@ -364,8 +368,8 @@ def open_shared_embedder(queue: str, redis: Redis | None) -> SharedEmbedder:
             provider,
             batch_size=options.batch_size,
             batch_wait=options.batch_wait,
-            max_input_tokens=InputSettings().embedding_max_input_tokens,
-            max_pause_wait=RateLimitSettings().llm_rate_limit_max_wait,
+            max_input_tokens=read_settings(InputSettings).embedding_max_input_tokens,
+            max_pause_wait=read_settings(RateLimitSettings).llm_rate_limit_max_wait,
         )
         shared = registry[key] = _Shared(batcher, provider)
         logger.info("%s: embeddings batched by up to %d inputs or %.3fs", queue, batcher.batch_size, batcher.batch_wait)

@@ -8,9 +8,11 @@ raised by the first job that needs it, so that job fails at once naming the vari
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
+from jobqueue._env import read_settings
 from jobqueue.errors import ConfigurationError
 from workers.batching import SharedEmbedder, open_shared_embedder
 from workers.config import WorkerEnv
@@ -21,6 +23,8 @@ from workers.store import Store, store_from_settings
 
 logger = logging.getLogger("workers")
 RESOURCES_KEY = "resources"
+# Set by `jobqueue dev`, whose start-up summary already said what is not configured.
+CONFIG_REPORTED_ENV = "JOBQUEUE_CONFIG_REPORTED"
 
 
 @dataclass
@@ -72,27 +76,28 @@ def make_hooks(*, llm: bool = False, notifier: bool = False, embeddings: str | N
     and (``embeddings``: the queue whose batch options apply) the shared embeddings batcher."""
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        res = Resources(store=store_from_settings(), env=WorkerEnv())
+        level = logging.DEBUG if os.environ.get(CONFIG_REPORTED_ENV) == "1" else logging.WARNING
+        res = Resources(store=store_from_settings(), env=read_settings(WorkerEnv))
         if llm:
             try:
                 res.llm_provider = provider_from_settings(redis=ctx["redis"])
                 res.llm_provider.warm_up()
             except ConfigurationError as exc:
                 res.llm_error = exc
-                logger.warning("LLM not configured, jobs that need it will fail: %s", exc)
+                logger.log(level, "LLM not configured, jobs that need it will fail: %s", exc)
         if embeddings is not None:
             res.product_io = ProductEmbeddingIO(res.store)
             try:
                 res.embedder = open_shared_embedder(embeddings, ctx["redis"])
             except ConfigurationError as exc:
                 res.embedder_error = exc
-                logger.warning("LLM not configured, embedding jobs will fail: %s", exc)
+                logger.log(level, "LLM not configured, embedding jobs will fail: %s", exc)
         if notifier:
             try:
                 res.notifier_client = notifier_from_settings()
             except ConfigurationError as exc:
                 res.notifier_error = exc
-                logger.warning("notifier not configured, reminders will fail: %s", exc)
+                logger.log(level, "notifier not configured, reminders will fail: %s", exc)
         ctx[RESOURCES_KEY] = res
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
