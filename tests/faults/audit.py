@@ -32,7 +32,7 @@ class RunAudit:
 
 
 def audit_runs(
-    events: list[tuple[str, str, int, int]],
+    events: list[tuple[str, str, int, int, float]],
     *,
     killed: set[int],
     fail_once: set[str],
@@ -44,7 +44,7 @@ def audit_runs(
     starts: dict[str, dict[int, int]] = defaultdict(dict)
     ends: dict[tuple[str, int], str] = {}
     audit = RunAudit()
-    for kind, product, job_try, pid in events:
+    for kind, product, job_try, pid, _at in events:
         if kind == "start":
             if job_try in starts[product]:
                 audit.unexplained.append(f"{product}: try {job_try} started twice")
