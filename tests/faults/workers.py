@@ -21,6 +21,7 @@ from jobqueue.worker import build_worker_settings
 
 EVENTS_KEY = "jq:test:events"
 FAILED_ONCE_PREFIX = "jq:test:failed-once:"
+SOAK_COUNTER = "jq:test:soak:ran"
 # Milliseconds each storm job takes, so that a SIGKILL finds runs in flight.
 JOB_MS_ENV = "FAULTS_JOB_MS"
 
@@ -40,6 +41,7 @@ async def storm_handler(ctx: dict[str, Any], payload: ProductEmbeddingJobPayload
 
 
 async def noop_handler(ctx: dict[str, Any], payload: ProductEmbeddingJobPayload) -> ProductEmbeddingJobResult:
+    await ctx["redis"].incr(SOAK_COUNTER)
     return ProductEmbeddingJobResult(status="processed", product_id=payload.product_id)
 
 
