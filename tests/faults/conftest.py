@@ -6,13 +6,18 @@ passed. The lines are printed in pytest's terminal summary, so ``-q`` shows them
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Iterator
 
+import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 
 from jobqueue.settings import get_settings
 from tests.faults import figures
 from tests.faults.servers import OwnValkey
+from tests.support.databases import DEFAULT_PG_URL, PG_URL_VARIABLE, _create_database
 
 
 @pytest.hookimpl(wrapper=True)
@@ -59,3 +64,15 @@ def own_valkey(monkeypatch, tmp_path):
     for server in servers:
         server.stop()
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def database_url(tmp_path) -> str:
+    """One store per fault test: PostgreSQL when it answers (the concurrent case that matters),
+    else a SQLite file. (The job tests run both; the fault suite needs only one.)"""
+    raw = os.environ.get(PG_URL_VARIABLE, DEFAULT_PG_URL)
+    try:
+        asyncio.run(_create_database(make_url(raw)))
+    except (OSError, asyncpg.PostgresError):
+        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    return raw
