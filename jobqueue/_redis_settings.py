@@ -19,6 +19,17 @@ COMMAND_RETRIES = 10
 STARTUP_RETRIES = 30
 
 
+# TLS options a rediss:// URL may carry in its query (redis-py parses them; arq takes them as fields).
+SSL_QUERY_OPTIONS = (
+    "ssl_keyfile",
+    "ssl_certfile",
+    "ssl_cert_reqs",
+    "ssl_ca_certs",
+    "ssl_ca_data",
+    "ssl_check_hostname",
+)
+
+
 def redis_settings_from_url(url: str, timeout: float) -> RedisSettings:
     kw = parse_url(url)
     return RedisSettings(
@@ -29,6 +40,7 @@ def redis_settings_from_url(url: str, timeout: float) -> RedisSettings:
         username=kw.get("username"),
         password=kw.get("password"),
         ssl=kw.get("connection_class") is SSLConnection,
+        **{name: kw[name] for name in SSL_QUERY_OPTIONS if name in kw},
         conn_timeout=int(max(timeout, 1)),
         conn_retries=STARTUP_RETRIES,
         conn_retry_delay=1,
