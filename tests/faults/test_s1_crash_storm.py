@@ -8,6 +8,8 @@ import asyncio
 import random
 import time
 
+import pytest
+
 from jobqueue import product_embedding_queue as embeddings
 from jobqueue.connection import get_redis
 from tests.faults import figures
@@ -40,6 +42,7 @@ def storm_env(jobs: int) -> dict[str, str]:
     }
 
 
+@pytest.mark.timeout(figures.sized(180, 900))
 async def test_crash_storm_loses_no_job_and_explains_every_extra_run():
     n = figures.sized(1500, 10_000)
     kill_every = figures.sized(15, 20) / 10

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from jobqueue import product_embedding_queue as embeddings
 from jobqueue.constants import DEFAULT_KEEP_COMPLETED
 from tests.faults import figures
@@ -39,6 +41,7 @@ def retained_bytes(client) -> int:
     return sum(v or 0 for v in pipe.execute())
 
 
+@pytest.mark.timeout(figures.sized(180, 1200))
 async def test_memory_stays_flat_and_no_key_leaks_after_a_soak(own_valkey):
     n = figures.sized(5_000, 200_000)
     server = own_valkey()
