@@ -52,6 +52,10 @@ class QueueKeys:
     def info(self, job_id: str) -> str:
         return self.base + "info:" + job_id
 
+    def minute(self, minute: int) -> str:
+        """Completed/failed/retried counts of one minute (minutes since the epoch)."""
+        return self.base + "m:" + str(minute)
+
     def worker(self, worker_id: str) -> str:
         return self.base + "worker:" + worker_id
 

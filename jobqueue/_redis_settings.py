@@ -2,32 +2,29 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
+import redis
 from arq.connections import RedisSettings
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from jobqueue import _redis_errors
 from jobqueue.settings import get_settings, redact_url
 
-# A worker rides out a Redis restart: each command is retried with backoff for about 20 s, and at
-# start-up the connection is retried for 30 s, before the worker gives up and exits non-zero.
+logger = logging.getLogger("jobqueue.worker")
+
+# A worker rides out a Redis restart, a failover or a long script: each command is retried with
+# backoff for about 20 s before the worker gives up and exits non-zero.
 COMMAND_RETRIES = 10
-STARTUP_RETRIES = 30
+# At start-up a worker says at once when Redis does not answer, waits this long for it, then exits.
+STARTUP_WAIT_S = 30.0
+STARTUP_PROBE_INTERVAL_S = 1.0
 
-
-# TLS options a rediss:// URL may carry in its query (redis-py parses them; arq takes them as fields).
-SSL_QUERY_OPTIONS = (
-    "ssl_keyfile",
-    "ssl_certfile",
-    "ssl_cert_reqs",
-    "ssl_ca_certs",
-    "ssl_ca_data",
-    "ssl_check_hostname",
-)
+_answered: set[str] = set()
 
 
 def redis_settings_from_url(url: str, timeout: float) -> RedisSettings:
@@ -40,15 +37,53 @@ def redis_settings_from_url(url: str, timeout: float) -> RedisSettings:
         username=kw.get("username"),
         password=kw.get("password"),
         ssl=kw.get("connection_class") is SSLConnection,
-        **{name: kw[name] for name in SSL_QUERY_OPTIONS if name in kw},
+        ssl_ca_certs=kw.get("ssl_ca_certs"),
+        ssl_certfile=kw.get("ssl_certfile"),
+        ssl_keyfile=kw.get("ssl_keyfile"),
+        ssl_cert_reqs=kw.get("ssl_cert_reqs", "required"),
         conn_timeout=int(max(timeout, 1)),
-        conn_retries=STARTUP_RETRIES,
+        conn_retries=2,
         conn_retry_delay=1,
         # OSError too: redis-py 5 retries a failed connect only for errors in this list, and a
         # refused connection reaches it as a bare ConnectionRefusedError.
-        retry_on_error=[RedisConnectionError, RedisTimeoutError, OSError],
+        retry_on_error=list(_redis_errors.TRANSIENT),
         retry=Retry(ExponentialBackoff(cap=3.0, base=0.1), COMMAND_RETRIES),
     )
+
+
+def wait_for_redis(url: str, timeout: float, wait: float = STARTUP_WAIT_S) -> None:
+    """Block until Redis answers a PING at ``url``: a worker's first step, before arq's own pool.
+
+    Says at once (one log line, password-free URL) when it does not, and exits the process with a
+    one-line message after ``wait`` seconds.
+    """
+    if url in _answered:
+        return
+    deadline = time.monotonic() + wait
+    warned = False
+    while True:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            reason = _redis_errors.describe(exc)
+            if time.monotonic() + STARTUP_PROBE_INTERVAL_S > deadline:
+                raise SystemExit(
+                    f"jobqueue: Redis is not answering at {redact_url(url)} ({reason}); gave up after {wait:g}s"
+                ) from None
+            if not warned:
+                logger.error(
+                    "Redis is not answering at %s (%s); waiting up to %gs for it", redact_url(url), reason, wait
+                )
+                warned = True
+            time.sleep(STARTUP_PROBE_INTERVAL_S)
+        else:
+            _answered.add(url)
+            if warned:
+                logger.info("Redis answers at %s", redact_url(url))
+            return
+        finally:
+            client.close()
 
 
 class LazyRedisSettings:
@@ -56,6 +91,7 @@ class LazyRedisSettings:
 
     def _resolve(self) -> RedisSettings:
         settings = get_settings()
+        wait_for_redis(settings.redis_url, settings.redis_timeout)
         return redis_settings_from_url(settings.redis_url, settings.redis_timeout)
 
     def __getattr__(self, name: str) -> Any:

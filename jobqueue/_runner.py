@@ -1,55 +1,41 @@
-"""The wrapper arq calls for every job: validation, attempts, backoff and the outcome record."""
+"""The wrapper arq calls for every job: ownership, validation, attempts, timeout, outcome.
+
+Each run takes ownership of its job with START and settles it with FINISH, both scripts that check
+the run's token; then it raises arq's ``Retry()`` without a delay, which makes arq only drop its
+claim (its in-progress key) and touch nothing else of the job. arq's own timeout is set beyond
+ours plus the cancel grace, so it never fires: a run that times out is retried or failed by us.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from arq.worker import Retry
 from pydantic import BaseModel, ValidationError
 
-from jobqueue import _scripts
-from jobqueue._json import dumps
+from jobqueue._arq import INVALID_JOB_KEY
+from jobqueue._state import Outcome, Run
 from jobqueue._validate import describe
 from jobqueue.backoff import exponential_backoff
-from jobqueue.constants import PRIORITY_BAND
 from jobqueue.errors import PermanentJobError, RetryableJobError
 
 if TYPE_CHECKING:
+    from jobqueue._state import WorkerState
     from jobqueue.options import QueueOptions
-    from jobqueue.worker import WorkerState
 
 logger = logging.getLogger("jobqueue.worker")
 
 Handler = Callable[[dict[str, Any], Any], Awaitable[Any]]
 STATE_KEY = "jobqueue"
-OUTCOME_KEY = "jobqueue_outcome"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What one run ended with; written to Redis by ``after_job_end`` once arq has finished."""
-
-    kind: str  # completed | failed | retry | bounced | interrupted
-    priority: int
-    attempt: int
-    record: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
-    due_ms: int = 0
 
 
 def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError) and not str(exc):
-        return "TimeoutError: the job ran longer than its timeout"
-    return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def retry_delay(exc: BaseException, attempt: int, options: QueueOptions) -> float:
@@ -62,106 +48,163 @@ def retry_delay(exc: BaseException, attempt: int, options: QueueOptions) -> floa
     )
 
 
+async def _own(state: WorkerState, job_id: str, token: str) -> list[int] | None:
+    """START, holding arq's claim while the queue is paused or the job is not quite due (a clock
+    ahead of Redis'), never longer than the job timeout: arq's own timeout must not fire."""
+    loop = asyncio.get_running_loop()
+    hold_until = loop.time() + min(state.options.timeout, 30.0)
+    while True:
+        reply = await state.start(job_id, token)
+        code = int(reply[0])
+        if code in (1, 4):
+            return reply
+        if code == 0:  # removed, or another worker owns it
+            return None
+        remaining = hold_until - loop.time()
+        if remaining <= 0:
+            return None
+        if code == 2:
+            # Paused: keep the slot (arq polls only with a free slot, so no busy loop), then let
+            # arq pick again in priority order.
+            state.resumed.clear()
+            try:
+                # Woken by the tick on resume; looks again at least every second regardless.
+                async with asyncio.timeout(min(remaining, 1.0)):
+                    await state.resumed.wait()
+            except TimeoutError:
+                continue
+            return None
+        await asyncio.sleep(min(int(reply[1]) / 1000, remaining, 1.0))
+
+
 def make_job_function(handler: Handler, payload_model: type[BaseModel]) -> Callable[..., Awaitable[None]]:
     """The coroutine registered with arq for a queue: ``(ctx, payload, priority)``."""
 
-    async def run(ctx: dict[str, Any], payload: dict[str, Any], priority: int = 0) -> None:
+    async def run_job(ctx: dict[str, Any], payload: dict[str, Any], priority: int = 0) -> None:
         state: WorkerState = ctx[STATE_KEY]
-        job_id, attempt = ctx["job_id"], ctx["job_try"]
-        started = now_ms()
-        outcome = ctx[OUTCOME_KEY] = Outcome("interrupted", priority or state.queue.default_priority, attempt)
-        allowed = await write_start(state, job_id, f"{state.worker_id}|{started}")
-        if not allowed:
-            # Paused between arq's poll and this start: hand the job back untouched.
-            outcome.kind = "bounced"
-            raise Retry()
-
-        record = {
-            "id": job_id,
-            "queue": state.queue.name,
-            "function": state.queue.function,
-            "payload": payload,
-            "priority": outcome.priority,
-            "attempts": attempt,
-            "enqueued_at": int(ctx["enqueue_time"].timestamp() * 1000),
-            "started_at": started,
-        }
-        options = state.options
-        # Handlers that keep their own state (a reminder's schedule row) need to know this.
-        ctx["last_attempt"] = attempt >= options.attempts
-
-        def finish(kind: str, **extra: Any) -> None:
-            outcome.kind = kind
-            outcome.record = {**record, "state": kind, "finished_at": now_ms(), **extra}
-
-        def fail(exc: BaseException | str, error_type: str) -> None:
-            text = exc if isinstance(exc, str) else _error_text(exc)
-            finish("failed", error=text, error_type=error_type)
-            logger.error("job %s failed after %d attempt(s): %s", job_id, attempt, text)
-
-        if attempt > options.attempts:
-            # The previous runs never reported back: their worker was killed or arq timed them out.
-            fail(
-                f"JobInterrupted: the job's worker stopped during all {attempt - 1} attempt(s)",
-                "JobInterrupted",
-            )
-            return None
+        job_id = ctx["job_id"]
+        token = secrets.token_hex(8)
+        reply = await _own(state, job_id, token)
+        if reply is None:
+            raise Retry()  # not ours to run now: arq drops its claim, the job stays as it is
+        code, attempt, started_ms = (int(v) for v in reply)
+        if not isinstance(priority, int) or not 1 <= priority <= 10:
+            priority = state.queue.default_priority
+        enqueued = ctx.get("enqueue_time")
+        run = Run(job_id, token, attempt, started_ms, priority, int(enqueued.timestamp() * 1000) if enqueued else 0)
+        state.running[job_id] = token
         try:
-            model = payload_model.model_validate(payload)
-        except ValidationError as exc:
-            fail(f"InvalidJobError: invalid payload: {describe(exc)}", "InvalidJobError")
-            return None
-        try:
-            async with asyncio.timeout(options.timeout):
-                result = await handler(ctx, model)
-        except PermanentJobError as exc:
-            fail(exc, type(exc).__name__)
+            outcome = await _execute(state, ctx, handler, payload_model, payload, run, interrupted=code == 4)
         except asyncio.CancelledError:
-            outcome.kind = "interrupted"
+            # A graceful stop (SIGTERM, Ctrl-C) cancels runs: hand the job back; no attempt spent.
+            await asyncio.shield(state.finish(run, Outcome("handback")))
+            state.running.pop(job_id, None)
             raise
-        except Exception as exc:  # any other error costs one attempt; attempts are bounded
-            if attempt >= options.attempts:
-                logger.exception("job %s failed on its last attempt", job_id)
-                fail(exc, type(exc).__name__)
-                return None
-            delay = retry_delay(exc, attempt, options)
-            outcome.kind, outcome.error = "retry", _error_text(exc)
-            outcome.due_ms = now_ms() + int(delay * 1000)
-            logger.warning("job %s attempt %d failed (%s); retrying in %.2fs", job_id, attempt, outcome.error, delay)
-            raise Retry(defer=delay) from exc
-        else:
-            if isinstance(result, BaseModel):
-                result = result.model_dump(mode="json")
-            finish("completed", result=result)
-        return None
+        await state.finish(run, outcome)
+        state.running.pop(job_id, None)
+        _log(state, run, outcome)
+        raise Retry()  # settled by FINISH: arq must only drop its claim
 
-    run.__name__ = run.__qualname__ = f"run_{payload_model.__name__}"
-    return run
+    run_job.__name__ = run_job.__qualname__ = f"run_{payload_model.__name__}"
+    return run_job
 
 
-async def write_start(state: WorkerState, job_id: str, owner: str) -> int:
-    """Mark a run active (``owner`` is ``"<worker id>|<start ms>"``); 0 when the queue is paused."""
-    k = state.queue.keys
-    return await _scripts.START(state.redis, [k.active, k.paused], [job_id, owner])
+async def _execute(
+    state: WorkerState,
+    ctx: dict[str, Any],
+    handler: Handler,
+    payload_model: type[BaseModel],
+    payload: dict[str, Any],
+    run: Run,
+    *,
+    interrupted: bool,
+) -> Outcome:
+    options = state.options
+    record = {
+        "id": run.job_id,
+        "queue": state.queue.name,
+        "function": state.queue.function,
+        "payload": {} if INVALID_JOB_KEY in payload else payload,
+        "priority": run.priority,
+        "attempts": run.attempt,
+        "enqueued_at": run.enqueued_ms,
+        "started_at": run.started_ms,
+    }
+
+    def failed(text: str, error_type: str) -> Outcome:
+        logger.error("%s: job %s failed after %d attempt(s): %s", state.queue.name, run.job_id, run.attempt, text)
+        return Outcome("failed", {**record, "state": "failed", "error": text, "error_type": error_type})
+
+    if interrupted:
+        # Every attempt was used by runs that never reported back: their worker was killed.
+        return failed(f"JobInterrupted: the job's worker stopped during all {run.attempt} attempt(s)", "JobInterrupted")
+    if INVALID_JOB_KEY in payload:
+        return failed(f"InvalidJobError: {payload[INVALID_JOB_KEY]}", "InvalidJobError")
+    try:
+        model = payload_model.model_validate(payload)
+    except ValidationError as exc:
+        return failed(f"InvalidJobError: invalid payload: {describe(exc)}", "InvalidJobError")
+    # jobqueue's attempt number (a graceful hand-back or a paused claim is not an attempt), and
+    # whether a failure now is final — for handlers that keep their own state (reminders do).
+    ctx["job_try"] = run.attempt
+    ctx["last_attempt"] = run.attempt >= options.attempts
+
+    task = asyncio.create_task(handler(ctx, model))
+    try:
+        done, _ = await asyncio.wait({task}, timeout=options.timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        await asyncio.wait({task}, timeout=options.cancel_grace)
+        raise
+    if not done:
+        task.cancel()
+        await asyncio.wait({task}, timeout=options.cancel_grace)
+        if not task.done():
+            logger.error(
+                "%s: job %s still running %gs after its timeout was cancelled; recording the timeout anyway",
+                state.queue.name,
+                run.job_id,
+                options.cancel_grace,
+            )
+        exc: BaseException | None = TimeoutError(f"the job ran longer than its timeout ({options.timeout:g}s)")
+    elif task.cancelled():
+        exc = asyncio.CancelledError("the job's handler was cancelled")
+    else:
+        exc = task.exception()
+
+    if exc is None:
+        result = task.result()
+        if isinstance(result, BaseModel):
+            result = result.model_dump(mode="json")
+        return Outcome("completed", {**record, "state": "completed", "result": result})
+    if isinstance(exc, PermanentJobError):
+        return failed(_error_text(exc), type(exc).__name__)
+    if run.attempt >= options.attempts:
+        logger.error("%s: job %s failed on its last attempt", state.queue.name, run.job_id, exc_info=exc)
+        return failed(_error_text(exc), type(exc).__name__)
+    delay = retry_delay(exc, run.attempt, options)
+    logger.warning(
+        "%s: job %s attempt %d failed (%s); retrying in %.2fs",
+        state.queue.name,
+        run.job_id,
+        run.attempt,
+        _error_text(exc),
+        delay,
+    )
+    return Outcome("retry", error=_error_text(exc), delay_ms=int(delay * 1000))
 
 
-async def write_outcome(state: WorkerState, job_id: str, outcome: Outcome) -> int:
-    """Write a run's outcome, with retention and a pending rerun, in one script call."""
-    o, k = state.options, state.queue.keys
-    body = dumps(outcome.record) if outcome.record else outcome.error
-    args: list[Any] = [
-        k.base,
-        PRIORITY_BAND,
-        now_ms(),
-        o.keep_completed,
-        int(o.keep_completed_age * 1000),
-        o.keep_failed,
-        int(o.keep_failed_age * 1000),
-        job_id,
-        outcome.kind,
-        body,
-        outcome.due_ms,
-        outcome.priority,
-        outcome.attempt,
-    ]
-    return await _scripts.FINISH(state.redis, [k.queue, k.active, k.seq, k.completed, k.failed], args)
+def _log(state: WorkerState, run: Run, outcome: Outcome) -> None:
+    """One line per run: queue, id, outcome, how long it ran, which attempt, how long it waited."""
+    if logger.isEnabledFor(logging.INFO):
+        ran = time.monotonic() - run.monotonic_start
+        waited = max(run.started_ms - run.enqueued_ms, 0) / 1000 if run.enqueued_ms else 0.0
+        logger.info(
+            "%s %s %s in %.3fs attempt=%d waited=%.3fs",
+            state.queue.name,
+            run.job_id,
+            outcome.kind,
+            ran,
+            run.attempt,
+            waited,
+        )

@@ -9,7 +9,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from jobqueue.constants import PRIORITY_BAND
+from jobqueue.constants import METRICS_KEEP_MINUTES, PARKED_SCORE, PRIORITY_BAND
 
 
 def _read(name: str) -> str:
@@ -21,7 +21,12 @@ class Script:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        common = _read("_common").replace("{{PRIORITY_BAND}}", str(PRIORITY_BAND))
+        common = (
+            _read("_common")
+            .replace("{{PRIORITY_BAND}}", str(PRIORITY_BAND))
+            .replace("{{METRICS_TTL_MS}}", str(METRICS_KEEP_MINUTES * 60_000))
+            .replace("{{PARKED}}", str(PARKED_SCORE))
+        )
         self.text = common + _read(name)
         self.sha = hashlib.sha1(self.text.encode()).hexdigest()
 

@@ -23,19 +23,14 @@ def describe(exc: ValidationError) -> str:
 
 
 def payload(model: type[BaseModel], value: Any, queue: str) -> BaseModel:
-    if not isinstance(value, model):
-        if isinstance(value, BaseModel):
-            value = value.model_dump()
-        try:
-            value = model.model_validate(value)
-        except ValidationError as exc:
-            raise InvalidJobError(f"invalid {queue} job: {describe(exc)}") from None
-    size = len(value.model_dump_json(exclude_none=True).encode())
-    if size > MAX_PAYLOAD_BYTES:
-        raise InvalidJobError(
-            f"invalid {queue} job: the payload is {size:,} bytes of JSON, at most {MAX_PAYLOAD_BYTES:,}"
-        )
-    return value
+    if isinstance(value, model):
+        return value
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise InvalidJobError(f"invalid {queue} job: {describe(exc)}") from None
 
 
 def entity_id(value: str) -> str:
@@ -43,6 +38,14 @@ def entity_id(value: str) -> str:
     if any(c.isspace() or not c.isprintable() or c in ID_FORBIDDEN_CHARACTERS for c in value):
         raise ValueError(f"must not contain blanks, control characters or any of {' '.join(ID_FORBIDDEN_CHARACTERS)}")
     return value
+
+
+def payload_size(payload_json: str, queue: str) -> None:
+    size = len(payload_json.encode())
+    if size > MAX_PAYLOAD_BYTES:
+        raise InvalidJobError(
+            f"invalid {queue} job: the payload is {size} bytes of JSON, more than the {MAX_PAYLOAD_BYTES} allowed"
+        )
 
 
 def priority(value: Any, default: int) -> int:

@@ -10,13 +10,11 @@ import asyncio
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
-from jobqueue.errors import RedisUnavailableError
+from jobqueue import _redis_errors
+from jobqueue.errors import RedisCommandError, RedisUnavailableError
 from jobqueue.settings import get_settings, redact_url
-
-_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 
 _client: Redis | None = None
 _client_loop: asyncio.AbstractEventLoop | None = None
@@ -45,7 +43,8 @@ def get_redis() -> Redis:
 
 class redis_errors:  # lower-case: used like the context-manager function it replaced
     """Bound the calls inside to ``JOBQUEUE_REDIS_TIMEOUT`` (times ``scale``, for big pipelines)
-    and turn Redis being unreachable into ``RedisUnavailableError`` naming the redacted URL.
+    and turn Redis errors into jobqueue's, naming the redacted URL: unreachable, busy, loading or
+    read-only → ``RedisUnavailableError``; any other refusal (OOM, NOPERM...) → ``RedisCommandError``.
 
     A class rather than ``@asynccontextmanager``: it sits on every enqueue, and the generator
     machinery cost as much as the timeout itself.
@@ -63,11 +62,16 @@ class redis_errors:  # lower-case: used like the context-manager function it rep
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         try:
             await self._timeout.__aexit__(exc_type, exc, tb)
-        except _UNAVAILABLE as timeout_exc:
+        except _redis_errors.TRANSIENT as timeout_exc:
             exc = timeout_exc
-        if isinstance(exc, _UNAVAILABLE):
-            reason = str(exc) or f"no answer within {self._seconds:g}s"
-            raise RedisUnavailableError(redact_url(get_settings().redis_url), reason) from exc
+        if exc is None:
+            return False
+        url = redact_url(get_settings().redis_url)
+        if isinstance(exc, _redis_errors.TRANSIENT):
+            reason = _redis_errors.describe(exc) if str(exc) else f"no answer within {self._seconds:g}s"
+            raise RedisUnavailableError(url, reason) from exc
+        if isinstance(exc, RedisError):
+            raise RedisCommandError(url, _redis_errors.describe(exc)) from exc
         return False
 
 

@@ -29,6 +29,9 @@ ARQ_RETRY_PREFIX: Final = "arq:retry:"
 MIN_PRIORITY: Final = 1
 MAX_PRIORITY: Final = 10
 PRIORITY_BAND: Final = 100_000_000_000
+# A running job is parked in the queue zset at PARKED_SCORE + its lease's expiry (ms): far beyond
+# any due time, so arq never picks it, and expired leases are one range query.
+PARKED_SCORE: Final = 1_000_000_000_000_000
 
 DEFAULT_PRIORITIES: Final = {
     QueueName.PRODUCT_EMBEDDING: 2,
@@ -52,18 +55,27 @@ DEFAULT_KEEP_FAILED_AGE_S: Final = 7 * 24 * 3600.0
 DEFAULT_POLL_DELAY_S: Final = 0.02
 DEFAULT_TICK_INTERVAL_S: Final = 0.2
 DEFAULT_WORKER_LEASE_S: Final = 30.0
+DEFAULT_CANCEL_GRACE_S: Final = 5.0
 PROMOTE_BATCH: Final = 1000
+# Runs whose lease expired, returned to the queue per tick (the rest on the next ticks).
+RETURN_BATCH: Final = 100
+# Per-minute completed/failed/retried history kept in Redis, per queue.
+METRICS_KEEP_MINUTES: Final = 24 * 60
 
 # arq must never give up on a job by itself: attempts are counted by jobqueue's own wrapper.
 ARQ_MAX_TRIES: Final = 1_000_000
-# arq's job_timeout is ours plus this margin, so our own timeout fires first and counts an attempt.
-ARQ_TIMEOUT_MARGIN_S: Final = 5.0
+# arq treats its own timeout as final and deletes the job, so it must never fire: it is ours plus
+# the cancel grace, the time an outcome may take to record, and this margin.
+ARQ_TIMEOUT_MARGIN_S: Final = 10.0
+# How long a worker keeps trying to record a run's start or outcome while Redis is away or busy.
+RECORD_RETRY_S: Final = 30.0
+# Clean and drain work in batches of this many jobs per script call (a few ms of Redis each).
+CLEAN_BATCH: Final = 500
 
 # Enqueue side
 BULK_CHUNK: Final = 1000
-# A job's payload as written to Redis (its JSON, in bytes): jobs carry ids and short text, not
-# documents; a larger payload is refused at enqueue.
-MAX_PAYLOAD_BYTES: Final = 64 * 1024
+# A job's payload as JSON, at most: jobs carry ids and small parameters, not documents.
+MAX_PAYLOAD_BYTES: Final = 256 * 1024
 # Ids become part of Redis keys, log lines and SCAN patterns: 1-200 characters, none of them a
 # blank, a control character or a glob character.
 MAX_ID_LENGTH: Final = 200

@@ -2,7 +2,9 @@
 
     JobQueueError
     ├── InvalidJobError            bad input, raised before anything is written (also a ValueError)
-    ├── RedisUnavailableError      Redis could not be reached; names the password-free URL
+    ├── RedisUnavailableError      Redis could not be reached, or cannot serve now (BUSY, LOADING,
+    │                              READONLY after a failover); names the password-free URL
+    ├── RedisCommandError          Redis refused a command (out of memory, no permission, ...)
     ├── JobNotFoundError           no job with that id in that queue (also a KeyError)
     ├── JobStateError              the job's state forbids the operation (e.g. removing an active job)
     ├── JobFailedError             ``handle.result()`` of a job that failed; carries error and attempts
@@ -33,6 +35,15 @@ class RedisUnavailableError(JobQueueError, ConnectionError):
 
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(f"Redis is unavailable at {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class RedisCommandError(JobQueueError):
+    """Redis answered a command with an error that waiting will not fix (e.g. OOM, NOPERM)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"Redis at {url} refused a command: {reason}")
         self.url = url
         self.reason = reason
 

@@ -12,22 +12,28 @@ if TYPE_CHECKING:
     from jobqueue.queue import Queue
 
 
+def redis_ms(reply: Any) -> int:
+    """Milliseconds from the answer of Redis' ``TIME``."""
+    seconds, micros = reply
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
 def state_commands(pipe: Any, keys: QueueKeys, job_id: str) -> None:
-    """Queue the six reads ``state_from`` needs."""
+    """Queue the six reads ``state_from`` needs (Redis' own clock among them)."""
     pipe.hexists(keys.active, job_id)
-    pipe.exists(keys.arq_in_progress(job_id))
     pipe.zscore(keys.queue, job_id)
     pipe.exists(keys.paused)
     pipe.zscore(keys.completed, job_id)
     pipe.zscore(keys.failed, job_id)
+    pipe.time()
 
 
-def state_from(replies: list[Any], now: int) -> JobState:
-    active, in_progress, score, paused, completed, failed = replies[:6]
-    if active or in_progress:
+def state_from(replies: list[Any]) -> JobState:
+    active, score, paused, completed, failed, now = replies[:6]
+    if active:
         return "active"
     if score is not None:
-        if score > now:
+        if score > redis_ms(now):
             return "delayed"
         return "paused" if paused else "waiting"
     if completed is not None:
@@ -43,7 +49,6 @@ def info_commands(pipe: Any, keys: QueueKeys, job_id: str) -> None:
     pipe.get(keys.done(job_id))
     pipe.hgetall(keys.info(job_id))
     pipe.hget(keys.active, job_id)
-    pipe.get(keys.arq_retry(job_id))
 
 
 def _priority_from_score(score: float | None) -> int | None:
@@ -53,10 +58,10 @@ def _priority_from_score(score: float | None) -> int | None:
     return p if 1 <= p <= 10 else None
 
 
-def build_info(queue: Queue, job_id: str, replies: list[Any], now: int) -> JobInfo | None:
-    state = state_from(replies, now)
-    score = replies[2]
-    raw_job, raw_done, info, active_value, retries = replies[6:11]
+def build_info(queue: Queue, job_id: str, replies: list[Any]) -> JobInfo | None:
+    state = state_from(replies)
+    score = replies[1]
+    raw_job, raw_done, info, active_value = replies[6:10]
     if raw_done is not None and state in ("completed", "failed"):
         record = loads(raw_done)
         return JobInfo(
@@ -76,12 +81,18 @@ def build_info(queue: Queue, job_id: str, replies: list[Any], now: int) -> JobIn
         )
     if raw_job is None:
         return None
-    job = loads(raw_job)
+    try:
+        job = loads(raw_job)
+        if not isinstance(job, dict) or not isinstance(job.get("a"), list):
+            raise ValueError("not arq's job layout")
+    except ValueError:  # a hostile or broken value: shown as what it is, never run
+        job = {"f": queue.function, "a": [{}, None], "et": None}
     started = None
     if active_value is not None:
-        started = ms_to_datetime(int(active_value.decode().split("|")[1]))
-    # arq's retry counter is the number of runs begun, the current one included.
-    attempts = int(retries or 0) - (1 if state == "active" else 0)
+        # owner: "<worker id>|<token>|<start ms>|<score>"; the worker id itself holds no "|"
+        started = ms_to_datetime(int(active_value.decode().split("|")[2]))
+    # Attempts made before the current run (a hand-back or a paused claim is not an attempt).
+    attempts = int(info.get(b"attempts", 0)) - (1 if state == "active" else 0)
     return JobInfo(
         job_id=job_id,
         queue_name=queue.name,
@@ -92,7 +103,7 @@ def build_info(queue: Queue, job_id: str, replies: list[Any], now: int) -> JobIn
         priority=job["a"][1] if len(job["a"]) > 1 else _priority_from_score(score),
         attempts_made=max(attempts, 0),
         enqueued_at=ms_to_datetime(job.get("et")),
-        due_at=ms_to_datetime(score) if score is not None and score > now else None,
+        due_at=ms_to_datetime(score) if state == "delayed" else None,
         started_at=started,
         error=info[b"error"].decode() if b"error" in info else None,
     )

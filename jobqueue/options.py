@@ -6,12 +6,14 @@ Durations are seconds.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobqueue import constants as c
+from jobqueue._env import describe
+from jobqueue.errors import ConfigurationError
 
 
 class QueueOptions(BaseModel):
@@ -32,6 +34,7 @@ class QueueOptions(BaseModel):
     poll_delay: float = Field(c.DEFAULT_POLL_DELAY_S, gt=0)
     tick_interval: float = Field(c.DEFAULT_TICK_INTERVAL_S, gt=0)
     worker_lease: float = Field(c.DEFAULT_WORKER_LEASE_S, gt=0)
+    cancel_grace: float = Field(c.DEFAULT_CANCEL_GRACE_S, ge=0)
 
 
 # Defaults that differ from QueueOptions' own, per queue.
@@ -46,20 +49,28 @@ QUEUE_DEFAULTS: dict[str, dict[str, Any]] = {
 
 def _env_options(queue: str) -> dict[str, Any]:
     prefix = "JOBQUEUE_" + queue.upper().replace("-", "_") + "_"
-    fields = {name: (info.annotation | None, None) for name, info in QueueOptions.model_fields.items()}
+    fields = QueueOptions.model_fields
+    # Each variable is optional and checked against its option's own type and bounds.
+    annotations = {name: Annotated[(info.annotation, *info.metadata)] | None for name, info in fields.items()}
     env_model = type(
         "QueueOptionsEnv",
         (BaseSettings,),
         {
-            "__annotations__": {name: ann for name, (ann, _) in fields.items()},
-            **{name: default for name, (_, default) in fields.items()},
+            "__annotations__": annotations,
+            **dict.fromkeys(fields),
             "model_config": SettingsConfigDict(env_prefix=prefix, extra="ignore"),
         },
     )
-    return env_model().model_dump(exclude_none=True)
+    try:
+        return env_model().model_dump(exclude_none=True)
+    except ValidationError as exc:
+        raise ConfigurationError(describe(exc, fields, {name: prefix + name.upper() for name in fields})) from exc
 
 
 def queue_options(queue: str, **overrides: Any) -> QueueOptions:
-    """Options for ``queue``: per-queue defaults, then the environment, then ``overrides``."""
+    """Options for ``queue``: per-queue defaults, then the environment, then ``overrides``.
+
+    A bad ``JOBQUEUE_<QUEUE>_<OPTION>`` value raises ``ConfigurationError`` naming the variable.
+    """
     merged = {**QUEUE_DEFAULTS.get(queue, {}), **_env_options(queue), **overrides}
     return QueueOptions(**merged)

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jobqueue._env import read_settings
 from jobqueue.constants import DEFAULT_REDIS_TIMEOUT_S
 
 
@@ -47,8 +48,11 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The settings of this process, read from the environment on first call."""
-    return Settings()
+    """The settings of this process, read from the environment on first call.
+
+    A bad value (e.g. ``JOBQUEUE_REDIS_TIMEOUT=soon``) raises ``ConfigurationError`` naming the variable.
+    """
+    return read_settings(Settings)
 
 
 def redact_url(url: str) -> str:

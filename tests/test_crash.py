@@ -59,12 +59,13 @@ async def test_a_job_that_keeps_killing_its_worker_fails_after_its_attempts(redi
     # Three runs were begun and none reported back (as if each worker died): the next run fails
     # the job instead of starting it a fourth time.
     await jobqueue.enqueue_product_embedding("poison")
-    await redis_client.set("arq:retry:product-embedding:poison", 3)
+    await redis_client.hset("jq:product-embedding:info:product-embedding:poison", "attempts", 3)
     await run_burst(settings_for(attempts=3))
     assert await runs(redis_client) == []
     info = await embeddings.get_job("product-embedding:poison")
     assert info.state == "failed" and info.error_type == "JobInterrupted"
     assert "stopped during all 3 attempt(s)" in info.error
+    assert info.attempts_made == 3  # the three runs that died, not one more
 
 
 async def test_a_job_interrupted_by_a_graceful_stop_goes_back_to_waiting_at_once(redis_client):
@@ -78,5 +79,7 @@ async def test_a_job_interrupted_by_a_graceful_stop_goes_back_to_waiting_at_once
     assert await embeddings.get_job_counts() == counts(waiting=1)
     await redis_client.set(release_key("long"), 1)
     await run_burst(settings_for())
-    assert [r["try"] for r in await runs(redis_client)] == [1, 2]
+    # A hand-back is not an attempt: the run after it is attempt 1 again.
+    assert [r["try"] for r in await runs(redis_client)] == [1, 1]
     assert (await handle.result(timeout=5)).status == "processed"
+    assert (await embeddings.get_job("product-embedding:long")).attempts_made == 1

@@ -1,9 +1,18 @@
-"""The FastAPI example runs: its handlers enqueue through the shared pool, its lifespan closes it."""
+"""The examples run: the FastAPI app enqueues through the shared pool and its lifespan closes it; the
+webhook receiver takes signed reminders once and refuses replays."""
+
+import hashlib
+import hmac
+import time
+from datetime import UTC, datetime
 
 import httpx
+import pytest
 
+from examples import webhook_receiver
 from examples.fastapi_app import app
-from jobqueue import connection
+from jobqueue import PermanentJobError, connection
+from workers.notifier import Notification, WebhookNotifier
 
 
 async def test_fastapi_example_enqueues_and_reports_jobs():
@@ -22,3 +31,40 @@ async def test_fastapi_example_enqueues_and_reports_jobs():
             assert (await client.get("/health")).json() == {"redis": True}
             assert connection._client is not None
     assert connection._client is None  # the lifespan closed the pool
+
+
+async def test_webhook_receiver_example_delivers_once_and_refuses_stale_or_forged_requests(monkeypatch):
+    secret, url = "whsec-example", "http://receiver/reminders/push"
+    monkeypatch.setenv("REMINDER_WEBHOOK_SECRET", secret)
+    monkeypatch.setattr(webhook_receiver, "delivered", {})
+    notification = Notification(
+        schedule_id="s1", user_id="u1", channel="PUSH", title="Birthday", body="Tomorrow",
+        scheduled_for=datetime(2025, 12, 21, 9, 0, tzinfo=UTC),
+    )  # fmt: skip
+    transport = httpx.ASGITransport(app=webhook_receiver.app)
+    async with httpx.AsyncClient(transport=transport) as client:
+        notifier = WebhookNotifier({"PUSH": url}, secret, client=client)
+        first, retry = await notifier.send(notification), await notifier.send(notification)
+        assert first.message_id == retry.message_id == "push:s1"
+        assert list(webhook_receiver.delivered) == ["s1"]
+        body = webhook_receiver.delivered["s1"]
+
+        def signed(timestamp: int, key: str = secret) -> str:
+            return "sha256=" + hmac.new(key.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+        async def post(timestamp: int, signature: str) -> int:
+            headers = {
+                "X-Jobqueue-Timestamp": str(timestamp),
+                "X-Jobqueue-Signature": signature,
+                "Idempotency-Key": "s2",
+            }
+            return (await client.post(url, content=body, headers=headers)).status_code
+
+        sent_long_ago = int(time.time()) - 301
+        assert await post(sent_long_ago, signed(sent_long_ago)) == 401  # a captured request replayed
+        now = int(time.time())
+        assert await post(now + 1, signed(now)) == 401  # its timestamp moved forward
+        assert await post(now, signed(now, "not-the-secret")) == 401
+        assert list(webhook_receiver.delivered) == ["s1"]
+        with pytest.raises(PermanentJobError, match="401"):
+            await WebhookNotifier({"PUSH": url}, "not-the-secret", client=client).send(notification)

@@ -35,7 +35,8 @@ async def test_reminder_is_sent_signed_with_the_schedule_id_as_idempotency_key(s
     assert (result.status, result.channel) == ("processed", "PUSH") and result.sent_at is not None
     (request,) = receiver.requests
     assert request.headers["Idempotency-Key"] == "s1"
-    assert verify_signature(request.body, "whsec-test", request.headers["X-Jobqueue-Signature"])
+    signature, timestamp = request.headers["X-Jobqueue-Signature"], request.headers["X-Jobqueue-Timestamp"]
+    assert verify_signature(request.body, "whsec-test", signature, timestamp)
     body = json.loads(request.body)
     assert (body["title"], body["data"], body["occasion_id"]) == ("Birthday Reminder", {"occasionId": "o-1"}, "o-1")
     schedule = await store.get_schedule("s1")

@@ -1,16 +1,24 @@
 """Taste-profile embeddings and curated collections, end to end."""
 
+import asyncio
 import datetime as dt
+import itertools
 import json
+import math
+import random
+import time
 
+import numpy as np
 import pytest
 
 import jobqueue
-from jobqueue import JobFailedError
+from jobqueue import CuratedCollectionsJobPayload, JobFailedError
+from jobqueue.constants import DEFAULT_WORKER_LEASE_S
 from tests.support.fixtures import DIMS
 from tests.support.workers import make_worker, run_burst
-from workers.jobs.collections import group_products
+from workers.jobs.collections import CANDIDATES_PER_SLOT, MAX_CANDIDATES, group_products, group_products_in_thread
 from workers.settings import collections_settings, taste_profile_settings
+from workers.store import ProductRecord
 
 DAY = dt.date(2025, 12, 21)
 
@@ -96,8 +104,6 @@ async def test_collections_with_no_matching_products_store_nothing(store):
 
 
 def test_grouping_is_deterministic_and_bounded():
-    from workers.store import ProductRecord
-
     now = dt.datetime.now(dt.UTC)
     products = [
         ProductRecord(id=f"p{i}", name="n", price=1, embedding=_vector(i % 2 * 4, i / 100), updated_at=now)
@@ -106,6 +112,108 @@ def test_grouping_is_deterministic_and_bounded():
     groups = group_products(products, size=3, count=2)
     assert [[p.id for p in g] for g in groups] == [["p0", "p2", "p4"], ["p1", "p3", "p5"]]
     assert group_products([], size=3, count=2) == []
+
+
+def _pure_python_grouping(products, size, count):
+    """The definition: seeds in input order, each with its most similar free products (ties by id)."""
+
+    def cosine(a, b):
+        norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+        return sum(x * y for x, y in zip(a, b, strict=True)) / norm if norm else 0.0
+
+    groups, remaining = [], [p for p in products if p.embedding]
+    while remaining and len(groups) < count:
+        seed = remaining[0]
+        nearest = sorted(remaining[1:], key=lambda p: (-cosine(seed.embedding, p.embedding), p.id))[: size - 1]
+        groups.append([seed, *nearest])
+        remaining = [p for p in remaining[1:] if p not in nearest]
+    no_vector = sorted((p for p in products if not p.embedding), key=lambda p: p.category or "")
+    for _, items in itertools.groupby(no_vector, key=lambda p: p.category or ""):
+        items = list(items)
+        groups += [items[i : i + size] for i in range(0, len(items), size)]
+    return groups[:count]
+
+
+@pytest.mark.parametrize(("size", "count"), [(1, 5), (3, 10), (7, 40), (14, 200)])
+def test_vectorised_grouping_matches_the_pure_python_definition(size, count):
+    # Small integer components make every cosine exact in both versions, so ties are real ties and
+    # their order (by id) is checked too; zero vectors, duplicates and products without vectors included.
+    rng = random.Random(size * 1000 + count)
+    now = dt.datetime.now(dt.UTC)
+    products = []
+    for i in rng.sample(range(300), 150):
+        kind = i % 10
+        if kind == 0:
+            embedding = None
+        elif kind == 1:
+            embedding = [0.0] * 6
+        elif kind == 2 and products and products[-1].embedding:
+            embedding = list(products[-1].embedding)
+        else:
+            embedding = [float(rng.randint(-2, 2)) for _ in range(6)]
+        category = rng.choice(["tea", "garden", None])
+        products.append(
+            ProductRecord(id=f"p{i}", name="n", price=1, category=category, embedding=embedding, updated_at=now)
+        )
+    expected = [[p.id for p in g] for g in _pure_python_grouping(products, size, count)]
+    assert [[p.id for p in g] for g in group_products(products, size, count)] == expected
+
+
+def test_vectors_of_different_lengths_are_refused_with_a_clear_error():
+    now = dt.datetime.now(dt.UTC)
+    products = [
+        ProductRecord(id="a", name="n", price=1, embedding=[1.0, 0.0], updated_at=now),
+        ProductRecord(id="b", name="n", price=1, embedding=[1.0, 0.0, 0.0], updated_at=now),
+    ]
+    with pytest.raises(ValueError, match=r"differ in length \(\[2, 3\]\)"):
+        group_products(products, size=2, count=1)
+
+
+@pytest.mark.parametrize("products_per_collection", [14, 100])
+async def test_the_largest_valid_request_groups_inside_the_lease_while_the_loop_keeps_running(products_per_collection):
+    # The most pairs to compare: 50 collections of 14 read 2,000 candidates (the cap) and compare
+    # about 83,000 pairs of 1,536-dim vectors; 50 x 100 is the largest request by size.
+    payload = CuratedCollectionsJobPayload(
+        surface="home", date=DAY, collections_count=50, products_per_collection=products_per_collection
+    )
+    candidates = min(payload.collections_count * payload.products_per_collection * CANDIDATES_PER_SLOT, MAX_CANDIDATES)
+    vectors = np.random.default_rng(13).standard_normal((candidates, 1536)).tolist()
+    now = dt.datetime.now(dt.UTC)
+    products = [
+        ProductRecord(id=f"p{i:04d}", name="n", price=1, embedding=v, updated_at=now) for i, v in enumerate(vectors)
+    ]
+    loop = asyncio.get_running_loop()
+    ticks, longest_gap = 0, 0.0
+
+    async def ticker() -> None:
+        # Stands for the worker's heartbeat and its other jobs: it must keep getting the loop.
+        nonlocal ticks, longest_gap
+        last = loop.time()
+        while True:
+            await asyncio.sleep(0)
+            ticks += 1
+            longest_gap = max(longest_gap, loop.time() - last)
+            last = loop.time()
+
+    ticking = asyncio.create_task(ticker())
+    started = time.perf_counter()
+    try:
+        groups = await group_products_in_thread(products, payload.products_per_collection, payload.collections_count)
+    finally:
+        elapsed = time.perf_counter() - started
+        ticking.cancel()
+    print(
+        f"\ngrouping {candidates} products x 1536 dims into {len(groups)} x {payload.products_per_collection}: "
+        f"{elapsed:.2f} s (lease {DEFAULT_WORKER_LEASE_S:.0f} s); loop ticked {ticks} times, longest gap "
+        f"{longest_gap * 1000:.1f} ms"
+    )
+    expected_groups = min(payload.collections_count, candidates // payload.products_per_collection)
+    assert len(groups) == expected_groups
+    assert all(len(g) == payload.products_per_collection for g in groups)
+    placed = [p.id for g in groups for p in g]
+    assert len(set(placed)) == len(placed)
+    assert ticks > 0 and longest_gap < DEFAULT_WORKER_LEASE_S
+    assert elapsed < DEFAULT_WORKER_LEASE_S
 
 
 async def test_cron_job_is_registered_daily_and_enqueues_the_three_surfaces(store, monkeypatch):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import socket
 from datetime import UTC, datetime, timedelta
@@ -14,6 +16,9 @@ from pydantic import ValidationError
 from jobqueue.errors import ConfigurationError, PermanentJobError, RetryableJobError
 from workers._http import parse_retry_after
 from workers.notifier import (
+    DEFAULT_SIGNATURE_TOLERANCE_S,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
     Notification,
     NotifierSettings,
     WebhookNotifier,
@@ -54,11 +59,69 @@ async def test_send_posts_the_signed_notification_with_the_schedule_id_as_idempo
     assert json.loads(request.body) == _notification().model_dump(mode="json")
     assert request.headers["Content-Type"] == "application/json"
     assert request.headers["Idempotency-Key"] == "sched-1"
-    assert request.headers["X-Jobqueue-Timestamp"].isdigit()
-    assert verify_signature(request.body, SECRET, request.headers["X-Jobqueue-Signature"])
-    assert not verify_signature(request.body, "other-secret", request.headers["X-Jobqueue-Signature"])
-    assert not verify_signature(request.body + b" ", SECRET, request.headers["X-Jobqueue-Signature"])
-    assert not verify_signature(request.body, SECRET, None)
+    signature, timestamp = request.headers["X-Jobqueue-Signature"], request.headers["X-Jobqueue-Timestamp"]
+    assert timestamp.isdigit()
+    # The documented construction, so a receiver in any language can check it.
+    signed = timestamp.encode() + b"." + request.body
+    assert signature == "sha256=" + hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
+    assert verify_signature(request.body, SECRET, signature, timestamp)
+    assert not verify_signature(request.body, "other-secret", signature, timestamp)
+    assert not verify_signature(request.body + b" ", SECRET, signature, timestamp)
+    assert not verify_signature(request.body, SECRET, None, timestamp)
+    assert not verify_signature(request.body, SECRET, signature, None)
+
+
+def _signed(body: bytes, timestamp: int, secret: str = SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def test_verify_signature_refuses_a_timestamp_outside_the_tolerance_in_either_direction():
+    body, sent = b'{"schedule_id":"s1"}', 1_766_307_600
+    signature = _signed(body, sent)
+    assert DEFAULT_SIGNATURE_TOLERANCE_S == 300
+    for receiver_clock in (sent, sent + 300, sent - 300):
+        assert verify_signature(body, SECRET, signature, str(sent), now=receiver_clock)
+    for receiver_clock in (sent + 301, sent - 301, sent + 86_400):
+        assert not verify_signature(body, SECRET, signature, str(sent), now=receiver_clock)
+    assert verify_signature(body, SECRET, signature, str(sent), now=sent + 301, tolerance=600)
+
+
+def test_verify_signature_refuses_a_changed_timestamp_a_body_only_signature_and_malformed_headers():
+    body, sent = b'{"schedule_id":"s1"}', 1_766_307_600
+    signature = _signed(body, sent)
+    assert not verify_signature(body, SECRET, signature, str(sent + 1), now=sent)
+    body_only = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert not verify_signature(body, SECRET, body_only, str(sent), now=sent)
+    assert not verify_signature(body, SECRET, signature.removeprefix("sha256="), str(sent), now=sent)
+    for timestamp in ("", " ", "abc", "-5", "1766307600.0", "1.7e9", "\u0661\u0662", "9" * 400):
+        assert not verify_signature(body, SECRET, signature, timestamp, now=sent)
+    assert verify_signature(body, SECRET, f" {signature} ", f" {sent} ", now=sent)
+
+
+async def test_a_receiver_accepts_a_fresh_request_and_refuses_a_replay_or_a_changed_timestamp(receiver):
+    receiver.secret = SECRET
+    url = receiver.route("/push", 200)
+    await _send(url)
+    [fresh] = receiver.requests
+    assert fresh.verified is True
+    sent = int(fresh.headers[TIMESTAMP_HEADER])
+    captured = {name: fresh.headers[name] for name in ("Content-Type", "Idempotency-Key", SIGNATURE_HEADER)}
+    async with httpx.AsyncClient() as client:
+        # The captured request sent again, as an attacker would, once the tolerance has passed.
+        receiver.clock = lambda: sent + DEFAULT_SIGNATURE_TOLERANCE_S + 1
+        replayed = await client.post(url, content=fresh.body, headers={**captured, TIMESTAMP_HEADER: str(sent)})
+        # ... or at once with a newer timestamp, to pass the freshness check.
+        receiver.clock = lambda: sent
+        retimed = await client.post(url, content=fresh.body, headers={**captured, TIMESTAMP_HEADER: str(sent + 1)})
+    assert (replayed.status_code, retimed.status_code) == (401, 401)
+    assert [r.verified for r in receiver.requests] == [True, False, False]
+
+
+async def test_a_receiver_with_another_secret_refuses_the_notification(receiver):
+    receiver.secret = "another-secret"
+    with pytest.raises(PermanentJobError, match="401"):
+        await _send(receiver.route("/push", 200))
+    assert [r.verified for r in receiver.requests] == [False]
 
 
 async def test_a_resend_carries_the_same_body_and_key(receiver):
@@ -155,7 +218,7 @@ async def test_notifier_from_settings_reads_the_environment(receiver, monkeypatc
     finally:
         await notifier.aclose()
     [request] = receiver.requests
-    assert verify_signature(request.body, SECRET, request.headers["X-Jobqueue-Signature"])
+    assert verify_signature(request.body, SECRET, request.headers[SIGNATURE_HEADER], request.headers[TIMESTAMP_HEADER])
 
 
 def test_a_missing_secret_names_the_variable(monkeypatch):

@@ -11,7 +11,6 @@ from tests.support.workers import (
     behaviour_key,
     counts,
     release_key,
-    run_burst,
     runs,
     settings_for,
 )
@@ -72,22 +71,27 @@ async def _active(n):
     return (await embeddings.get_job_counts())["active"] == n
 
 
-async def test_a_job_picked_just_as_the_queue_pauses_is_handed_back(redis_client):
+async def test_a_job_picked_just_as_the_queue_pauses_is_held_not_started(redis_client):
     # The start check closes the window between pause() and a worker's next tick. Here the worker's
-    # only tick is at start-up (the next is a minute away), so it keeps picking the job while the
-    # queue is paused: every pick must be handed back without running it or costing an attempt.
-    async with RunningWorker(settings_for(tick_interval=60)) as worker:
+    # only tick is at start-up (the next is a minute away), so it picks the job while the queue is
+    # paused: START refuses, and the worker holds arq's claim (so it does not pick it again and
+    # again) without running it or costing an attempt, until the queue is resumed.
+    running = RunningWorker(settings_for(tick_interval=60))
+    async with running as worker:
         await wait_for(lambda: _workers_ticked_since(redis_client, 0, 1), what="the worker to start")
         await embeddings.pause()
         await jobqueue.enqueue_product_embedding("edge")
-        await wait_for(lambda: _retried(worker, 3), what="picks to be handed back")
+        await wait_for(lambda: redis_client.exists("arq:in-progress:product-embedding:edge"), what="the pick")
+        picks, polls = worker.jobs_retried, running.polls
+        await wait_for(lambda: _polled(running, polls + 30), what="30 more polls")
         assert await runs(redis_client) == []
-        assert (await embeddings.get_job_counts())["paused"] == 1
+        assert worker.jobs_retried == picks  # held, not picked again and again
+        assert await embeddings.get_job_counts() == counts(paused=1)
         assert (await embeddings.get_job("product-embedding:edge")).attempts_made == 0
-    await embeddings.resume()
-    await run_burst(settings_for())
+        await embeddings.resume()
+        await wait_for(lambda: _completed(1), what="the held job to run after resume")
     assert [r["try"] for r in await runs(redis_client)] == [1]
 
 
-async def _retried(worker, n):
-    return worker.jobs_retried >= n
+async def _polled(running, n):
+    return running.polls >= n

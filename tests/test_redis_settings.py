@@ -16,12 +16,8 @@ def test_the_settings_repr_shows_no_password_and_no_api_key(monkeypatch):
 
 
 def test_a_worker_takes_the_tls_options_of_a_rediss_url():
-    url = "rediss://app:pw@cache:6380/0?ssl_ca_certs=/etc/ca.pem&ssl_cert_reqs=required&ssl_check_hostname=false"
+    url = "rediss://app:pw@cache:6380/0?ssl_ca_certs=/etc/ca.pem&ssl_cert_reqs=required"
     settings = redis_settings_from_url(url, 5.0)
     assert settings.ssl is True
-    assert (settings.ssl_ca_certs, settings.ssl_cert_reqs, settings.ssl_check_hostname) == (
-        "/etc/ca.pem",
-        "required",
-        False,
-    )
+    assert (settings.ssl_ca_certs, settings.ssl_cert_reqs) == ("/etc/ca.pem", "required")
     assert (settings.host, settings.port, settings.username, settings.password) == ("cache", 6380, "app", "pw")

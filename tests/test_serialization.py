@@ -43,10 +43,15 @@ async def test_nothing_stored_in_redis_is_pickle(redis_client):
 
 
 def test_workers_and_enqueue_side_use_the_same_json_serializer():
+    from jobqueue._arq import INVALID_JOB_KEY
     from jobqueue._json import dumps_bytes, loads
 
     assert EmbeddingTestSettings.job_serializer is dumps_bytes
-    assert EmbeddingTestSettings.job_deserializer is loads
+    job = {"t": None, "f": "product_embedding", "a": [{"product_id": "p"}, 2], "k": {}, "et": 1}
+    assert EmbeddingTestSettings.job_deserializer(dumps_bytes(job)) == loads(dumps_bytes(job))
+    # Anything but JSON is never unpickled or run: it reaches the job function as an invalid job.
+    unreadable = EmbeddingTestSettings.job_deserializer(pickle.dumps(job))
+    assert INVALID_JOB_KEY in unreadable["a"][0]
 
 
 class _Exploit:
@@ -61,5 +66,8 @@ async def test_a_pickled_job_is_never_executed(redis_client, capfd):
     await run_burst(settings_for())
     assert "pickle payload executed" not in capfd.readouterr().out
     assert await runs(redis_client) == []
-    # arq drops a job it cannot deserialize; it is gone from the queue.
+    # The job fails with a clear error and a record, instead of vanishing.
     assert await redis_client.zcard(embeddings.keys.queue) == 0
+    info = await embeddings.get_job("product-embedding:evil")
+    assert info.state == "failed" and info.error_type == "InvalidJobError"
+    assert "not JSON" in info.error

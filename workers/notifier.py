@@ -21,6 +21,9 @@ Channel = Literal["PUSH", "EMAIL", "SMS"]
 DEFAULT_WEBHOOK_TIMEOUT_S: Final = 10.0
 SIGNATURE_HEADER: Final = "X-Jobqueue-Signature"
 TIMESTAMP_HEADER: Final = "X-Jobqueue-Timestamp"
+# How far a request's timestamp may be from the receiver's clock before it is refused as a replay.
+DEFAULT_SIGNATURE_TOLERANCE_S: Final = 300.0
+_MAX_TIMESTAMP_DIGITS: Final = 12  # unix seconds until the year 33658; longer is refused, not parsed
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 URL_VARIABLES: Final[dict[str, str]] = {
     "PUSH": "REMINDER_WEBHOOK_URL_PUSH",
@@ -63,15 +66,40 @@ class Notifier(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _signature(body: bytes, secret: str) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def _sign(body: bytes, secret: str, timestamp: int) -> str:
+    """The ``X-Jobqueue-Signature`` value: ``sha256=`` + hex HMAC-SHA256 of ``b"<timestamp>." + body``."""
+    signed = str(timestamp).encode() + b"." + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
-def verify_signature(body: bytes, secret: str, header: str | None) -> bool:
-    """True if ``header`` (``X-Jobqueue-Signature``) is the HMAC-SHA256 of ``body`` with ``secret``."""
-    if not header:
+def verify_signature(
+    body: bytes,
+    secret: str,
+    signature: str | None,
+    timestamp: str | None,
+    *,
+    tolerance: float = DEFAULT_SIGNATURE_TOLERANCE_S,
+    now: float | None = None,
+) -> bool:
+    """True if a webhook request is authentic and fresh.
+
+    ``signature`` and ``timestamp`` are the ``X-Jobqueue-Signature`` and ``X-Jobqueue-Timestamp``
+    header values, ``body`` the exact request bytes. False when either header is missing or
+    malformed, when the timestamp is more than ``tolerance`` seconds from ``now`` (default: this
+    host's clock) in either direction, or when the signature is not that of ``timestamp.body`` under
+    ``secret`` (compared in constant time). A captured request replayed later, or one whose
+    timestamp was changed, is refused.
+    """
+    if not signature or not timestamp:
         return False
-    return hmac.compare_digest(_signature(body, secret).encode(), header.strip().encode())
+    timestamp = timestamp.strip()
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > _MAX_TIMESTAMP_DIGITS:
+        return False
+    current = time.time() if now is None else now
+    if abs(current - int(timestamp)) > tolerance:
+        return False
+    expected = _sign(body, secret, int(timestamp))
+    return hmac.compare_digest(expected.encode(), signature.strip().encode())
 
 
 def _origin(url: str) -> str:
@@ -83,11 +111,12 @@ def _origin(url: str) -> str:
 class WebhookNotifier:
     """POSTs each notification as JSON to its channel's URL, signed with HMAC-SHA256.
 
-    Headers: ``Idempotency-Key`` (the schedule id), ``X-Jobqueue-Signature: sha256=<hex>`` over the
-    exact body bytes, ``X-Jobqueue-Timestamp`` (unix seconds). The body is the same bytes on every
-    retry of a notification. 2xx is delivered; 408/409/425/429/5xx and network errors raise
-    ``RetryableJobError`` (``retry_after`` from ``Retry-After`` on 429/503); other statuses raise
-    ``PermanentJobError``.
+    Headers: ``Idempotency-Key`` (the schedule id), ``X-Jobqueue-Timestamp`` (unix seconds, when
+    sent) and ``X-Jobqueue-Signature: sha256=<hex>``, the HMAC-SHA256 of ``<timestamp>.<body>``;
+    receivers check both with ``verify_signature``. The body is the same bytes on every retry of a
+    notification; each attempt carries its own timestamp and signature. 2xx is delivered;
+    408/409/425/429/5xx and network errors raise ``RetryableJobError`` (``retry_after`` from
+    ``Retry-After`` on 429/503); other statuses raise ``PermanentJobError``.
     """
 
     def __init__(
@@ -118,11 +147,12 @@ class WebhookNotifier:
             raise ConfigurationError(f"no webhook URL for {notification.channel}: set {variable}")
         # Serialized once: the signature covers exactly these bytes, and they do not vary by attempt.
         body = json.dumps(notification.model_dump(mode="json"), separators=(",", ":"), sort_keys=True).encode()
+        timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
             IDEMPOTENCY_HEADER: notification.schedule_id,
-            SIGNATURE_HEADER: _signature(body, self._secret),
-            TIMESTAMP_HEADER: str(int(time.time())),
+            SIGNATURE_HEADER: _sign(body, self._secret, timestamp),
+            TIMESTAMP_HEADER: str(timestamp),
         }
         where = f"{notification.channel} webhook at {_origin(url)}"
         try:

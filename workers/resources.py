@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from jobqueue._env import read_settings
 from jobqueue.errors import ConfigurationError
 from workers.config import WorkerEnv
 from workers.llm import OpenAIProvider, provider_from_settings
@@ -57,7 +58,7 @@ def make_hooks(*, llm: bool = False, notifier: bool = False):
     """``on_startup``/``on_shutdown`` opening the store and, when asked, the provider and notifier."""
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        res = Resources(store=store_from_settings(), env=WorkerEnv())
+        res = Resources(store=store_from_settings(), env=read_settings(WorkerEnv))
         if llm:
             try:
                 res.llm_provider = provider_from_settings(redis=ctx["redis"])

@@ -7,6 +7,7 @@ import datetime as dt
 from arq.cron import cron
 
 from jobqueue import QueueName, build_worker_settings
+from jobqueue._env import read_settings
 from workers.config import WorkerEnv
 from workers.jobs.collections import curated_collections, daily_curated_collections
 from workers.jobs.products import product_embedding, product_enrichment
@@ -47,7 +48,7 @@ def taste_profile_settings() -> type:
 
 
 def collections_settings() -> type:
-    env = WorkerEnv()
+    env = read_settings(WorkerEnv)
     start, stop = make_hooks(llm=True)
     daily = cron(
         daily_curated_collections,

@@ -1,43 +1,60 @@
--- Remove jobs of one state older than a grace period; returns the removed ids.
--- KEYS[1] queue zset   KEYS[2] active hash   KEYS[3] completed zset   KEYS[4] failed zset
--- ARGV[1] queue key prefix   ARGV[2] now (ms)   ARGV[3] grace (ms)   ARGV[4] limit (0 = no limit)
--- ARGV[5] state: completed | failed | waiting | delayed
-local base, now, grace, limit, state = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+-- One bounded batch of a clean or a drain: looks at no more than ARGV[6] jobs, so no call blocks
+-- Redis for long; the caller repeats it until done or its limit is reached.
+-- KEYS[1] queue zset   KEYS[2] completed zset   KEYS[3] failed zset
+-- ARGV[1] queue key prefix   ARGV[2] grace (ms)   ARGV[3] most to remove in this call
+-- ARGV[4] state: completed | failed | waiting | delayed   ARGV[5] offset (jobs kept by earlier calls)
+-- ARGV[6] batch size
+-- Returns {more (0/1), jobs looked at and kept, removed ids...}
+local base, grace, most, state = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local offset, batch = tonumber(ARGV[5]), tonumber(ARGV[6])
+local now = redis_now()
 local cutoff = now - grace
-local removed = {}
-local function full()
-  return limit > 0 and #removed >= limit
-end
+local out = {0, 0}
 
 if state == 'completed' or state == 'failed' then
-  local set = state == 'completed' and KEYS[3] or KEYS[4]
-  local ids = redis.call('ZRANGEBYSCORE', set, '-inf', cutoff, 'LIMIT', 0, limit > 0 and limit or -1)
+  local set = state == 'completed' and KEYS[2] or KEYS[3]
+  local n = math.min(most, batch)
+  local ids = redis.call('ZRANGEBYSCORE', set, '-inf', cutoff, 'LIMIT', 0, n)
   for _, id in ipairs(ids) do
     redis.call('DEL', base .. 'done:' .. id)
     redis.call('ZREM', set, id)
-    removed[#removed + 1] = id
+    out[#out + 1] = id
   end
-  return removed
+  if #ids == n then
+    out[1] = 1
+  end
+  return out
 end
 
 local ids
 if state == 'waiting' then
-  ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+  ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', offset, batch)
 else
-  ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+  ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '(' .. PARKED, 'LIMIT', offset, batch)
 end
+local kept = 0
 for _, id in ipairs(ids) do
-  if full() then
-    break
+  if #out - 2 >= most then
+    out[1], out[2] = 1, kept
+    return out
   end
-  if redis.call('HEXISTS', KEYS[2], id) == 0 and redis.call('EXISTS', 'arq:in-progress:' .. id) == 0 then
+  local old = true
+  if grace > 0 then
     local raw = redis.call('GET', 'arq:job:' .. id)
-    local enqueued = raw and tonumber(cjson.decode(raw)['et']) or 0
-    if enqueued <= cutoff then
-      redis.call('DEL', 'arq:job:' .. id, 'arq:retry:' .. id, base .. 'info:' .. id, base .. 'rerun:' .. id)
-      redis.call('ZREM', KEYS[1], id)
-      removed[#removed + 1] = id
-    end
+    local ok, job = pcall(cjson.decode, raw or '{}')
+    old = ok and type(job) == 'table' and (tonumber(job['et']) or 0) <= cutoff
+  end
+  -- A job arq has just claimed is about to start: it is not waiting any more.
+  if old and redis.call('EXISTS', 'arq:in-progress:' .. id) == 0 then
+    redis.call('DEL', 'arq:job:' .. id, 'arq:retry:' .. id, base .. 'info:' .. id, base .. 'rerun:' .. id)
+    redis.call('ZREM', KEYS[1], id)
+    out[#out + 1] = id
+  else
+    kept = kept + 1
   end
 end
-return removed
+out[2] = kept
+if #ids == batch then
+  out[1] = 1
+end
+return out

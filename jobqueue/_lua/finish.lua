@@ -1,13 +1,29 @@
--- After arq has finished runs: record their outcomes, trim retention, apply pending reruns.
+-- The end of a run, only by the run that owns the job: record the outcome, trim retention, count
+-- the minute's history and apply a pending rerun. A run whose ownership was taken from it (its
+-- lease expired and the job was returned) changes nothing.
 -- KEYS[1] queue zset   KEYS[2] active hash   KEYS[3] FIFO sequence
 -- KEYS[4] completed zset   KEYS[5] failed zset
--- ARGV[1] queue key prefix   ARGV[2] K   ARGV[3] now (ms)
--- ARGV[4] keep completed count   ARGV[5] keep completed age (ms)
--- ARGV[6] keep failed count   ARGV[7] keep failed age (ms)
--- then six values per run: job id, outcome (completed | failed | retry | bounced | interrupted),
--- record JSON (completed/failed) or last error (retry), retry due time (ms), priority, attempts
--- Returns how many reruns were placed.
-local base, K, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+-- ARGV[1] queue key prefix   ARGV[2] keep completed count   ARGV[3] keep completed age (ms)
+-- ARGV[4] keep failed count   ARGV[5] keep failed age (ms)   ARGV[6] job id   ARGV[7] run token
+-- ARGV[8] outcome: completed | failed | retry | handback
+-- ARGV[9] completed/failed: the record JSON (the script adds finished_at); retry: the error
+-- ARGV[10] retry delay (ms)   ARGV[11] priority
+-- Returns 1 recorded, 2 recorded and a rerun placed, -1 not the owner (nothing changed).
+local base, id, token, outcome, body = ARGV[1], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local K = PRIORITY_BAND
+local now = redis_now()
+local owner = redis.call('HGET', KEYS[2], id)
+if not owner then
+  bump(base, now, 's')
+  return -1
+end
+local _, owner_token, _, score = parse_owner(owner)
+if owner_token ~= token then
+  bump(base, now, 's')
+  return -1
+end
+redis.call('HDEL', KEYS[2], id)
+local info = base .. 'info:' .. id
 
 local function drop(set, ids)
   for _, old_id in ipairs(ids) do
@@ -26,31 +42,27 @@ local function trim(set, keep, age)
   end
 end
 
-local reruns, finished = 0, {}
-for i = 8, #ARGV, 6 do
-  local id, outcome, body = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  redis.call('HDEL', KEYS[2], id)
-  if outcome == 'completed' or outcome == 'failed' then
-    local set = outcome == 'completed' and KEYS[4] or KEYS[5]
-    redis.call('DEL', base .. 'info:' .. id)
-    -- A new job with this id enqueued since arq finished this run supersedes the record.
-    if redis.call('EXISTS', 'arq:job:' .. id) == 0 then
-      redis.call('SET', base .. 'done:' .. id, body)
-      redis.call('ZADD', set, now, id)
-      finished[set] = true
-    end
-  elseif outcome == 'retry' then
-    redis.call('HSET', base .. 'info:' .. id, 'error', body, 'attempts', ARGV[i + 5], 'failed_at', now)
-    if redis.call('EXISTS', 'arq:in-progress:' .. id) == 0 and redis.call('ZSCORE', KEYS[1], id) then
-      redis.call('ZADD', KEYS[1], 'XX', due_score(tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])), id)
-    end
+if outcome == 'completed' or outcome == 'failed' then
+  local set, keep, age, field = KEYS[4], tonumber(ARGV[2]), tonumber(ARGV[3]), 'c'
+  if outcome == 'failed' then
+    set, keep, age, field = KEYS[5], tonumber(ARGV[4]), tonumber(ARGV[5]), 'f'
   end
-  reruns = reruns + place_rerun(KEYS[1], KEYS[3], KEYS[4], KEYS[5], base, id, now, K)
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('DEL', 'arq:job:' .. id, 'arq:retry:' .. id, info)
+  redis.call('SET', base .. 'done:' .. id, string.sub(body, 1, -2) .. ',"finished_at":' .. now .. '}')
+  redis.call('ZADD', set, now, id)
+  bump(base, now, field)
+  trim(set, keep, age)
+elseif outcome == 'retry' then
+  redis.call('HSET', info, 'error', body, 'failed_at', now)
+  redis.call('ZADD', KEYS[1], due_score(now + tonumber(ARGV[10]), tonumber(ARGV[11])), id)
+  bump(base, now, 'r')
+else
+  -- handback: a graceful stop; the run did not happen, so it costs no attempt.
+  redis.call('HINCRBY', info, 'attempts', -1)
+  redis.call('ZADD', KEYS[1], score, id)
 end
-if finished[KEYS[4]] then
-  trim(KEYS[4], tonumber(ARGV[4]), tonumber(ARGV[5]))
+if place_rerun(KEYS[1], KEYS[3], KEYS[4], KEYS[5], base, id, now, K) == 1 then
+  return 2
 end
-if finished[KEYS[5]] then
-  trim(KEYS[5], tonumber(ARGV[6]), tonumber(ARGV[7]))
-end
-return reruns
+return 1

@@ -1,20 +1,35 @@
--- A worker's periodic step: heartbeat, promotion of due jobs, repair of jobs whose worker died.
+-- A worker's periodic step: heartbeat, renewal of its own runs' leases, promotion of due jobs,
+-- and return of runs whose lease expired (their worker died, hung, or lost its outcome).
 -- KEYS[1] queue zset   KEYS[2] active hash   KEYS[3] FIFO sequence   KEYS[4] paused flag
 -- KEYS[5] workers zset   KEYS[6] completed zset   KEYS[7] failed zset
--- ARGV[1] queue key prefix   ARGV[2] K   ARGV[3] now (ms)   ARGV[4] worker id   ARGV[5] lease (ms)
--- ARGV[6] default priority   ARGV[7] most jobs promoted per tick   ARGV[8] worker info JSON
--- Returns {paused (0/1), promoted, repaired, ms until the next delayed job is due (-1: none)}
-local base, K, now, wid, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
-local default_p = tonumber(ARGV[6])
+-- ARGV[1] queue key prefix   ARGV[2] worker id   ARGV[3] lease (ms)   ARGV[4] default priority
+-- ARGV[5] most jobs promoted per tick   ARGV[6] most runs returned per tick   ARGV[7] worker info JSON
+-- then pairs of job id, run token: the runs this worker owns now
+-- Returns {paused (0/1), promoted, returned, ms until the next delayed job is due (-1: none), now}
+local base, wid, lease = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local default_p, K = tonumber(ARGV[4]), PRIORITY_BAND
+local now = redis_now()
 
-redis.call('SET', base .. 'worker:' .. wid, ARGV[8], 'PX', lease)
+redis.call('SET', base .. 'worker:' .. wid, ARGV[7], 'PX', lease)
 redis.call('ZADD', KEYS[5], now, wid)
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - 10 * lease)
+
+-- Renew only what this worker still owns: a run returned meanwhile belongs to someone else now.
+for i = 8, #ARGV, 2 do
+  local id = ARGV[i]
+  local owner = redis.call('HGET', KEYS[2], id)
+  if owner then
+    local _, token = parse_owner(owner)
+    if token == ARGV[i + 1] then
+      redis.call('ZADD', KEYS[1], 'XX', lease_score(now + lease), id)
+    end
+  end
+end
 
 -- Due delayed and retried jobs move into the ready band at their priority, behind the jobs
 -- already waiting at that priority (FIFO by a per-queue sequence).
 local promoted = 0
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], now - K / 2, now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[7]))
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], now - K / 2, now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[5]))
 for i = 1, #due, 2 do
   local id = due[i]
   if redis.call('EXISTS', 'arq:in-progress:' .. id) == 0 then
@@ -27,23 +42,16 @@ for i = 1, #due, 2 do
   end
 end
 
--- An active job whose worker's heartbeat expired goes back to waiting at once (arq would only
--- retry it when its in-progress key times out). A rerun recorded meanwhile replaces its payload.
-local repaired = 0
-local active = redis.call('HGETALL', KEYS[2])
-for i = 1, #active, 2 do
-  local id, owner = active[i], string.match(active[i + 1], '^([^|]*)')
-  if owner ~= wid and redis.call('EXISTS', base .. 'worker:' .. owner) == 0 then
-    redis.call('HDEL', KEYS[2], id)
-    redis.call('DEL', 'arq:in-progress:' .. id)
-    place_rerun(KEYS[1], KEYS[3], KEYS[6], KEYS[7], base, id, now, K)
-    repaired = repaired + 1
-  end
+-- Only expired leases are looked at (running jobs are parked at PARKED + their lease's expiry):
+-- the cost does not grow with the number of running jobs.
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], PARKED, lease_score(now), 'LIMIT', 0, tonumber(ARGV[6]))
+for _, id in ipairs(expired) do
+  return_run(KEYS[1], KEYS[2], KEYS[3], KEYS[6], KEYS[7], base, id, now, K)
 end
 
-local next_due = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+local next_due = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '(' .. PARKED, 'WITHSCORES', 'LIMIT', 0, 1)
 local wait = -1
 if #next_due > 0 then
   wait = math.floor(tonumber(next_due[2]) - now)
 end
-return {redis.call('EXISTS', KEYS[4]), promoted, repaired, wait}
+return {redis.call('EXISTS', KEYS[4]), promoted, #expired, wait, now}

@@ -139,7 +139,7 @@ async def test_an_oversized_payload_is_refused_at_enqueue_naming_the_limit(redis
     with pytest.raises(InvalidJobError) as info:
         await jobqueue.enqueue_reminder_dispatch("s1", "u1", "PUSH", {**CONTENT, "data": data}, "2025-12-22T09:00:00Z")
     figures.report(SCENARIO, max_payload_bytes=MAX_PAYLOAD_BYTES)
-    assert f"{MAX_PAYLOAD_BYTES:,}" in str(info.value) and len(str(info.value)) < 300
+    assert str(MAX_PAYLOAD_BYTES) in str(info.value) and len(str(info.value)) < 300
     assert _owned_keys(redis_url) == []
     # Just under the limit is accepted.
     room = MAX_PAYLOAD_BYTES - 1000

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from workers.notifier import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 
 RELEASE_TIMEOUT_S = 10.0
 
@@ -18,6 +21,7 @@ class Captured:
     path: str
     headers: Message
     body: bytes
+    verified: bool | None = None  # None when the receiver has no secret
 
 
 @dataclass
@@ -25,7 +29,9 @@ class Receiver:
     """What the loopback server answers per path, and what it was sent.
 
     ``/hang`` holds every answer until ``release`` is set (or 10 s pass); ``hold_next(path, n)``
-    holds only the next ``n`` requests to ``path``.
+    holds only the next ``n`` requests to ``path``. With a ``secret`` it checks every request as a
+    real receiver does (``verify_signature`` against its ``clock``) and answers 401 to a stale or
+    forged one.
     """
 
     base_url: str = ""
@@ -34,6 +40,8 @@ class Receiver:
     release: threading.Event = field(default_factory=threading.Event)
     holds: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    secret: str | None = None
+    clock: Callable[[], float] = time.time
 
     def route(self, path: str, status: int, headers: dict[str, str] | None = None, body: bytes = b"") -> str:
         self.routes[path] = (status, headers or {}, body)
@@ -57,11 +65,17 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         receiver: Receiver = self.server.receiver  # type: ignore[attr-defined]
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        receiver.requests.append(Captured(self.path, self.headers, body))
+        verified = None
+        if receiver.secret is not None:
+            signature, timestamp = self.headers.get(SIGNATURE_HEADER), self.headers.get(TIMESTAMP_HEADER)
+            verified = verify_signature(body, receiver.secret, signature, timestamp, now=receiver.clock())
+        receiver.requests.append(Captured(self.path, self.headers, body, verified))
         if receiver._should_hold(self.path):
             # Holds the answer so the client times out or is killed first.
             receiver.release.wait(RELEASE_TIMEOUT_S)
         status, headers, payload = receiver.routes.get(self.path, (404, {}, b""))
+        if verified is False:
+            status, headers, payload = 401, {}, b"bad signature"
         try:
             self.send_response(status)
             for name, value in headers.items():

@@ -2,7 +2,9 @@
 
 A test steers a job through Redis: ``jq:test:behaviour:<product_id>`` holds JSON such as
 ``{"fail": 2}`` (raise on the first two attempts), ``{"permanent": true}``, ``{"block": true}``
-(wait until ``jq:test:release:<product_id>`` exists) or ``{"retry_after": 0.3}``. Every run start is
+(wait until ``jq:test:release:<product_id>`` exists; with ``"per_try": true`` each attempt waits
+for ``...:<attempt>``), ``{"retry_after": 0.3}`` or ``{"sleep_then_slow_cancel": 6}`` (run until
+cancelled, then take 6 s to clean up and count ``jq:test:cleaned:<product_id>``). Every run start is
 appended to ``jq:test:runs`` as JSON, so tests can read execution order and timing.
 """
 
@@ -14,6 +16,7 @@ import os
 import time
 from typing import Any
 
+import redis.asyncio as aioredis
 from arq.worker import Worker, get_kwargs
 
 from jobqueue import PermanentJobError, ProductEmbeddingJobPayload, ProductEmbeddingJobResult, RetryableJobError
@@ -27,8 +30,23 @@ def behaviour_key(product_id: str) -> str:
     return f"jq:test:behaviour:{product_id}"
 
 
-def release_key(product_id: str) -> str:
-    return f"jq:test:release:{product_id}"
+def release_key(product_id: str, attempt: int | None = None) -> str:
+    suffix = "" if attempt is None else f":{attempt}"
+    return f"jq:test:release:{product_id}{suffix}"
+
+
+def cleaned_key(product_id: str) -> str:
+    return f"jq:test:cleaned:{product_id}"
+
+
+async def _slow_cleanup(product_id: str, seconds: float) -> None:
+    await asyncio.sleep(seconds)
+    # The worker (and its pool) may be gone by now: a client of its own, closed after use.
+    client = aioredis.Redis.from_url(os.environ["REDIS_URL"])
+    try:
+        await client.incr(cleaned_key(product_id))
+    finally:
+        await client.aclose()
 
 
 async def record_handler(ctx: dict[str, Any], payload: ProductEmbeddingJobPayload) -> ProductEmbeddingJobResult:
@@ -45,8 +63,17 @@ async def record_handler(ctx: dict[str, Any], payload: ProductEmbeddingJobPayloa
     }
     await redis.rpush(RUNS_KEY, json.dumps(run))
     if behaviour.get("block"):
-        while not await redis.exists(release_key(pid)):
+        # "per_try": each attempt waits for its own key (release_key(pid, try)).
+        key = release_key(pid, ctx["job_try"]) if behaviour.get("per_try") else release_key(pid)
+        while not await redis.exists(key):
             await asyncio.sleep(0.01)
+    if "sleep_then_slow_cancel" in behaviour:
+        # Runs past any timeout, then takes this long to clean up once cancelled.
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.shield(_slow_cleanup(pid, behaviour["sleep_then_slow_cancel"]))
+            raise
     if behaviour.get("permanent"):
         raise PermanentJobError(f"product {pid} cannot be embedded")
     if ctx["job_try"] <= behaviour.get("fail", 0):
@@ -81,7 +108,10 @@ EmbeddingTestSettings = build_worker_settings(
     "product-embedding",
     record_handler,
     name="EmbeddingTestSettings",
-    options=test_options(concurrency=int(os.environ.get("JOBQUEUE_TEST_CONCURRENCY", "1"))),
+    options=test_options(
+        concurrency=int(os.environ.get("JOBQUEUE_TEST_CONCURRENCY", "1")),
+        attempts=int(os.environ.get("JOBQUEUE_TEST_ATTEMPTS", "3")),
+    ),
 )
 
 

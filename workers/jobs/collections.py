@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
+import asyncio
 from collections import defaultdict
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from jobqueue import CuratedCollectionsJobPayload, CuratedCollectionsJobResult, schedule_daily_curated_collections
@@ -17,26 +18,18 @@ CANDIDATES_PER_SLOT = 3
 MAX_CANDIDATES = 2000
 
 
-def cosine(a: list[float], b: list[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
-    return dot / norm if norm else 0.0
-
-
 def group_products(products: list[ProductRecord], size: int, count: int) -> list[list[ProductRecord]]:
     """Up to ``count`` groups of up to ``size`` products.
 
     Products with vectors are grouped greedily around seeds (in id order) with their most similar
-    neighbours; products without vectors are grouped by category. Deterministic for equal input.
+    neighbours by cosine similarity (ties by id); products without vectors are grouped by category.
+    Deterministic for equal input. CPU-bound (numpy): call it through ``group_products_in_thread``
+    from async code.
     """
     groups: list[list[ProductRecord]] = []
-    remaining = [p for p in products if p.embedding]
-    while remaining and len(groups) < count:
-        seed = remaining[0]
-        nearest = sorted(remaining[1:], key=lambda p: (-cosine(seed.embedding, p.embedding), p.id))[: size - 1]
-        groups.append([seed, *nearest])
-        taken = {p.id for p in nearest}
-        remaining = [p for p in remaining[1:] if p.id not in taken]
+    with_vectors = [p for p in products if p.embedding]
+    if with_vectors:
+        groups = _group_by_similarity(with_vectors, size, count)
     by_category: dict[str, list[ProductRecord]] = defaultdict(list)
     for product in products:
         if not product.embedding:
@@ -46,6 +39,34 @@ def group_products(products: list[ProductRecord], size: int, count: int) -> list
             if len(groups) < count:
                 groups.append(items[start : start + size])
     return groups
+
+
+def _group_by_similarity(products: list[ProductRecord], size: int, count: int) -> list[list[ProductRecord]]:
+    dims = {len(p.embedding) for p in products}
+    if len(dims) > 1:
+        raise ValueError(f"product vectors differ in length ({sorted(dims)}): re-embed the products")
+    vectors = np.array([p.embedding for p in products], dtype=np.float64)
+    norms = np.linalg.norm(vectors, axis=1)
+    # Sort keys: rank of each id, so ties in similarity fall back to id order.
+    id_rank = np.empty(len(products), dtype=np.int64)
+    id_rank[sorted(range(len(products)), key=lambda i: products[i].id)] = np.arange(len(products))
+    remaining = np.arange(len(products))  # indices still free, in input order
+    groups: list[list[ProductRecord]] = []
+    while remaining.size and len(groups) < count:
+        seed, others = remaining[0], remaining[1:]
+        denominator = norms[others] * norms[seed]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            similarity = np.where(denominator > 0, (vectors[others] @ vectors[seed]) / denominator, 0.0)
+        # lexsort sorts by its last key first: most similar, then lowest id.
+        nearest = others[np.lexsort((id_rank[others], -similarity))[: size - 1]]
+        groups.append([products[seed], *(products[i] for i in nearest)])
+        remaining = others[~np.isin(others, nearest)]
+    return groups
+
+
+async def group_products_in_thread(products: list[ProductRecord], size: int, count: int) -> list[list[ProductRecord]]:
+    """``group_products`` in a worker thread, so the event loop (heartbeats, other jobs) keeps running."""
+    return await asyncio.to_thread(group_products, products, size, count)
 
 
 class CollectionTitle(BaseModel):
@@ -103,7 +124,7 @@ async def curated_collections(
         max_price=f.max_price if f else None,
         limit=limit,
     )
-    groups = group_products(products, payload.products_per_collection, payload.collections_count)
+    groups = await group_products_in_thread(products, payload.products_per_collection, payload.collections_count)
     if not groups:
         return CuratedCollectionsJobResult(status="skipped", reason="no products match the filters", **done)
     collections = await _titled(ctx, payload.surface, groups)
