@@ -71,10 +71,6 @@ def oom(server) -> Callable[[], None]:
 FAULTS = {"readonly": readonly, "busy": busy, "oom": oom}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 7, defect 7: READONLY, BUSY and OOM reach callers as raw redis errors and kill workers",
-)
 @pytest.mark.parametrize("fault", FAULTS)
 async def test_workers_ride_out_failover_shaped_errors_and_lose_no_job(fault, own_valkey):
     server = own_valkey()
@@ -100,6 +96,7 @@ async def test_workers_ride_out_failover_shaped_errors_and_lose_no_job(fault, ow
     producer = asyncio.create_task(produce())
     try:
         await workers[0].wait_for(lambda: _completed_at_least(20), timeout=30, what="work before the fault")
+        await workers[1].wait_for(lambda: _workers_registered(server, 2), timeout=30, what="both workers up")
         end = await asyncio.to_thread(FAULTS[fault], server)
         await asyncio.sleep(FAULT_S)
         await asyncio.to_thread(end)
@@ -139,7 +136,47 @@ async def test_workers_ride_out_failover_shaped_errors_and_lose_no_job(fault, ow
     assert raw == [], f"raw redis errors reached the caller: {raw[:3]}"
     assert errors, "no enqueue met the fault"
     assert all(alive), "a worker died: " + "".join(log[-2500:] for log, a in zip(logs, alive, strict=True) if not a)
-    assert lost == [] and timeout is None, f"{len(lost)} accepted job(s) never completed, e.g. {lost[:5]}"
+    states = {j: await _describe(j) for j in lost[:5]}
+    log_lines = [line for log in logs for line in log.splitlines() if any(j.split(":")[1] in line for j in lost[:5])]
+    assert lost == [] and timeout is None, f"{len(lost)} job(s) never completed: {states} {log_lines[-20:]}"
+
+
+OOM_AT_START = pytest.mark.xfail(
+    strict=True,
+    reason="known defect: a worker that starts while Redis answers OOM exits with a raw OutOfMemoryError "
+    "traceback from its first tick in on_startup (READONLY and BUSY are waited out)",
+)
+
+
+@pytest.mark.parametrize("fault", [pytest.param(f, marks=[OOM_AT_START] if f == "oom" else []) for f in FAULTS])
+async def test_a_worker_started_during_the_fault_waits_it_out(fault, own_valkey):
+    server = own_valkey()
+    handle = await jobqueue.enqueue_product_embedding(f"{fault}-late")
+    end = await asyncio.to_thread(FAULTS[fault], server)
+    with WorkerProcess(SETTINGS, **worker_env(worker_lease=5)) as worker:
+        try:
+            await asyncio.sleep(FAULT_S)  # the fault lasts while the worker starts
+        finally:
+            await asyncio.to_thread(end)
+        alive = worker.proc.poll() is None
+        if alive:
+            await worker.wait_for(lambda: _job_completed(handle), timeout=30, what="the job after the fault")
+        log = worker.output()
+    figures.report(SCENARIO, **{f"{fault}_worker_started_during_fault_alive": int(alive)})
+    assert alive, log[-2500:]
+
+
+async def _job_completed(handle):
+    return await handle.status() == "completed"
+
+
+async def _workers_registered(server, n):
+    return server.admin().zcard(embeddings.keys.workers) >= n
+
+
+async def _describe(job_id):
+    info = await embeddings.get_job(job_id)
+    return info.to_dict() if info else "gone"
 
 
 async def _done_or_all_dead(n, workers):

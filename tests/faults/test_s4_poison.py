@@ -72,11 +72,6 @@ async def test_a_job_whose_stored_payload_no_longer_validates_fails_at_once():
     assert runs == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect: arq drops a job whose function it does not know (finish_failed_job; "
-    "jobqueue/worker.py wires no fallback): no record, all counts 0",
-)
 async def test_a_job_naming_an_unknown_function_fails_clearly():
     handle = await jobqueue.enqueue_product_embedding("renamed")
     key = embeddings.keys.arq_job(handle.job_id)
