@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-faults tls-server lint bench clean
+.PHONY: run test test-faults tls-server lint bench clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,12 +12,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Each worker serves Prometheus metrics on 9310 + its queue's index (see README "Metrics").
+run: export JOBQUEUE_METRICS_PORT ?= 9310
 run: $(STAMP)
 	$(BIN)/python -m workers.run
 
-test: $(STAMP) tls-server
+test: $(STAMP) chromium tls-server
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# The dashboard's browser test drives Debian's chromium; install it where apt can and it is absent.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		{ apt-get update -qq && apt-get install -y -qq chromium; }
 
 # The fault suite alone (also part of `make test`, at its CI size); FAULTS_SCALE=full for full sizes.
 test-faults: $(STAMP) tls-server

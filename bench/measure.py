@@ -42,8 +42,8 @@ async def drain(side: Side, n: int, *, concurrency: int, poll_delay: float | Non
         elapsed = perf_counter() - start
     finally:
         await worker.close()
-    if worker.jobs_complete != n:
-        raise RuntimeError(f"{side.name}: {worker.jobs_complete} of {n} jobs completed ({worker!r})")
+    if side.completed(worker) != n:
+        raise RuntimeError(f"{side.name}: {side.completed(worker)} of {n} jobs completed ({worker!r})")
     return elapsed
 
 

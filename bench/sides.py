@@ -43,6 +43,10 @@ class Side(Protocol):
         """An arq ``Worker``, built inside the running loop; None means this side's default."""
         ...
 
+    def completed(self, worker: Worker) -> int:
+        """Jobs the worker completed."""
+        ...
+
 
 class Ours:
     """jobqueue, through its public helpers and ``build_worker_settings``."""
@@ -73,6 +77,10 @@ class Ours:
         options = jobqueue.queue_options(QUEUE, **overrides)
         settings = jobqueue.build_worker_settings(QUEUE, handler, options=options)
         return Worker(**get_kwargs(settings), burst=burst, handle_signals=False)
+
+    def completed(self, worker: Worker) -> int:
+        # arq counts each of our runs as retried (they end with Retry()); ours are in our state.
+        return worker.ctx["jobqueue"].counters["completed"]
 
 
 class RawArq:
@@ -126,6 +134,9 @@ class RawArq:
             job_deserializer=json_loads,
             **extra,
         )
+
+    def completed(self, worker: Worker) -> int:
+        return worker.jobs_complete
 
     async def aclose(self) -> None:
         await self.pool.aclose()

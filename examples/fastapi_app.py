@@ -2,7 +2,7 @@
 
 Run it with ``uvicorn examples.fastapi_app:app`` (``pip install fastapi uvicorn``) next to a worker
 (``arq workers.EmbeddingSettings``). The connection pool is created on the first enqueue and closed
-in the lifespan.
+in the lifespan. The dashboard is at ``/admin/queues/``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, HTTPException
 
 import jobqueue
+from jobqueue.dashboard import create_app
 
 
 @asynccontextmanager
@@ -21,6 +22,9 @@ async def lifespan(app: FastAPI):
 
 
 app = FastAPI(lifespan=lifespan)
+# The dashboard and its /metrics. Credentials from JOBQUEUE_DASHBOARD_TOKEN (or _USER/_PASSWORD);
+# with none set it answers loopback clients only.
+app.mount("/admin/queues", create_app())
 
 
 @app.post("/products/{product_id}/processing", status_code=202)

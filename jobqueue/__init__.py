@@ -30,6 +30,7 @@ from jobqueue.errors import (
     JobResultTimeoutError,
     JobStateError,
     PermanentJobError,
+    RedisCommandError,
     RedisUnavailableError,
     RetryableJobError,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "Queue",
     "QueueName",
     "QueueOptions",
+    "RedisCommandError",
     "RedisUnavailableError",
     "ReminderContent",
     "ReminderDispatchJobPayload",

@@ -23,6 +23,7 @@ class QueueOperations:
 
     name: str
     keys: QueueKeys
+    default_priority: int
 
     # Provided by Queue and QueueInspection.
     def own_id(self, job_id: str) -> str: ...  # pragma: no cover
@@ -87,6 +88,17 @@ class QueueOperations:
         if code == -1:
             raise JobStateError(f"job {job_id} is active and cannot be removed until it finishes")
         return code == 1
+
+    async def promote_job(self, job_id: str) -> None:
+        """Make a delayed job (or one waiting to retry) due now, at its priority."""
+        k = self.keys
+        self.own_id(job_id)
+        async with redis_errors():
+            code = await _scripts.PROMOTE(get_redis(), [k.queue, k.active, k.seq], [job_id, self.default_priority])
+        if code == 0:
+            raise JobNotFoundError(f"job {job_id} not found in queue {self.name}")
+        if code == -1:
+            raise JobStateError(f"job {job_id} is not delayed, only delayed jobs can be promoted")
 
     async def retry_job(self, job_id: str) -> JobHandle:
         """Put a failed job back in the queue, with fresh attempts and its payload and priority."""

@@ -50,8 +50,11 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 def describe(exc: BaseException) -> str:
     """One line saying what happened, for ``RedisUnavailableError`` and ``RedisCommandError``."""
     text = str(exc)
-    if isinstance(exc, TransientResponseError) and text.startswith("BUSY"):
-        return f"Redis is busy running a long script ({text})"
+    if isinstance(exc, TransientResponseError):
+        # redis-py strips the code: "Valkey is busy running a script...", "MASTERDOWN ..." etc.
+        if "busy" in text.lower():
+            return f"Redis is busy running a long script ({text})"
+        return f"Redis cannot serve now ({text})"
     if isinstance(exc, ReadOnlyError):
         return f"Redis is a read-only replica; after a failover, point REDIS_URL at the primary ({text})"
     if isinstance(exc, BusyLoadingError):

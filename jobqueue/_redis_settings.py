@@ -20,8 +20,8 @@ logger = logging.getLogger("jobqueue.worker")
 # A worker rides out a Redis restart, a failover or a long script: each command is retried with
 # backoff for about 20 s before the worker gives up and exits non-zero.
 COMMAND_RETRIES = 10
-# At start-up a worker says at once when Redis does not answer, waits this long for it, then exits.
-STARTUP_WAIT_S = 30.0
+# At start-up a worker says at once when Redis does not answer, and probes it this often until
+# JOBQUEUE_REDIS_STARTUP_WAIT has passed; then it exits.
 STARTUP_PROBE_INTERVAL_S = 1.0
 
 _answered: set[str] = set()
@@ -51,7 +51,7 @@ def redis_settings_from_url(url: str, timeout: float) -> RedisSettings:
     )
 
 
-def wait_for_redis(url: str, timeout: float, wait: float = STARTUP_WAIT_S) -> None:
+def wait_for_redis(url: str, timeout: float, wait: float) -> None:
     """Block until Redis answers a PING at ``url``: a worker's first step, before arq's own pool.
 
     Says at once (one log line, password-free URL) when it does not, and exits the process with a
@@ -91,7 +91,7 @@ class LazyRedisSettings:
 
     def _resolve(self) -> RedisSettings:
         settings = get_settings()
-        wait_for_redis(settings.redis_url, settings.redis_timeout)
+        wait_for_redis(settings.redis_url, settings.redis_timeout, settings.redis_startup_wait)
         return redis_settings_from_url(settings.redis_url, settings.redis_timeout)
 
     def __getattr__(self, name: str) -> Any:

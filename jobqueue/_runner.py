@@ -12,6 +12,7 @@ import asyncio
 import logging
 import secrets
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from jobqueue._state import Outcome, Run
 from jobqueue._validate import describe
 from jobqueue.backoff import exponential_backoff
 from jobqueue.errors import PermanentJobError, RetryableJobError
+from jobqueue.metrics import worker_metrics
 
 if TYPE_CHECKING:
     from jobqueue._state import WorkerState
@@ -102,6 +104,7 @@ def make_job_function(handler: Handler, payload_model: type[BaseModel]) -> Calla
             raise
         await state.finish(run, outcome)
         state.running.pop(job_id, None)
+        worker_metrics().observe(state.queue.name, outcome.kind, time.monotonic() - run.monotonic_start)
         _log(state, run, outcome)
         raise Retry()  # settled by FINISH: arq must only drop its claim
 
@@ -131,9 +134,11 @@ async def _execute(
         "started_at": run.started_ms,
     }
 
-    def failed(text: str, error_type: str) -> Outcome:
+    def failed(text: str, error_type: str, exc: BaseException | None = None) -> Outcome:
         logger.error("%s: job %s failed after %d attempt(s): %s", state.queue.name, run.job_id, run.attempt, text)
-        return Outcome("failed", {**record, "state": "failed", "error": text, "error_type": error_type})
+        # The dashboard shows it; the end of a long one (the raising frame) is what matters.
+        tb = {"traceback": "".join(traceback.format_exception(exc))[-8000:]} if exc is not None else {}
+        return Outcome("failed", {**record, "state": "failed", "error": text, "error_type": error_type, **tb})
 
     if interrupted:
         # Every attempt was used by runs that never reported back: their worker was killed.
@@ -178,10 +183,10 @@ async def _execute(
             result = result.model_dump(mode="json")
         return Outcome("completed", {**record, "state": "completed", "result": result})
     if isinstance(exc, PermanentJobError):
-        return failed(_error_text(exc), type(exc).__name__)
+        return failed(_error_text(exc), type(exc).__name__, exc)
     if run.attempt >= options.attempts:
         logger.error("%s: job %s failed on its last attempt", state.queue.name, run.job_id, exc_info=exc)
-        return failed(_error_text(exc), type(exc).__name__)
+        return failed(_error_text(exc), type(exc).__name__, exc)
     delay = retry_delay(exc, run.attempt, options)
     logger.warning(
         "%s: job %s attempt %d failed (%s); retrying in %.2fs",

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from jobqueue import _redis_errors, _scripts
 from jobqueue._json import dumps
 from jobqueue.constants import PROMOTE_BATCH, RECORD_RETRY_S, RETURN_BATCH
+from jobqueue.metrics import worker_metrics
 from jobqueue.options import QueueOptions
 from jobqueue.queue import Queue
 
@@ -185,6 +186,7 @@ class WorkerState:
             await asyncio.sleep(wait)
             try:
                 wait = await self.tick()
+                worker_metrics().beat(self.queue.name)
             except (RedisError, *_redis_errors.TRANSIENT) as exc:
                 wait = self.options.tick_interval
                 logger.warning("%s: worker tick failed, will retry: %s", self.queue.name, _redis_errors.describe(exc))

@@ -68,7 +68,7 @@ ARQ_MAX_TRIES: Final = 1_000_000
 # the cancel grace, the time an outcome may take to record, and this margin.
 ARQ_TIMEOUT_MARGIN_S: Final = 10.0
 # How long a worker keeps trying to record a run's start or outcome while Redis is away or busy.
-RECORD_RETRY_S: Final = 30.0
+RECORD_RETRY_S: Final = 20.0
 # Clean and drain work in batches of this many jobs per script call (a few ms of Redis each).
 CLEAN_BATCH: Final = 500
 
@@ -83,3 +83,5 @@ ID_FORBIDDEN_CHARACTERS: Final = "*?[]"
 RESULT_POLL_MIN_S: Final = 0.005
 RESULT_POLL_MAX_S: Final = 0.2
 DEFAULT_REDIS_TIMEOUT_S: Final = 5.0
+# How long a starting worker waits for Redis to answer before it exits.
+DEFAULT_REDIS_STARTUP_WAIT_S: Final = 30.0

@@ -66,6 +66,7 @@ class JobInfo:
     error: str | None = None
     error_type: str | None = None
     result: Any = None
+    traceback: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (datetimes as ISO-8601)."""

@@ -78,6 +78,7 @@ def build_info(queue: Queue, job_id: str, replies: list[Any]) -> JobInfo | None:
             error=record.get("error"),
             error_type=record.get("error_type"),
             result=record.get("result"),
+            traceback=record.get("traceback"),
         )
     if raw_job is None:
         return None

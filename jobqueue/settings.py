@@ -16,7 +16,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobqueue._env import read_settings
-from jobqueue.constants import DEFAULT_REDIS_TIMEOUT_S
+from jobqueue.constants import DEFAULT_REDIS_STARTUP_WAIT_S, DEFAULT_REDIS_TIMEOUT_S
 
 
 class Settings(BaseSettings):
@@ -26,6 +26,9 @@ class Settings(BaseSettings):
 
     redis_url: str = "redis://localhost:6379"
     redis_timeout: float = Field(DEFAULT_REDIS_TIMEOUT_S, gt=0, validation_alias="JOBQUEUE_REDIS_TIMEOUT")
+    redis_startup_wait: float = Field(
+        DEFAULT_REDIS_STARTUP_WAIT_S, ge=0, validation_alias="JOBQUEUE_REDIS_STARTUP_WAIT"
+    )
 
     llm_provider: str = "openai"
     llm_model: str = "gpt-4o-mini"

@@ -29,6 +29,7 @@ from jobqueue._redis_settings import LazyRedisSettings
 from jobqueue._runner import STATE_KEY, Handler, make_job_function
 from jobqueue._state import WorkerState
 from jobqueue.constants import ARQ_MAX_TRIES, ARQ_TIMEOUT_MARGIN_S, RECORD_RETRY_S
+from jobqueue.metrics import start_metrics_server
 from jobqueue.options import QueueOptions, queue_options
 from jobqueue.queue import Queue
 from jobqueue.queues import get_queue
@@ -88,6 +89,7 @@ def build_worker_settings(
         wait = await state.tick()  # the pause flag is known before arq's first poll
         state.tick_task = asyncio.create_task(state.run_ticks(wait), name=f"jobqueue-tick-{q.name}")
         logger.info("%s: worker %s started (concurrency %d)", q.name, worker_id, opts.concurrency)
+        start_metrics_server(state)
         if on_startup is not None:
             await on_startup(ctx)
 

@@ -57,3 +57,28 @@ async def test_a_watched_worker_runs_jobs_and_reloads_when_a_file_changes(tmp_pa
         code = await asyncio.to_thread(worker.proc.wait, 30)
         print(f"\narq --watch exited with status {code}; output:\n{worker.output()}")
         assert "Traceback" not in worker.output()
+
+
+async def test_a_worker_reloaded_while_paused_runs_jobs_again_after_resume(tmp_path):
+    # arq reuses its Worker across reloads; the pause used to clear its allow_pick_jobs, which a
+    # reload while paused left False for ever. Pause is now a flag START checks, nothing else.
+    with WatchedWorker(str(tmp_path), SETTINGS) as worker:
+
+        async def reloaded() -> bool:
+            return "files changed, reloading arq worker" in worker.output()
+
+        async def completed(n: int) -> bool:
+            assert worker.proc.poll() is None, f"arq --watch exited:\n{worker.output()}"
+            return (await embeddings.get_job_counts())["completed"] >= n
+
+        await jobqueue.enqueue_product_embedding("warm-up")
+        await worker.wait_for(lambda: completed(1), timeout=30, what="the worker to run a job")
+        await embeddings.pause()
+        await jobqueue.enqueue_product_embedding("held")
+        (tmp_path / "handlers.py").write_text("# changed while paused\n")
+        await worker.wait_for(reloaded, timeout=30, what="arq to reload the worker")
+        assert (await embeddings.get_job_counts())["paused"] == 1
+        await embeddings.resume()
+        await worker.wait_for(lambda: completed(2), timeout=30, what="the held job after resume")
+        worker.proc.send_signal(signal.SIGINT)
+        await asyncio.to_thread(worker.proc.wait, 30)

@@ -1,0 +1,72 @@
+"""What the operations commands share: running a coroutine with the pool closed after, and output."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Awaitable, Callable, Iterable, Sequence, Set
+from typing import Any, TypeVar
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from jobqueue.connection import close_queues
+
+T = TypeVar("T")
+
+JSON_HELP = "Print JSON instead of a table (for scripts)."
+
+
+def run_async(make: Callable[[], Awaitable[T]]) -> T:
+    """Run one command's coroutine in a fresh event loop and close the Redis pool before it ends."""
+
+    async def main() -> T:
+        try:
+            return await make()
+        finally:
+            await close_queues()
+
+    return asyncio.run(main())
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def table(
+    title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Set[str] = frozenset()
+) -> None:
+    """A rich table on stdout; cells are shown as text, never read as rich markup."""
+    out = Table(title=title, title_justify="left")
+    for column in columns:
+        out.add_column(column, justify="right" if column in numeric else "left")
+    for row in rows:
+        out.add_row(*(Text(cell(v)) for v in row))
+    console = Console(markup=False, highlight=False)
+    if not console.is_terminal:  # piped or captured: no 80-column default squeezing the table
+        console = Console(markup=False, highlight=False, width=200)
+    console.print(out)
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def ms_time(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")

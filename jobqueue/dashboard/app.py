@@ -1,0 +1,93 @@
+"""The dashboard as an ASGI app: ``create_app()`` mounts at any prefix (``/admin/queues``).
+
+One page (``/``) over the JSON API (``/api/...``, see ``jobqueue.dashboard.api``), the page's own
+script and style (``/static/...``) and the queue-wide Prometheus metrics (``/metrics``). Every route
+is behind ``jobqueue.dashboard.auth``.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from jobqueue.collector import CONTENT_TYPE_LATEST, render_queue_metrics
+from jobqueue.connection import close_queues
+from jobqueue.dashboard import api
+from jobqueue.dashboard.auth import AuthMiddleware, Credentials
+from jobqueue.errors import InvalidJobError, JobNotFoundError, JobStateError, RedisUnavailableError
+
+HERE = Path(__file__).parent
+POLL_INTERVAL_MS = 2000
+
+
+def _error(status: int):
+    async def handler(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": str(exc)}, status_code=status)
+
+    return handler
+
+
+def create_app(
+    *,
+    token: str | None = None,
+    user: str | None = None,
+    password: str | None = None,
+    poll_interval_ms: int = POLL_INTERVAL_MS,
+    close_pool_on_shutdown: bool = False,
+) -> Starlette:
+    """The dashboard app. Credentials default to ``JOBQUEUE_DASHBOARD_TOKEN`` /
+    ``JOBQUEUE_DASHBOARD_USER`` + ``JOBQUEUE_DASHBOARD_PASSWORD``; with none, only loopback
+    clients get in. ``close_pool_on_shutdown`` closes jobqueue's pool when the app stops (for the
+    app served alone; a host app closes it in its own lifespan).
+    """
+    given = (token, user, password)
+    if any(v is not None for v in given):
+        Credentials.resolve(*given)  # half-given credentials fail here, not at the first request
+
+    @cache
+    def credentials() -> Credentials:  # the environment is read on first use, never at import
+        return Credentials.resolve(*given)
+
+    templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
+    page = templates.get_template("index.html")
+
+    async def index(request: Request) -> HTMLResponse:
+        base = str(request.scope.get("root_path", "")).rstrip("/")
+        html = page.render(base=base, csrf=credentials().csrf_token, poll_interval_ms=poll_interval_ms)
+        return HTMLResponse(html, headers={"cache-control": "no-store"})
+
+    async def metrics(request: Request) -> Response:
+        return Response(await render_queue_metrics(), media_type=CONTENT_TYPE_LATEST)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> Any:
+        yield
+        if close_pool_on_shutdown:
+            await close_queues()
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/metrics", metrics),
+            *api.routes,
+            Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        ],
+        middleware=[Middleware(AuthMiddleware, credentials=credentials)],
+        exception_handlers={
+            InvalidJobError: _error(400),
+            JobNotFoundError: _error(404),
+            JobStateError: _error(409),
+            RedisUnavailableError: _error(503),
+        },
+        lifespan=lifespan,
+    )

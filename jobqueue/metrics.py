@@ -1,0 +1,127 @@
+"""Prometheus metrics of a worker process, served on ``/metrics`` when a port is configured.
+
+Off by default. ``JOBQUEUE_METRICS_PORT=P`` turns it on for every worker: the worker of the queue
+at index ``i`` of ``QUEUE_NAMES`` (product-embedding 0, product-enrichment 1, taste-profile-embedding
+2, curated-collections 3, reminder-dispatch 4) listens on ``P + i``, so the five workers of one host
+never clash. ``JOBQUEUE_<QUEUE>_METRICS_PORT`` (e.g. ``JOBQUEUE_PRODUCT_EMBEDDING_METRICS_PORT``)
+sets one queue's port exactly; give each extra process of the same queue on a host its own.
+A port already taken is logged once as a warning and the worker runs on without metrics.
+``JOBQUEUE_METRICS_ADDR`` (default ``0.0.0.0``) is the address to listen on.
+
+The queue-wide figures (depth per state, Redis memory, workers alive) are read from Redis at scrape
+time by ``jobqueue.collector``, served by the dashboard app at ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from jobqueue.constants import QUEUE_NAMES
+from jobqueue.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from jobqueue._state import WorkerState
+
+logger = logging.getLogger("jobqueue.metrics")
+
+# Seconds: from 10 ms (a cache hit) to 10 minutes (a day's collections).
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+# A run's outcome kind (jobqueue._state.Outcome.kind) -> the ``outcome`` label; others are not counted.
+OUTCOME_LABELS = {"completed": "completed", "failed": "failed", "retry": "retried"}
+
+
+class WorkerMetrics:
+    """The metrics one worker process exports (a registry of its own, so tests can build several)."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.registry = registry
+        self.duration = Histogram(
+            "jobqueue_job_duration_seconds",
+            "Time one run of a job took, by queue and outcome.",
+            ["queue", "outcome"],
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.jobs = Counter(
+            "jobqueue_jobs",
+            "Runs ended, by queue and outcome (completed, failed, retried).",
+            ["queue", "outcome"],
+            registry=registry,
+        )
+        self.running = Gauge("jobqueue_jobs_running", "Jobs running in this process.", ["queue"], registry=registry)
+        self.heartbeat = Gauge(
+            "jobqueue_worker_last_heartbeat_timestamp_seconds",
+            "Unix time of this worker's last heartbeat to Redis.",
+            ["queue"],
+            registry=registry,
+        )
+
+    def observe(self, queue: str, kind: str, seconds: float) -> None:
+        """Count one run that ended with outcome ``kind`` after ``seconds``."""
+        outcome = OUTCOME_LABELS.get(kind)
+        if outcome is None:  # a run handed back by a graceful stop is not an outcome
+            return
+        self.duration.labels(queue, outcome).observe(seconds)
+        self.jobs.labels(queue, outcome).inc()
+
+    def beat(self, queue: str) -> None:
+        self.heartbeat.labels(queue).set(time.time())
+
+
+_metrics: WorkerMetrics | None = None
+
+
+def worker_metrics() -> WorkerMetrics:
+    """This process's metrics, registered in prometheus-client's default registry on first use."""
+    global _metrics
+    if _metrics is None:
+        _metrics = WorkerMetrics()
+    return _metrics
+
+
+def metrics_port(queue: str, environ: dict[str, str] | None = None) -> int | None:
+    """The port the worker of ``queue`` serves ``/metrics`` on, or None when metrics are off."""
+    env = os.environ if environ is None else environ
+    own = "JOBQUEUE_" + queue.upper().replace("-", "_") + "_METRICS_PORT"
+    if env.get(own):
+        return _port(own, env[own])
+    base = env.get("JOBQUEUE_METRICS_PORT")
+    if not base:
+        return None
+    names = list(QUEUE_NAMES.values())
+    return _port("JOBQUEUE_METRICS_PORT", base) + (names.index(queue) if queue in names else 0)
+
+
+def _port(variable: str, raw: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536 - len(QUEUE_NAMES):
+        raise ConfigurationError(f"{variable} must be a port number, got {raw!r}")
+    return port
+
+
+def start_metrics_server(state: WorkerState) -> int | None:
+    """Serve this worker process's metrics if a port is configured; returns the port, or None."""
+    queue = state.queue.name
+    port = metrics_port(queue)
+    if port is None:
+        return None
+    addr = os.environ.get("JOBQUEUE_METRICS_ADDR", "0.0.0.0")
+    running = state.running  # job id -> token of the runs this worker owns now
+    worker_metrics().running.labels(queue).set_function(lambda: len(running))
+    try:
+        start_http_server(port, addr=addr)
+    except OSError as exc:
+        logger.warning(
+            "%s: metrics port %s:%d unavailable (%s); this worker serves no /metrics", queue, addr, port, exc
+        )
+        return None
+    logger.info("%s: metrics on http://%s:%d/metrics", queue, addr, port)
+    return port

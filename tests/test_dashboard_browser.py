@@ -1,0 +1,157 @@
+"""The dashboard in a real headless browser (Debian's chromium driven by Playwright) against real
+Redis and a real arq worker process: live counts, a failed job's error, retry, pause, escaping, 401.
+
+``JOBQUEUE_DASHBOARD_SCREENSHOT=docs/dashboard.png`` also saves the overview there (the README's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import uvicorn
+
+import jobqueue
+from jobqueue import product_embedding_queue as embeddings
+from jobqueue.dashboard import create_app
+from tests.support.waiting import WorkerProcess, free_port, wait_for
+from tests.support.workers import behaviour_key, runs
+
+playwright_api = pytest.importorskip("playwright.async_api")
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium: `make test` installs it with apt")
+
+SETTINGS = "tests.support.workers.EmbeddingTestSettings"
+XSS = "<script>window.__pwned=1</script>"
+USER, PASSWORD = "ops", "pw"
+TIMEOUT_MS = 15_000
+
+
+@pytest.fixture
+async def dashboard_url() -> AsyncIterator[str]:
+    """The dashboard served by uvicorn on a free loopback port, with basic-auth credentials."""
+    port = free_port()
+    app = create_app(user=USER, password=PASSWORD, poll_interval_ms=300)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    await wait_for(lambda: asyncio.sleep(0, server.started), what="uvicorn to start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def browser_page(dashboard_url):
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        context = await browser.new_context(
+            http_credentials={"username": USER, "password": PASSWORD}, viewport={"width": 1440, "height": 900}
+        )
+        page = await context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))  # every action is confirmed
+        try:
+            yield page
+        finally:
+            await browser.close()
+
+
+def count_cell(page, queue: str, state: str):
+    return page.locator(f'#queues tr[data-queue="{queue}"] td[data-count="{state}"]')
+
+
+async def test_dashboard_in_chromium(redis_client, dashboard_url, browser_page, tmp_path):
+    expect = playwright_api.expect
+    page = browser_page
+    await redis_client.set(behaviour_key("broken"), json.dumps({"permanent": True}))
+    await jobqueue.enqueue_product_embeddings(["a", "b", "c", "broken", XSS])
+    await jobqueue.enqueue_product_enrichment("p1")
+    await jobqueue.enqueue_taste_profile_embedding("tp1", "u1")
+    await jobqueue.enqueue_curated_collections("home", "2025-12-21", delay=3600)
+    reminder = {"title": "Hi", "body": "Soon"}
+    await jobqueue.enqueue_reminder_dispatch("s1", "u1", "PUSH", reminder, "2020-01-01T00:00:00Z")
+
+    # Five queues with their counts; they change, without a reload, as a worker runs the jobs.
+    await page.goto(dashboard_url + "/")
+    await expect(page.locator("#queues tbody tr")).to_have_count(5)
+    await expect(count_cell(page, "product-embedding", "waiting")).to_have_text("5")
+    await expect(count_cell(page, "curated-collections", "delayed")).to_have_text("1")
+    with WorkerProcess(SETTINGS) as worker:
+        await expect(count_cell(page, "product-embedding", "completed")).to_have_text("4")
+        await expect(count_cell(page, "product-embedding", "failed")).to_have_text("1")
+        await expect(count_cell(page, "product-embedding", "waiting")).to_have_text("0")
+        await page.screenshot(path=tmp_path / "dashboard.png", full_page=True)
+        if os.environ.get("JOBQUEUE_DASHBOARD_SCREENSHOT"):
+            await page.screenshot(path=os.environ["JOBQUEUE_DASHBOARD_SCREENSHOT"], full_page=True)
+
+        # The queue's workers: the arq process, with its pid.
+        await page.click('#queues a[href="#/workers/product-embedding"]')
+        await expect(page.locator("#workers tbody tr")).to_have_count(1)
+        await expect(page.locator("#workers tbody tr td").nth(2)).to_have_text(str(worker.pid))
+
+        # Pause shows as paused, and the worker starts nothing while it is.
+        await page.click('h1 a[href="#/queue/product-embedding"]')
+        await expect(page.locator("#queue-state")).to_have_text("running")
+        await page.click("#pause")
+        await expect(page.locator("#queue-state")).to_have_text("paused")
+        assert await embeddings.is_paused()
+        await jobqueue.enqueue_product_embedding("held")
+        await expect(page.locator('.tabs a[data-state="paused"]')).to_have_text("paused (1)")
+        ran = len(await runs(redis_client))
+        since = (await embeddings.get_workers())[0]["last_heartbeat"]
+        await worker.wait_for(lambda: _ticked_since(since), what="the worker to tick while paused")
+        assert len(await runs(redis_client)) == ran
+        assert (await embeddings.get_job_counts())["paused"] == 1
+
+    # A failed job's error shows; a click on retry moves it back to waiting.
+    await page.click("#pause")  # now reads "Resume"
+    await expect(page.locator("#queue-state")).to_have_text("running")
+    await page.click('.tabs a[data-state="failed"]')
+    row = page.locator('#jobs tr[data-job="product-embedding:broken"]')
+    await expect(row.locator("td.error")).to_have_text("PermanentJobError: product broken cannot be embedded")
+    await row.locator("a").click()
+    await expect(page.locator("#job-error")).to_have_text("PermanentJobError: product broken cannot be embedded")
+    await expect(page.locator("#job-traceback")).to_contain_text("Traceback (most recent call last)")
+    await page.go_back()
+    await row.locator("button.retry").click()
+    await expect(row).to_have_count(0)
+    assert await embeddings.get_job_state("product-embedding:broken") == "waiting"
+    await page.click('.tabs a[data-state="waiting"]')
+    await expect(page.locator('#jobs tr[data-job="product-embedding:broken"]')).to_have_count(1)
+
+    # A payload holding <script> is shown as text, never run.
+    await page.click('.tabs a[data-state="completed"]')
+    await page.locator(f'#jobs tr[data-job="product-embedding:{XSS}"] a').click()
+    await expect(page.locator("#job-state")).to_have_text("completed")
+    await expect(page.locator("#job-payload")).to_contain_text(f'"product_id": "{XSS}"')
+    await expect(page.locator("#job-result")).to_contain_text('"status": "processed"')
+    assert await page.evaluate("window.__pwned") is None
+    assert await page.locator("#view script").count() == 0
+
+
+async def _ticked_since(ms: int) -> bool:
+    workers = await embeddings.get_workers()
+    return bool(workers) and workers[0]["last_heartbeat"] > ms + 100
+
+
+async def test_without_credentials_page_and_api_answer_401(dashboard_url):
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = await browser.new_page()
+        # Headless chromium cannot ask for credentials: it refuses the 401 challenge outright.
+        with pytest.raises(playwright_api.Error, match="ERR_INVALID_AUTH_CREDENTIALS"):
+            await page.goto(dashboard_url + "/")
+        assert await page.locator("#queues").count() == 0
+        for path in ("/", "/api/queues", "/api/queues/product-embedding/jobs"):
+            assert (await page.request.get(dashboard_url + path)).status == 401
+        await browser.close()
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(dashboard_url + "/api/queues")).status_code == 401
+        assert (await client.get(dashboard_url + "/api/queues", auth=(USER, PASSWORD))).status_code == 200

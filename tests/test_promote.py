@@ -1,0 +1,31 @@
+"""Promoting a delayed job makes it due now, at its priority; only delayed jobs can be promoted."""
+
+import pytest
+
+import jobqueue
+from jobqueue import JobNotFoundError, JobStateError
+from jobqueue import product_embedding_queue as embeddings
+from tests.support.workers import counts, run_burst, runs, settings_for
+
+
+async def test_promoted_delayed_job_runs_now_ahead_of_lower_priorities(redis_client):
+    await jobqueue.enqueue_product_embedding("later", priority=9)
+    delayed = await jobqueue.enqueue_product_embedding("urgent", priority=1, delay=3600)
+    assert await delayed.status() == "delayed"
+
+    await embeddings.promote_job(delayed.job_id)
+
+    job = await embeddings.get_job(delayed.job_id)
+    assert (job.state, job.priority, job.due_at) == ("waiting", 1, None)
+    assert await embeddings.get_job_counts() == counts(waiting=2)
+    await run_burst(settings_for())
+    assert [r["product_id"] for r in await runs(redis_client)] == ["urgent", "later"]
+
+
+async def test_promote_refuses_waiting_and_unknown_jobs():
+    waiting = await jobqueue.enqueue_product_embedding("now")
+    with pytest.raises(JobStateError, match="not delayed"):
+        await embeddings.promote_job(waiting.job_id)
+    with pytest.raises(JobNotFoundError):
+        await embeddings.promote_job("product-embedding:nobody")
+    assert await embeddings.get_job_counts() == counts(waiting=1)
