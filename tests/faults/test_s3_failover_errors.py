@@ -79,7 +79,16 @@ OOM_IN_ARQ_CLAIM = pytest.mark.xfail(
 )
 
 
-@pytest.mark.parametrize("fault", [pytest.param(f, marks=[OOM_IN_ARQ_CLAIM] if f == "oom" else []) for f in FAULTS])
+WATCH_ERROR = pytest.mark.xfail(
+    strict=False,
+    reason="known defect (intermittent): a BUSY answer inside arq's start_jobs WATCH reaches redis-py as a "
+    "connection error, which it turns into a WatchError that arq does not catch there: the worker exits "
+    "(the same defect as in scenario 2)",
+)
+RIDE_OUT_MARKS = {"oom": [OOM_IN_ARQ_CLAIM], "busy": [WATCH_ERROR]}
+
+
+@pytest.mark.parametrize("fault", [pytest.param(f, marks=RIDE_OUT_MARKS.get(f, [])) for f in FAULTS])
 async def test_workers_ride_out_failover_shaped_errors_and_lose_no_job(fault, own_valkey):
     server = own_valkey()
     env = {JOB_MS_ENV: "20", **worker_env(concurrency=5, keep_completed=100_000, worker_lease=5, timeout=10)}
