@@ -40,7 +40,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if not figures.RESULTS:
         return
-    terminalreporter.section("fault suite figures")
+    terminalreporter.section(f"fault suite figures (FAULTS_SCALE={figures.scale()})")
     for line in figures.summary():
         terminalreporter.write_line(line)
 

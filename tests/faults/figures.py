@@ -85,6 +85,5 @@ def summary() -> list[str]:
     lines.append(
         f"faults: jobs={jobs} lost={lost} duplicates_unexplained={dups} "
         f"memory_delta_bytes={'n/a' if memory is None else memory} scenarios={passed}/{len(SCENARIOS)}"
-        f" scale={scale()}"
     )
     return lines
