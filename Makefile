@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 # Each worker serves Prometheus metrics on 9310 + its queue's index (see README "Metrics").
 run: export JOBQUEUE_METRICS_PORT ?= 9310
 run: $(STAMP)
-	$(BIN)/python -m workers.run
+	$(BIN)/jobqueue dev $(ARGS)
 
 test: $(STAMP) chromium tls-server
 	$(BIN)/ruff check .

@@ -62,6 +62,7 @@ from jobqueue.results import (
     ReminderDispatchJobResult,
     TasteProfileEmbeddingJobResult,
 )
+from jobqueue.schedules import Schedule, get_schedules, remove_schedule, upsert_schedule
 from jobqueue.settings import Settings, get_settings
 from jobqueue.worker import build_worker_settings
 
@@ -98,6 +99,7 @@ __all__ = [
     "ReminderDispatchJobPayload",
     "ReminderDispatchJobResult",
     "RetryableJobError",
+    "Schedule",
     "Settings",
     "TasteProfileEmbeddingJobPayload",
     "TasteProfileEmbeddingJobResult",
@@ -115,11 +117,14 @@ __all__ = [
     "enqueue_taste_profile_embedding",
     "exponential_backoff",
     "get_queue",
+    "get_schedules",
     "get_settings",
     "product_embedding_queue",
     "product_enrichment_queue",
     "queue_options",
     "reminder_dispatch_queue",
+    "remove_schedule",
     "schedule_daily_curated_collections",
     "taste_profile_embedding_queue",
+    "upsert_schedule",
 ]

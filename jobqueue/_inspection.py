@@ -26,8 +26,7 @@ class QueueInspection:
     name: str
     keys: QueueKeys
 
-    def own_id(self, job_id: str) -> str:  # pragma: no cover - defined by Queue
-        raise NotImplementedError
+    # own_id comes from Queue.
 
     async def get_job_counts(self) -> dict[CountKind, int]:
         """Exact counts: ``waiting``, ``active``, ``completed``, ``failed``, ``delayed``, ``paused``."""

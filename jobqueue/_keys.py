@@ -70,3 +70,30 @@ class QueueKeys:
     @staticmethod
     def arq_retry(job_id: str) -> str:
         return ARQ_RETRY_PREFIX + job_id
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleKeys:
+    """Keys of the recurring schedules (``jobqueue.schedules``), all under ``jq:schedules:``."""
+
+    prefix: str = f"{KEY_PREFIX}:schedules:"
+
+    @property
+    def ids(self) -> str:
+        """A set of every schedule id."""
+        return self.prefix + "ids"
+
+    def schedule(self, schedule_id: str) -> str:
+        """A hash: one schedule's definition (JSON) and firing state."""
+        return self.prefix + "def:" + schedule_id
+
+    def due(self, queue: str) -> str:
+        """A zset of a queue's live schedule ids, scored by their next slot (ms)."""
+        return self.prefix + "due:" + queue
+
+    def alive(self, queue: str) -> str:
+        """Set, with an expiry, by every pass of a worker's scheduler for ``queue``."""
+        return self.prefix + "alive:" + queue
+
+
+SCHEDULE_KEYS = ScheduleKeys()

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from jobqueue import _scripts, _validate
 from jobqueue.connection import get_redis, redis_errors
 from jobqueue.constants import BULK_CHUNK, CLEAN_BATCH
 from jobqueue.errors import InvalidJobError, JobNotFoundError, JobStateError
-from jobqueue.job import CleanState, JobHandle, JobInfo
+from jobqueue.job import CleanState, JobHandle
 
 if TYPE_CHECKING:
     from jobqueue._keys import QueueKeys
-    from jobqueue.queue import PreparedJob
 
 CLEAN_STATES = ("completed", "failed", "waiting", "delayed")
 
@@ -25,12 +24,7 @@ class QueueOperations:
     keys: QueueKeys
     default_priority: int
 
-    # Provided by Queue and QueueInspection.
-    def own_id(self, job_id: str) -> str: ...  # pragma: no cover
-    def prepare(self, payload: Any, *, priority: int | None = None) -> PreparedJob: ...  # pragma: no cover
-    async def enqueue_prepared(self, jobs: list[PreparedJob]) -> list[JobHandle]: ...  # pragma: no cover
-    async def get_job(self, job_id: str) -> JobInfo | None: ...  # pragma: no cover
-    async def _fetch(self, job_ids: list[str]) -> list[JobInfo | None]: ...  # pragma: no cover
+    # own_id, prepare and enqueue_prepared come from Queue; get_job and _fetch from QueueInspection.
 
     async def pause(self) -> None:
         """Stop workers of every process from starting jobs of this queue; enqueues still work."""

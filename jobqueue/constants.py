@@ -85,3 +85,12 @@ RESULT_POLL_MAX_S: Final = 0.2
 DEFAULT_REDIS_TIMEOUT_S: Final = 5.0
 # How long a starting worker waits for Redis to answer before it exits.
 DEFAULT_REDIS_STARTUP_WAIT_S: Final = 30.0
+
+# Recurring schedules (jobqueue.schedules), fired by a task in every worker of their queue.
+# A worker's scheduler sleeps at most this long, so new and changed schedules are seen promptly.
+SCHEDULER_MAX_WAIT_S: Final = 1.0
+# A queue's schedules count as tended while some worker's scheduler has run within this time: slots
+# a tended queue falls behind on are fired one by one; slots missed while none ran are fired once.
+SCHEDULER_ALIVE_S: Final = 5.0
+# Most slots one scheduler pass fires before it yields to the worker's other tasks.
+SCHEDULER_BATCH: Final = 100

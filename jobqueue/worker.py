@@ -27,6 +27,7 @@ from jobqueue import _arq
 from jobqueue._json import dumps_bytes
 from jobqueue._redis_settings import LazyRedisSettings
 from jobqueue._runner import STATE_KEY, Handler, make_job_function
+from jobqueue._scheduler import SCHEDULER_KEY, start_scheduler, stop_scheduler
 from jobqueue._state import WorkerState
 from jobqueue.constants import ARQ_MAX_TRIES, ARQ_TIMEOUT_MARGIN_S, RECORD_RETRY_S
 from jobqueue.metrics import start_metrics_server
@@ -88,6 +89,7 @@ def build_worker_settings(
         await warn_unless_noeviction(state.redis, q.name)
         wait = await state.tick()  # the pause flag is known before arq's first poll
         state.tick_task = asyncio.create_task(state.run_ticks(wait), name=f"jobqueue-tick-{q.name}")
+        ctx[SCHEDULER_KEY] = start_scheduler(q, ctx["redis"])  # recurring schedules: jobqueue._scheduler
         logger.info("%s: worker %s started (concurrency %d)", q.name, worker_id, opts.concurrency)
         start_metrics_server(state)
         if on_startup is not None:
@@ -98,6 +100,7 @@ def build_worker_settings(
             if on_shutdown is not None:
                 await on_shutdown(ctx)
         finally:
+            await stop_scheduler(ctx.pop(SCHEDULER_KEY, None))
             state: WorkerState | None = ctx.get(STATE_KEY)
             if state is not None and state.tick_task is not None:
                 state.tick_task.cancel()

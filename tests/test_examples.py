@@ -1,10 +1,16 @@
 """The examples run: the FastAPI app enqueues through the shared pool and its lifespan closes it; the
 webhook receiver takes signed reminders once and refuses replays."""
 
+import asyncio
 import hashlib
 import hmac
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,6 +18,7 @@ import pytest
 from examples import webhook_receiver
 from examples.fastapi_app import app
 from jobqueue import PermanentJobError, connection
+from tests.support.waiting import ROOT, free_port, wait_for
 from workers.notifier import Notification, WebhookNotifier
 
 
@@ -31,6 +38,42 @@ async def test_fastapi_example_enqueues_and_reports_jobs():
             assert (await client.get("/health")).json() == {"redis": True}
             assert connection._client is not None
     assert connection._client is None  # the lifespan closed the pool
+
+
+async def test_readme_command_serves_the_example_with_uvicorn(redis_url, redis_client, tmp_path):
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "uvicorn"), "examples.fastapi_app:app", "--port", str(port)]
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+
+                async def serving():
+                    try:
+                        return (await client.get("/health")).json()
+                    except httpx.TransportError:
+                        assert server.poll() is None, "uvicorn exited"
+                        return None
+
+                assert await wait_for(serving, timeout=30, what="uvicorn to serve /health") == {"redis": True}
+                first = await client.post("/products/product-9/reindex")
+                assert (first.status_code, first.json()) == (
+                    202,
+                    {"job_id": "product-embedding:product-9", "created": True},
+                )
+                again = await client.post("/products/product-9/reindex")
+                assert again.json()["created"] is False
+                assert (await client.post("/products/bad id/reindex")).status_code == 422
+                job = (await client.get("/jobs/product-embedding/product-embedding:product-9")).json()
+                assert job["state"] == "waiting" and job["payload"]["triggered_by"] == "api.reindex"
+                assert (await client.get("/admin/queues/")).status_code == 200  # loopback, no credentials
+        finally:
+            server.terminate()
+            await asyncio.to_thread(server.wait, 20)
+            log.seek(0)
+            output = log.read().decode()
+    assert "Traceback" not in output, output
 
 
 async def test_webhook_receiver_example_delivers_once_and_refuses_stale_or_forged_requests(monkeypatch):

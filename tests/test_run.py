@@ -1,54 +1,36 @@
-"""``make run``'s runner: embedded Valkey when REDIS_URL is unset, five workers, clean Ctrl-C."""
+"""`make run` itself: it comes up (embedded Valkey, demo data, five workers), and a Ctrl-C stops all of it."""
 
-import asyncio
-import os
-import re
-import signal
-import subprocess
-import sys
-import tempfile
+import redis
 
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-
-from jobqueue import QUEUE_NAMES
-from tests.support.waiting import ROOT, wait_for
+from jobqueue.embedded import redis_answers
+from tests.support.devstack import DevProcess, dev_env
+from tests.support.waiting import ROOT
 
 
-async def _output_matches(proc, log, pattern):
-    log.seek(0)
-    match = re.search(pattern, log.read().decode())
-    if match is None and proc.poll() is not None:
-        log.seek(0)
-        raise AssertionError(f"the runner exited without {pattern!r}:\n{log.read().decode()[-3000:]}")
-    return match
-
-
-async def _all_workers_alive(client):
-    return all([await client.zcard(f"jq:{q}:workers") for q in QUEUE_NAMES.values()])
-
-
-async def test_runner_starts_valkey_and_all_workers_and_stops_on_ctrl_c(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "LLM_", "REMINDER_WEBHOOK_"))}
-    env |= {"PYTHONPATH": str(ROOT), "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'run.db'}"}
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen([sys.executable, "-m", "workers.run"], env=env, cwd=ROOT, stdout=log, stderr=log)
-        try:
-            found = await wait_for(lambda: _output_matches(proc, log, r"REDIS_URL=(redis://\S+)"), timeout=30)
-            client = aioredis.Redis.from_url(found.group(1))
-            await wait_for(lambda: _all_workers_alive(client), timeout=30, what="five workers")
-            await wait_for(lambda: _output_matches(proc, log, "jobs will fail: set LLM_API_KEY"), timeout=5)
-            await wait_for(lambda: _output_matches(proc, log, "reminder-dispatch jobs will fail"), timeout=5)
-            proc.send_signal(signal.SIGINT)
-            assert await asyncio.to_thread(proc.wait, 30) == 0
-            assert await _output_matches(proc, log, "jobqueue: stopped")
-            try:
-                await client.ping()
-                raise AssertionError("the embedded Valkey is still running")
-            except RedisConnectionError:
-                pass
-            await client.aclose()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+async def test_make_run_comes_up_and_stops_cleanly_on_ctrl_c(tmp_path):
+    env = dev_env(
+        tmp_path,
+        JOBQUEUE_DEV_DATA_DIR=str(tmp_path / ".jobqueue"),
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'run.db'}",
+    )
+    with DevProcess(["make", "--no-print-directory", "run", "ARGS=--demo"], cwd=ROOT, env=env) as run:
+        await run.wait_for_output(r"\n  cannot run +nothing: every job can run")
+        await run.wait_for_output(r"jobqueue dev: ready: 5 workers are up")
+        out = run.output()
+        assert "embedded Valkey started there" in out and "LLM         FAKE (no LLM_API_KEY" in out
+        assert "\n  demo data   wrote 12 products, 3 taste profiles, 3 reminder schedules\n" in out
+        assert "\n  dashboard   http://127.0.0.1:" in out
+        # make run turns the workers' metrics on (JOBQUEUE_METRICS_PORT=9310 unless set)
+        assert "\n  metrics     http://127.0.0.1:9310/metrics, http://127.0.0.1:9311/metrics," in out
+        client = redis.Redis.from_url(env["REDIS_URL"])
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        client.close()
+        # Ctrl-C in a terminal: SIGINT to the foreground process group, make and jobqueue dev.
+        code = await run.interrupt(group=True)
+        out = run.output()
+        assert code == -2, out[-3000:]  # make re-raises the SIGINT once its child has exited
+        assert out.count("shutdown on SIGTERM") == 5, out[-3000:]  # each worker stopped once
+        assert "jobqueue dev: stopped" in out
+        assert "Traceback" not in out
+    assert not redis_answers(env["REDIS_URL"])
+    assert (tmp_path / ".jobqueue" / "appendonlydir").is_dir()

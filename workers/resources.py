@@ -7,6 +7,7 @@ raised by the first job that needs it, so that job fails at once naming the vari
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,8 @@ from workers.store import Store, store_from_settings
 
 logger = logging.getLogger("workers")
 RESOURCES_KEY = "resources"
+# Set by `jobqueue dev`, whose start-up summary already said what is not configured.
+CONFIG_REPORTED_ENV = "JOBQUEUE_CONFIG_REPORTED"
 
 
 @dataclass
@@ -58,6 +61,7 @@ def make_hooks(*, llm: bool = False, notifier: bool = False):
     """``on_startup``/``on_shutdown`` opening the store and, when asked, the provider and notifier."""
 
     async def on_startup(ctx: dict[str, Any]) -> None:
+        level = logging.DEBUG if os.environ.get(CONFIG_REPORTED_ENV) == "1" else logging.WARNING
         res = Resources(store=store_from_settings(), env=read_settings(WorkerEnv))
         if llm:
             try:
@@ -65,13 +69,13 @@ def make_hooks(*, llm: bool = False, notifier: bool = False):
                 res.llm_provider.warm_up()
             except ConfigurationError as exc:
                 res.llm_error = exc
-                logger.warning("LLM not configured, jobs that need it will fail: %s", exc)
+                logger.log(level, "LLM not configured, jobs that need it will fail: %s", exc)
         if notifier:
             try:
                 res.notifier_client = notifier_from_settings()
             except ConfigurationError as exc:
                 res.notifier_error = exc
-                logger.warning("notifier not configured, reminders will fail: %s", exc)
+                logger.log(level, "notifier not configured, reminders will fail: %s", exc)
         ctx[RESOURCES_KEY] = res
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:

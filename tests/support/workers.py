@@ -56,6 +56,7 @@ async def record_handler(ctx: dict[str, Any], payload: ProductEmbeddingJobPayloa
     behaviour = json.loads(raw) if raw else {}
     run = {
         "product_id": pid,
+        "job_id": ctx["job_id"],
         "try": ctx["job_try"],
         "at": time.time(),
         "pid": os.getpid(),

@@ -1,0 +1,91 @@
+"""``jobqueue dev`` and ``jobqueue seed-demo``: a development stack and its demo catalogue.
+
+Both live in ``workers`` (``workers.devstack``, ``workers.demo``) and are imported when the command
+runs, so ``jobqueue --help`` and the other commands do not load the workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jobqueue.cli._app import app
+
+
+@app.command("dev")
+def dev(
+    fake_llm: Annotated[
+        bool | None,
+        typer.Option(
+            "--fake-llm/--no-fake-llm",
+            help="Serve an OpenAI-compatible fake to the workers (default: only when no LLM is configured).",
+            show_default=False,
+        ),
+    ] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Write the demo catalogue first (see seed-demo).")] = False,
+    webhook_receiver: Annotated[
+        bool,
+        typer.Option(
+            "--webhook-receiver/--no-webhook-receiver",
+            help="Receive reminders locally on channels with no REMINDER_WEBHOOK_URL_*.",
+        ),
+    ] = True,
+    dashboard: Annotated[bool, typer.Option("--dashboard/--no-dashboard", help="Serve the dashboard.")] = True,
+    dashboard_port: Annotated[
+        int,
+        typer.Option(
+            envvar="JOBQUEUE_DEV_DASHBOARD_PORT",
+            min=0,
+            max=65535,
+            help="The dashboard's port (0, or taken: a free one).",
+        ),
+    ] = 8080,
+    worker: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--worker", "-w", help="Run only this settings class of `workers` (repeatable).", show_default=False
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path,
+        typer.Option(envvar="JOBQUEUE_DEV_DATA_DIR", help="Where an embedded Valkey keeps its data."),
+    ] = Path(".jobqueue"),
+) -> None:
+    """Run Redis (embedded if none answers at REDIS_URL), the five workers and the dashboard.
+
+    Without an LLM key, the workers talk to a loopback fake; reminders go to a local receiver.
+    Ctrl-C stops everything.
+    """
+    from workers.devstack import WORKER_QUEUES, DevOptions, run
+
+    options = DevOptions(
+        workers=tuple(worker or WORKER_QUEUES),
+        fake_llm=fake_llm,
+        webhook_receiver=webhook_receiver,
+        demo=demo,
+        data_dir=data_dir,
+        dashboard=dashboard,
+        dashboard_port=dashboard_port,
+    )
+    raise typer.Exit(run(options))
+
+
+@app.command("seed-demo")
+def seed_demo(
+    reset: Annotated[bool, typer.Option("--reset", help="Rewrite rows that exist (drops what jobs stored).")] = False,
+) -> None:
+    """Write a small demo catalogue into the store at DATABASE_URL: products, taste profiles, schedules."""
+    from workers.demo import seed_demo as seed
+    from workers.store import store_from_settings
+
+    async def main() -> str:
+        store = store_from_settings()
+        try:
+            return f"{store.url}: {await seed(store, reset=reset)}"
+        finally:
+            await store.aclose()
+
+    typer.echo(f"jobqueue seed-demo: {asyncio.run(main())}")
