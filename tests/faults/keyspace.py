@@ -8,6 +8,8 @@ A key is legitimate when it has a TTL (it goes by itself), or when it belongs to
 | ``jq:Q:done:<id>``                                  | ``<id>`` is in ``completed`` or ``failed`` (a retained record) |
 | ``jq:Q:info:<id>``, ``jq:Q:rerun:<id>``             | ``<id>`` is a live job: in ``queue`` or ``active`` |
 | ``arq:job:<id>``                                    | ``<id>`` is in some queue's ``queue``     |
+| ``jq:schedules:ids``, ``jq:schedules:due:<queue>``   | always: the recurring schedules' indexes |
+| ``jq:schedules:def:<id>``                           | ``<id>`` is in ``jq:schedules:ids`` (a live schedule) |
 | ``jq:test:*``                                       | always: the tests' own instrumentation     |
 
 Everything else needs a TTL: worker heartbeats ``jq:Q:worker:<id>``, arq's ``arq:in-progress:<id>``,
@@ -47,6 +49,7 @@ def audit_keyspace(client: redis.Redis) -> KeyAudit:
         queued |= ids
         live |= ids | {m.decode() for m in client.hkeys(base + "active")}
         records |= {m.decode() for s in ("completed", "failed") for m in client.zrange(base + s, 0, -1)}
+    schedules = {m.decode() for m in client.smembers("jq:schedules:ids")}
     audit = KeyAudit()
     batch: list[bytes] = []
 
@@ -55,7 +58,9 @@ def audit_keyspace(client: redis.Redis) -> KeyAudit:
         for key in batch:
             pipe.pttl(key)
         for key, ttl in zip(batch, pipe.execute(), strict=True):
-            _classify(audit, key.decode(errors="replace"), ttl, live=live, queued=queued, records=records)
+            _classify(
+                audit, key.decode(errors="replace"), ttl, live=live, queued=queued, records=records, schedules=schedules
+            )
         batch.clear()
 
     for key in client.scan_iter(count=1000):
@@ -67,7 +72,9 @@ def audit_keyspace(client: redis.Redis) -> KeyAudit:
     return audit
 
 
-def _classify(audit: KeyAudit, key: str, ttl: int, *, live: set[str], queued: set[str], records: set[str]) -> None:
+def _classify(
+    audit: KeyAudit, key: str, ttl: int, *, live: set[str], queued: set[str], records: set[str], schedules: set[str]
+) -> None:
     audit.keys += 1
     if ttl >= 0:
         audit.with_ttl += 1
@@ -76,6 +83,11 @@ def _classify(audit: KeyAudit, key: str, ttl: int, *, live: set[str], queued: se
     parts = key.split(":", 3)
     if key.startswith("jq:test:"):
         kind, ok = "jq:test:*", True
+    elif key.startswith("jq:schedules:"):
+        rest = key[len("jq:schedules:") :]
+        kind = "jq:schedules:" + rest.split(":", 1)[0]
+        ok = rest == "ids" or (rest.startswith("due:") and rest[4:] in QUEUE_NAMES.values())
+        ok = ok or (rest.startswith("def:") and rest[4:] in schedules)
     elif key.startswith("arq:job:"):
         kind, ok = "arq:job", key[len("arq:job:") :] in queued
     elif parts[0] == "jq" and len(parts) == 3 and parts[1] in QUEUE_NAMES.values():
