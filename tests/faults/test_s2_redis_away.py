@@ -76,11 +76,11 @@ async def test_enqueues_fail_fast_while_redis_is_away_and_every_accepted_job_com
         # A Redis that accepts connections but does not answer (frozen): calls give up in time.
         refused_before = len(refused)
         frozen_at = time.monotonic()
-        server.server._process.send_signal(signal.SIGSTOP)
+        server.send_signal(signal.SIGSTOP)
         try:
             await wait_for(lambda: _true(len(refused) > refused_before), timeout=REDIS_TIMEOUT + 5, what="a timeout")
         finally:
-            server.server._process.send_signal(signal.SIGCONT)
+            server.send_signal(signal.SIGCONT)
         frozen_s = round(time.monotonic() - frozen_at, 2)
         more = len(accepted) + 50
         await wait_for(lambda: _true(len(accepted) >= more), timeout=30, what="enqueues after the freeze")
