@@ -9,8 +9,6 @@ import asyncio
 import signal
 import time
 
-import pytest
-
 import jobqueue
 from jobqueue import RedisUnavailableError
 from jobqueue import product_embedding_queue as embeddings
@@ -25,12 +23,6 @@ REDIS_TIMEOUT = 2.0
 OUTAGE_S = 5.0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect (intermittent): a worker polling when Redis goes away exits: redis-py turns the "
-    "ConnectionError inside arq's start_jobs WATCH into a WatchError, which arq does not catch there "
-    "(seen once in about ten runs after the run-ownership merge)",
-)
 async def test_enqueues_fail_fast_while_redis_is_away_and_every_accepted_job_completes(own_valkey, monkeypatch):
     server = own_valkey(appendonly="yes", appendfsync="always")
     monkeypatch.setenv("JOBQUEUE_REDIS_TIMEOUT", str(REDIS_TIMEOUT))

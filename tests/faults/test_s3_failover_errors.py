@@ -71,24 +71,7 @@ def oom(server) -> Callable[[], None]:
 FAULTS = {"readonly": readonly, "busy": busy, "oom": oom}
 
 
-OOM_IN_ARQ_CLAIM = pytest.mark.xfail(
-    strict=False,
-    reason="known defect (intermittent): an OOM answer to arq's own claim pipeline in run_job (GET + INCRBY "
-    "arq:retry:<id>) escapes as a raw OutOfMemoryError and the worker exits; the claimed job then waits "
-    "for its in-progress key to expire",
-)
-
-
-WATCH_ERROR = pytest.mark.xfail(
-    strict=False,
-    reason="known defect (intermittent): a BUSY answer inside arq's start_jobs WATCH reaches redis-py as a "
-    "connection error, which it turns into a WatchError that arq does not catch there: the worker exits "
-    "(the same defect as in scenario 2)",
-)
-RIDE_OUT_MARKS = {"oom": [OOM_IN_ARQ_CLAIM], "busy": [WATCH_ERROR]}
-
-
-@pytest.mark.parametrize("fault", [pytest.param(f, marks=RIDE_OUT_MARKS.get(f, [])) for f in FAULTS])
+@pytest.mark.parametrize("fault", list(FAULTS))
 async def test_workers_ride_out_failover_shaped_errors_and_lose_no_job(fault, own_valkey):
     server = own_valkey()
     env = {JOB_MS_ENV: "20", **worker_env(concurrency=5, keep_completed=100_000, worker_lease=5, timeout=10)}
@@ -158,14 +141,7 @@ async def test_workers_ride_out_failover_shaped_errors_and_lose_no_job(fault, ow
     assert lost == [] and timeout is None, f"{len(lost)} job(s) never completed: {states} {log_lines[-20:]}"
 
 
-OOM_AT_START = pytest.mark.xfail(
-    strict=True,
-    reason="known defect: a worker that starts while Redis answers OOM exits with a raw OutOfMemoryError "
-    "traceback from its first tick in on_startup (READONLY and BUSY are waited out)",
-)
-
-
-@pytest.mark.parametrize("fault", [pytest.param(f, marks=[OOM_AT_START] if f == "oom" else []) for f in FAULTS])
+@pytest.mark.parametrize("fault", list(FAULTS))
 async def test_a_worker_started_during_the_fault_waits_it_out(fault, own_valkey):
     server = own_valkey()
     handle = await jobqueue.enqueue_product_embedding(f"{fault}-late")

@@ -78,12 +78,6 @@ async def test_hostile_job_values_fail_clearly_run_no_code_and_the_worker_keeps_
     assert await embeddings.get_job_counts() == counts(completed=1, failed=len(values))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect: a job key whose arq kwargs ('k') are not empty passes jobqueue._arq.job_deserializer; "
-    "arq then calls the job function with them, the TypeError comes before jobqueue's wrapper and arq "
-    "drops the job without a record",
-)
 async def test_a_job_key_with_unexpected_keyword_arguments_fails_clearly():
     handle = await jobqueue.enqueue_product_embedding("hostile-kwargs")
     job = {"t": None, "f": FUNCTION, "a": [{"product_id": "hostile-kwargs"}, 2], "k": {"evil": True}, "et": 1}
