@@ -14,6 +14,9 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError, WatchError
+
 from jobqueue._json import loads
 from jobqueue.constants import ARQ_IN_PROGRESS_PREFIX, ARQ_JOB_PREFIX, ARQ_RETRY_PREFIX
 from jobqueue.errors import ConfigurationError
@@ -51,6 +54,8 @@ def verify_arq(worker_arguments: Iterable[str]) -> None:
             problems.append("arq reads the job layout differently")
     except Exception as exc:  # any failure here means the layout changed
         problems.append(f"arq cannot read jobqueue's job layout ({exc})")
+    if "await pipe.watch(in_progress_key)" not in inspect.getsource(arq.worker.Worker.start_jobs):
+        problems.append("arq's claim (Worker.start_jobs) no longer WATCHes the in-progress key")
     if arq.worker.Retry().defer_score is not None:
         problems.append("arq's Retry() without a delay moves the job")
     finish = inspect.signature(arq.worker.Worker.finish_job).parameters
@@ -105,7 +110,7 @@ def job_deserializer(function: str, others: Iterable[str]) -> Callable[[bytes], 
             return _invalid(function, "the job stored in Redis does not have arq's job layout")
         if job["f"] not in known:
             return _invalid(function, f"the job names a function this worker does not have: {job['f']!r}")
-        if job["f"] == function and (len(job["a"]) != 2 or not isinstance(job["a"][0], dict)):
+        if job["f"] == function and (len(job["a"]) != 2 or not isinstance(job["a"][0], dict) or job["k"]):
             return _invalid(function, "the job's arguments are not (payload, priority)")
         return job
 
@@ -132,3 +137,32 @@ def install_log_filter(function: str) -> None:
     log = logging.getLogger("arq.worker")
     if not any(isinstance(f, ArqLogFilter) and f._suffix == f":{function}" for f in log.filters):
         log.addFilter(ArqLogFilter(function))
+
+
+class ClaimSafePipeline(Pipeline):
+    """arq's claim (``Worker.start_jobs``) WATCHes the job's in-progress key and reads two values
+    before MULTI, outside its ``try``: Redis going away, busy or out of memory there (redis-py then
+    raises ``WatchError``) would end the worker. Here such an error reads as "claimed elsewhere",
+    so arq skips the job this poll. A claim made without the WATCH would still be safe: START
+    lets one run own a job."""
+
+    _broken = False
+
+    async def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
+        if self._broken:
+            return 1
+        try:
+            return await super().immediate_execute_command(*args, **options)
+        except (WatchError, RedisError, OSError) as exc:
+            self._broken = True
+            logging.getLogger("jobqueue.worker").warning("a claim was skipped: Redis failed while watching (%s)", exc)
+            return 1
+
+
+def make_claims_safe(pool: Any) -> None:
+    """Give arq's pool (``ctx["redis"]``) pipelines that cannot end the worker in a claim."""
+
+    def pipeline(transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        return ClaimSafePipeline(pool.connection_pool, pool.response_callbacks, transaction, shard_hint)
+
+    pool.pipeline = pipeline

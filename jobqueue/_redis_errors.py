@@ -47,6 +47,11 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+# What a worker waits out as well: Redis out of memory (under noeviction it frees up as jobs end
+# and records are trimmed), which a caller is told at once instead.
+WORKER_TRANSIENT: tuple[type[BaseException], ...] = (*TRANSIENT, OutOfMemoryError)
+
+
 def describe(exc: BaseException) -> str:
     """One line saying what happened, for ``RedisUnavailableError`` and ``RedisCommandError``."""
     text = str(exc)

@@ -46,7 +46,7 @@ def redis_settings_from_url(url: str, timeout: float) -> RedisSettings:
         conn_retry_delay=1,
         # OSError too: redis-py 5 retries a failed connect only for errors in this list, and a
         # refused connection reaches it as a bare ConnectionRefusedError.
-        retry_on_error=list(_redis_errors.TRANSIENT),
+        retry_on_error=list(_redis_errors.WORKER_TRANSIENT),
         retry=Retry(ExponentialBackoff(cap=3.0, base=0.1), COMMAND_RETRIES),
     )
 

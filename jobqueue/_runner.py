@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from arq.worker import Retry
 from pydantic import BaseModel, ValidationError
+from redis.exceptions import RedisError
 
 from jobqueue._arq import INVALID_JOB_KEY
 from jobqueue._state import Outcome, Run
@@ -86,7 +87,12 @@ def make_job_function(handler: Handler, payload_model: type[BaseModel]) -> Calla
         state: WorkerState = ctx[STATE_KEY]
         job_id = ctx["job_id"]
         token = secrets.token_hex(8)
-        reply = await _own(state, job_id, token)
+        try:
+            reply = await _own(state, job_id, token)
+        except (RedisError, OSError) as exc:
+            # Never let an error escape to arq, which would delete the job: it stays queued.
+            logger.warning("%s: could not start %s (%s); it stays queued", state.queue.name, job_id, exc)
+            raise Retry() from exc
         if reply is None:
             raise Retry()  # not ours to run now: arq drops its claim, the job stays as it is
         code, attempt, started_ms = (int(v) for v in reply)

@@ -75,7 +75,7 @@ class WorkerState:
         while True:
             try:
                 return await script(self.redis, keys, args)
-            except _redis_errors.TRANSIENT as exc:
+            except _redis_errors.WORKER_TRANSIENT as exc:
                 if loop.time() + pause > deadline:
                     raise
                 logger.warning("%s: Redis call failed, retrying: %s", self.queue.name, _redis_errors.describe(exc))
@@ -111,7 +111,7 @@ class WorkerState:
         ]
         try:
             code = await self.call(_scripts.FINISH, [k.queue, k.active, k.seq, k.completed, k.failed], args)
-        except _redis_errors.TRANSIENT as exc:
+        except (RedisError, OSError) as exc:
             # The lease is no longer renewed: it expires and the job is returned, to run again.
             logger.error(
                 "%s: could not record the %s of %s (%s); it will run again once its lease expires",

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from jobqueue.constants import MAX_PAYLOAD_BYTES, MAX_PRIORITY, MIN_PRIORITY
+from jobqueue.constants import ID_FORBIDDEN_CHARACTERS, MAX_PAYLOAD_BYTES, MAX_PRIORITY, MIN_PRIORITY
 from jobqueue.errors import InvalidJobError
 
 
@@ -16,7 +16,9 @@ def describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "payload"
-        parts.append(f"{where}: {err['msg']}")
+        # A ValueError raised by our own validators reads better without pydantic's prefix.
+        message = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
+        parts.append(f"{where}: {message}")
     return "; ".join(parts)
 
 
@@ -29,6 +31,13 @@ def payload(model: type[BaseModel], value: Any, queue: str) -> BaseModel:
         return model.model_validate(value)
     except ValidationError as exc:
         raise InvalidJobError(f"invalid {queue} job: {describe(exc)}") from None
+
+
+def entity_id(value: str) -> str:
+    """An id that is safe in Redis keys, SCAN patterns and log lines (length is checked before)."""
+    if any(c.isspace() or not c.isprintable() or c in ID_FORBIDDEN_CHARACTERS for c in value):
+        raise ValueError(f"must not contain blanks, control characters or any of {' '.join(ID_FORBIDDEN_CHARACTERS)}")
+    return value
 
 
 def payload_size(payload_json: str, queue: str) -> None:

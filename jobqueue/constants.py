@@ -76,6 +76,10 @@ CLEAN_BATCH: Final = 500
 BULK_CHUNK: Final = 1000
 # A job's payload as JSON, at most: jobs carry ids and small parameters, not documents.
 MAX_PAYLOAD_BYTES: Final = 256 * 1024
+# Ids become part of Redis keys, log lines and SCAN patterns: 1-200 characters, none of them a
+# blank, a control character or a glob character.
+MAX_ID_LENGTH: Final = 200
+ID_FORBIDDEN_CHARACTERS: Final = "*?[]"
 RESULT_POLL_MIN_S: Final = 0.005
 RESULT_POLL_MAX_S: Final = 0.2
 DEFAULT_REDIS_TIMEOUT_S: Final = 5.0

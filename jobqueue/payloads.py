@@ -5,10 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-# Ids end up in job ids and Redis keys: no blanks, bounded length.
-EntityId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^\S+$")]
+from jobqueue import _validate
+from jobqueue.constants import MAX_ID_LENGTH
+
+# Ids end up in job ids, Redis keys and log lines: bounded length, no blanks, control or glob characters.
+EntityId = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_validate.entity_id)
+]
 Surface = Literal["home", "discovery", "occasion"]
 Channel = Literal["PUSH", "EMAIL", "SMS"]
 SURFACES: tuple[Surface, ...] = ("home", "discovery", "occasion")

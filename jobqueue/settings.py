@@ -7,7 +7,9 @@ change the environment call ``get_settings.cache_clear()``. Per-queue worker opt
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field
@@ -36,6 +38,15 @@ class Settings(BaseSettings):
     llm_base_url: str | None = None
 
     database_url: str = "sqlite+aiosqlite:///./jobqueue.db"
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # A repr ends up in logs and tracebacks: URLs without their password, no API key.
+        for name, value in super().__repr_args__():
+            if name in ("redis_url", "database_url") and isinstance(value, str):
+                value = redact_url(value)
+            elif name == "llm_api_key" and value is not None:
+                value = "***"
+            yield name, value
 
 
 @lru_cache(maxsize=1)

@@ -23,7 +23,7 @@ from arq.cron import CronJob
 from arq.worker import func
 from redis.exceptions import RedisError
 
-from jobqueue import _arq
+from jobqueue import _arq, _redis_errors
 from jobqueue._json import dumps_bytes
 from jobqueue._redis_settings import LazyRedisSettings
 from jobqueue._runner import STATE_KEY, Handler, make_job_function
@@ -86,8 +86,14 @@ def build_worker_settings(
         worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         state = WorkerState(q, opts, worker_id, ctx["redis"])
         ctx[STATE_KEY] = state
+        _arq.make_claims_safe(state.redis)
         await warn_unless_noeviction(state.redis, q.name)
-        wait = await state.tick()  # the pause flag is known before arq's first poll
+        try:
+            wait = await state.tick()  # the pause flag is known before arq's first poll
+        except (RedisError, OSError) as exc:
+            # Out of memory, say: the tick retries; START checks the pause flag anyway.
+            logger.warning("%s: first worker tick failed, will retry: %s", q.name, _redis_errors.describe(exc))
+            wait = opts.tick_interval
         state.tick_task = asyncio.create_task(state.run_ticks(wait), name=f"jobqueue-tick-{q.name}")
         ctx[SCHEDULER_KEY] = start_scheduler(q, ctx["redis"])  # recurring schedules: jobqueue._scheduler
         logger.info("%s: worker %s started (concurrency %d)", q.name, worker_id, opts.concurrency)

