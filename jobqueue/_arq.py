@@ -133,6 +133,19 @@ class ArqLogFilter(logging.Filter):
         return not any(isinstance(a, str) and a.endswith(self._suffix) for a in record.args or ())
 
 
+def follow_arq_logging() -> None:
+    """Print jobqueue's worker lines where arq prints its own: ``arq``'s CLI configures handlers for
+    its ``arq`` logger only, so without this jobqueue's per-run INFO lines would go nowhere. A host
+    that configured logging itself (a root handler, or handlers on ``jobqueue``) is left alone."""
+    ours, arq_logger = logging.getLogger("jobqueue"), logging.getLogger("arq")
+    if ours.handlers or logging.getLogger().handlers or not arq_logger.handlers:
+        return
+    for handler in arq_logger.handlers:
+        ours.addHandler(handler)
+    ours.setLevel(arq_logger.level or logging.INFO)
+    ours.propagate = False
+
+
 def install_log_filter(function: str) -> None:
     log = logging.getLogger("arq.worker")
     if not any(isinstance(f, ArqLogFilter) and f._suffix == f":{function}" for f in log.filters):

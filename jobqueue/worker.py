@@ -83,6 +83,7 @@ def build_worker_settings(
 
     async def startup(ctx: dict[str, Any]) -> None:
         _arq.install_log_filter(q.function)
+        _arq.follow_arq_logging()
         worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         state = WorkerState(q, opts, worker_id, ctx["redis"])
         ctx[STATE_KEY] = state

@@ -34,3 +34,24 @@ async def test_make_run_comes_up_and_stops_cleanly_on_ctrl_c(tmp_path):
         assert "Traceback" not in out
     assert not redis_answers(env["REDIS_URL"])
     assert (tmp_path / ".jobqueue" / "appendonlydir").is_dir()
+
+
+async def test_an_arq_worker_logs_one_line_per_run_without_arqs_huge_delay(redis_client):
+    import jobqueue
+    from tests.support.waiting import WorkerProcess, wait_for
+
+    async def completed():
+        return (await jobqueue.product_embedding_queue.get_job_counts())["completed"] >= 1
+
+    await jobqueue.enqueue_product_embedding("logged", priority=1)
+    with WorkerProcess("tests.support.workers.EmbeddingTestSettings") as worker:
+        await worker.wait_for(completed, timeout=20, what="the job")
+        await wait_for(lambda: _logged(worker), timeout=10, what="the run's log line")
+        out = worker.output()
+    line = next(line for line in out.splitlines() if "product-embedding:logged completed" in line)
+    assert "attempt=1" in line and " in " in line and "waited=" in line
+    assert "delayed=" not in out  # arq's reading of a priority-band score, filtered out
+
+
+async def _logged(worker):
+    return "product-embedding:logged completed" in worker.output()
