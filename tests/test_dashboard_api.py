@@ -145,3 +145,46 @@ async def test_mounted_under_a_prefix_in_the_fastapi_example():
         assert (await c.get("/admin/queues/static/dashboard.js")).status_code == 200
         assert len((await c.get("/admin/queues/api/queues")).json()["queues"]) == 5
         assert "jobqueue_queue_jobs" in (await c.get("/admin/queues/metrics")).text
+
+
+async def test_schedules_list_upserted_schedules_with_the_arq_cron_jobs_and_remove_one():
+    await jobqueue.upsert_schedule(
+        "nightly", "product-embedding", cron="0 2 * * *", tz="Europe/London", payload={"product_id": "p1"}, limit=5
+    )
+    await jobqueue.upsert_schedule(
+        "often/p2", "product-enrichment", every=30, payload={"product_id": "p2"}, end="2099-01-01T00:00:00Z"
+    )
+    stored = {s.id: s for s in await jobqueue.get_schedules()}
+    async with api() as c:
+        rows = {row["id"]: row for row in (await c.get("/api/schedules")).json()["schedules"]}
+        only = (await c.get("/api/schedules?queue=curated-collections")).json()["schedules"]
+        bad_queue = await c.get("/api/schedules?queue=nope")
+
+        nightly = rows["nightly"]
+        assert (nightly["kind"], nightly["queue"], nightly["pattern"], nightly["tz"]) == (
+            "schedule",
+            "product-embedding",
+            "cron 0 2 * * *",
+            "Europe/London",
+        )
+        assert (nightly["fired"], nightly["limit"], nightly["end"]) == (0, 5, None)
+        assert nightly["next_run"] == stored["nightly"].next_run.isoformat().replace("+00:00", "Z")
+        often = rows["often/p2"]
+        assert (often["pattern"], often["limit"], often["end"]) == ("every 30s", None, "2099-01-01T00:00:00Z")
+        daily = rows["daily_curated_collections"]
+        assert (daily["kind"], daily["queue"], daily["pattern"], daily["settings"]) == (
+            "arq-cron",
+            "curated-collections",
+            "cron 0 3 * * *",
+            "workers.CollectionsSettings",
+        )
+        assert [row["id"] for row in only] == ["daily_curated_collections"]
+        assert bad_queue.status_code == 400 and "unknown queue 'nope'" in bad_queue.json()["error"]
+
+        assert (await c.post("/api/schedules/often/p2/remove")).json() == {"removed": True}
+        assert [s.id for s in await jobqueue.get_schedules()] == ["nightly"]
+        missing = await c.post("/api/schedules/often/p2/remove")
+        assert missing.status_code == 404 and "no schedule with id 'often/p2'" in missing.json()["error"]
+        assert (await c.post("/api/schedules/nightly/explode")).status_code == 404
+        left = [row["id"] for row in (await c.get("/api/schedules")).json()["schedules"]]
+    assert left == ["nightly", "daily_curated_collections"]

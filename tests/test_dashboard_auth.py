@@ -23,7 +23,7 @@ def csrf_of(page: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "path", ["/", "/api/queues", "/api/jobs/product-embedding:p1", "/metrics", "/static/dashboard.js"]
+    "path", ["/", "/api/queues", "/api/schedules", "/api/jobs/product-embedding:p1", "/metrics", "/static/dashboard.js"]
 )
 async def test_every_route_answers_401_without_credentials(path):
     async with client(create_app(token=TOKEN)) as c:
@@ -74,6 +74,16 @@ async def test_actions_need_the_csrf_token_unless_made_with_the_bearer_token():
     async with client(create_app(token=TOKEN), headers={"Authorization": f"Bearer {TOKEN}"}) as c:
         assert (await c.post("/api/queues/product-embedding/resume")).status_code == 200
     assert not await embeddings.is_paused()
+
+
+async def test_removing_a_schedule_needs_the_csrf_token_too():
+    await jobqueue.upsert_schedule("kept", "product-embedding", every=60, payload={"product_id": "p1"})
+    async with client(create_app(user="ops", password="pw"), auth=("ops", "pw")) as c:
+        token = csrf_of((await c.get("/")).text)
+        refused = await c.post("/api/schedules/kept/remove")
+        assert refused.status_code == 403 and [s.id for s in await jobqueue.get_schedules()] == ["kept"]
+        ok = await c.post("/api/schedules/kept/remove", headers={"X-CSRF-Token": token})
+        assert ok.json() == {"removed": True} and await jobqueue.get_schedules() == []
 
 
 async def test_without_credentials_only_loopback_clients_get_in(monkeypatch):

@@ -1,5 +1,5 @@
 """The dashboard in a real headless browser (Debian's chromium driven by Playwright) against real
-Redis and a real arq worker process: live counts, a failed job's error, retry, pause, escaping, 401.
+Redis and a real arq worker process: live counts, schedules, a failed job's error, retry, pause, escaping, 401.
 
 ``JOBQUEUE_DASHBOARD_SCREENSHOT=docs/dashboard.png`` also saves the overview there (the README's).
 """
@@ -77,12 +77,19 @@ async def test_dashboard_in_chromium(redis_client, dashboard_url, browser_page, 
     await jobqueue.enqueue_curated_collections("home", "2025-12-21", delay=3600)
     reminder = {"title": "Hi", "body": "Soon"}
     await jobqueue.enqueue_reminder_dispatch("s1", "u1", "PUSH", reminder, "2020-01-01T00:00:00Z")
+    yearly = {"cron": "0 2 1 1 *", "payload": {"product_id": "p1"}}  # no slot falls due during the test
+    await jobqueue.upsert_schedule(f"nightly-{XSS}", "product-embedding", **yearly)
 
     # Five queues with their counts; they change, without a reload, as a worker runs the jobs.
     await page.goto(dashboard_url + "/")
     await expect(page.locator("#queues tbody tr")).to_have_count(5)
     await expect(count_cell(page, "product-embedding", "waiting")).to_have_text("5")
     await expect(count_cell(page, "curated-collections", "delayed")).to_have_text("1")
+    # The schedules, the arq cron job beside them; an id holding <script> is shown as text.
+    schedule = page.locator(f'#schedules tr[data-schedule="nightly-{XSS}"]')
+    await expect(schedule.locator("td").nth(1)).to_have_text(f"nightly-{XSS}")
+    await expect(page.locator('#schedules tr[data-kind="arq-cron"]')).to_contain_text("daily_curated_collections")
+    assert await page.locator("#view script").count() == 0
     with WorkerProcess(SETTINGS) as worker:
         await expect(count_cell(page, "product-embedding", "completed")).to_have_text("4")
         await expect(count_cell(page, "product-embedding", "failed")).to_have_text("1")

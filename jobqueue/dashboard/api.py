@@ -11,8 +11,10 @@ from starlette.routing import Route
 
 from jobqueue._inspection import LIST_STATES
 from jobqueue._overview import all_summaries, queue_for_job, queue_summary, redis_used_memory
+from jobqueue._schedule_rows import schedule_rows
 from jobqueue.errors import InvalidJobError, JobNotFoundError
 from jobqueue.queues import get_queue
+from jobqueue.schedules import remove_schedule
 
 MAX_PAGE_SIZE = 200
 
@@ -122,6 +124,19 @@ async def job_action(request: Request) -> JSONResponse:
     raise JobNotFoundError(f"no action {action!r} on jobs")
 
 
+async def schedules(request: Request) -> JSONResponse:
+    return JSONResponse({"schedules": await schedule_rows(request.query_params.get("queue"))})
+
+
+async def schedule_action(request: Request) -> JSONResponse:
+    schedule_id, action = request.path_params["schedule_id"], request.path_params["action"]
+    if action == "remove":
+        if not await remove_schedule(schedule_id):
+            raise JobNotFoundError(f"no schedule with id {schedule_id!r}")
+        return JSONResponse({"removed": True})
+    raise JobNotFoundError(f"no action {action!r} on schedules")
+
+
 routes = [
     Route("/api/queues", overview),
     Route("/api/queues/{queue}", queue_detail),
@@ -130,4 +145,6 @@ routes = [
     Route("/api/queues/{queue}/{action}", queue_action, methods=["POST"]),
     Route("/api/jobs/{job_id:path}/{action}", job_action, methods=["POST"]),
     Route("/api/jobs/{job_id:path}", job_detail),
+    Route("/api/schedules", schedules),
+    Route("/api/schedules/{schedule_id:path}/{action}", schedule_action, methods=["POST"]),
 ]

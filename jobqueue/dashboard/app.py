@@ -24,7 +24,7 @@ from jobqueue.collector import CONTENT_TYPE_LATEST, render_queue_metrics
 from jobqueue.connection import close_queues
 from jobqueue.dashboard import api
 from jobqueue.dashboard.auth import AuthMiddleware, Credentials
-from jobqueue.errors import InvalidJobError, JobNotFoundError, JobStateError, RedisUnavailableError
+from jobqueue.errors import ConfigurationError, InvalidJobError, JobNotFoundError, JobStateError, RedisUnavailableError
 
 HERE = Path(__file__).parent
 POLL_INTERVAL_MS = 2000
@@ -88,6 +88,7 @@ def create_app(
             JobNotFoundError: _error(404),
             JobStateError: _error(409),
             RedisUnavailableError: _error(503),
+            ConfigurationError: _error(500),  # a worker settings class cannot be built (api/schedules)
         },
         lifespan=lifespan,
     )

@@ -98,8 +98,16 @@ function overviewView(root) {
   root.append(el("table", { id: "queues" }, el("thead", {}, el("tr", {}, heads.map((h) => el("th", { text: h })))), body));
   const charts = el("div", { id: "charts" });
   root.append(el("h2", { text: "Last hour: completed and failed per minute" }), charts);
+  const schedules = el("tbody");
+  const scheduleHeads = ["kind", "id", "queue", "pattern", "zone", "next run", "fired", ""];
+  root.append(
+    el("h2", { text: "Schedules" }, el("span", { class: "muted", text: " (arq-cron: a cron job of a worker settings class)" })),
+    el("table", { id: "schedules" }, el("thead", {}, el("tr", {}, scheduleHeads.map((h) => el("th", { text: h })))), schedules),
+  );
   return async () => {
-    const data = await api("/queues");
+    const [data, listing] = await Promise.all([api("/queues"), api("/schedules")]);
+    schedules.replaceChildren(...listing.schedules.map(scheduleRow));
+    if (!listing.schedules.length) schedules.append(el("tr", {}, el("td", { colspan: scheduleHeads.length, class: "muted", text: "no schedules" })));
     document.getElementById("redis-memory").textContent = `Redis ${fmtBytes(data.redis_used_memory)}`;
     body.replaceChildren(
       ...data.queues.map((q) =>
@@ -119,6 +127,25 @@ function overviewView(root) {
     );
     charts.replaceChildren(...data.queues.map((q) => el("div", {}, el("div", { class: "muted", text: q.name }), chart(q.history))));
   };
+}
+
+function scheduleRow(row) {
+  const own = row.kind === "schedule";
+  const fired = own ? `${row.fired}${row.limit === null ? "" : ` of ${row.limit}`}` : "—";
+  const next = row.next_run ? fmtTime(row.next_run) : "finished";
+  const until = own && row.end ? ` (until ${fmtTime(row.end)})` : "";
+  return el(
+    "tr",
+    { "data-schedule": row.id, "data-kind": row.kind },
+    el("td", {}, el("span", { class: own ? "badge" : "badge cron", text: row.kind })),
+    el("td", { text: row.id, title: own ? JSON.stringify(row.payload) : row.settings }),
+    el("td", {}, el("a", { href: `#/queue/${enc(row.queue)}`, text: row.queue })),
+    el("td", { text: row.pattern }),
+    el("td", { text: row.tz }),
+    el("td", {}, next + until, own && row.error ? el("div", { class: "error", text: `last slot skipped: ${row.error}` }) : null),
+    el("td", { class: "num", text: fired }),
+    el("td", {}, own ? el("button", { class: "danger remove", onclick: () => act(`Remove schedule ${row.id}? Jobs it already enqueued stay.`, `/schedules/${enc(row.id)}/remove`) }, "Remove") : null),
+  );
 }
 
 function queueView(root, name, state, page) {
