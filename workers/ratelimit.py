@@ -109,6 +109,13 @@ class RateLimitSettings(BaseSettings):
     llm_rate_limit_max_wait: float = Field(30.0, ge=0)
 
 
+def _check_window(limit: int, period: float, what: str) -> None:
+    if limit < 1:
+        raise ValueError(f"{what} must be at least 1 per period, got {limit}")
+    if period <= 0:
+        raise ValueError(f"rate limit period must be positive, got {period}")
+
+
 class RateLimiter:
     """At most ``limit`` acquisitions per ``period`` seconds, summed over all processes.
 
@@ -116,10 +123,7 @@ class RateLimiter:
     """
 
     def __init__(self, redis: Redis, name: str, limit: int, period: float = 60.0) -> None:
-        if limit < 1:
-            raise ValueError(f"rate limit must be at least 1 per period, got {limit}")
-        if period <= 0:
-            raise ValueError(f"rate limit period must be positive, got {period}")
+        _check_window(limit, period, "rate limit")
         self.name = name
         self.key = RATE_LIMIT_KEY_PREFIX + name
         self.limit = limit
@@ -167,10 +171,7 @@ class TokenRateLimiter:
     """
 
     def __init__(self, redis: Redis, name: str, limit: int, period: float = 60.0) -> None:
-        if limit < 1:
-            raise ValueError(f"token limit must be at least 1 per period, got {limit}")
-        if period <= 0:
-            raise ValueError(f"rate limit period must be positive, got {period}")
+        _check_window(limit, period, "token limit")
         self.name = name
         self.key = RATE_LIMIT_KEY_PREFIX + name
         self.sum_key = self.key + ":sum"
