@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from workers.testing._loopback import LoopbackServer
+
 _SCHEMA_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _ERROR_KINDS = {
     400: ("invalid_request_error", None),
@@ -76,8 +78,16 @@ class _Failure:
     remaining: int = field(default=1)
 
 
-class FakeOpenAI:
+class _Server(ThreadingHTTPServer):
+    # Many clients connecting at once (a worker with a high concurrency) must not overflow the
+    # listen backlog (socketserver's default is 5): each connection gets its own thread.
+    request_queue_size = 512
+
+
+class FakeOpenAI(LoopbackServer):
     """``POST /v1/embeddings`` and ``POST /v1/chat/completions`` on 127.0.0.1, with scripted faults."""
+
+    server_class = _Server
 
     def __init__(
         self,
@@ -112,23 +122,14 @@ class FakeOpenAI:
         self._failures: deque[_Failure] = deque()
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(("127.0.0.1", 0))
 
-    # lifecycle
+    # lifecycle (start, stop, with: LoopbackServer)
 
-    def start(self) -> FakeOpenAI:
-        handler = type("_BoundHandler", (_Handler,), {"fake": self})
-        self._server = _Server(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return type("_BoundHandler", (_Handler,), {"fake": self})
 
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
+    def _before_close(self) -> None:
         with self._lock:
             connections = list(self._connections)
         for conn in connections:  # wake handler threads blocked on idle keep-alive connections
@@ -136,22 +137,10 @@ class FakeOpenAI:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        self._server.server_close()
-        assert self._thread is not None
-        self._thread.join(timeout=5)
-        self._server = None
-
-    def __enter__(self) -> FakeOpenAI:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None, "start() the server first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return self._origin("server") + "/v1"
 
     # scripting and inspection
 
@@ -374,12 +363,6 @@ class FakeOpenAI:
                 "system_fingerprint": None,
             },
         )
-
-
-class _Server(ThreadingHTTPServer):
-    # Many clients connecting at once (a worker with a high concurrency) must not overflow the
-    # listen backlog (socketserver's default is 5): each connection gets its own thread.
-    request_queue_size = 512
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -15,10 +15,11 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from workers.notifier import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, URL_VARIABLES, verify_signature
+from workers.testing._loopback import LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Delivery:
     duplicate: bool  # an earlier delivery had the same Idempotency-Key
 
 
-class WebhookReceiver:
+class WebhookReceiver(LoopbackServer):
     """A threaded HTTP server on 127.0.0.1 (port 0: a free one) that accepts signed reminders."""
 
     def __init__(
@@ -47,38 +48,14 @@ class WebhookReceiver:
         self.deliveries: list[Delivery] = []
         self.rejected = 0
         self._lock = threading.Lock()
-        self._address = (host, port)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__((host, port))
 
-    def start(self) -> WebhookReceiver:
-        handler = type("_BoundHandler", (_Handler,), {"receiver": self})
-        self._server = ThreadingHTTPServer(self._address, handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        assert self._thread is not None
-        self._thread.join(timeout=5)
-        self._server = None
-
-    def __enter__(self) -> WebhookReceiver:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return type("_BoundHandler", (_Handler,), {"receiver": self})
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None, "start() the receiver first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._origin("receiver")
 
     def url_for(self, channel: str) -> str:
         """The URL for ``channel`` (``PUSH``, ``EMAIL`` or ``SMS``)."""
