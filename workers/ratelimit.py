@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Final, Literal
+from collections.abc import Callable
+from typing import Any, Final, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -116,6 +117,35 @@ def _check_window(limit: int, period: float, what: str) -> None:
         raise ValueError(f"rate limit period must be positive, got {period}")
 
 
+async def _take_slot(
+    script: Any,
+    keys: list[str],
+    args: list[Any],
+    timeout: float | None,
+    *,
+    unreachable: str,
+    full: Callable[[float], str],
+) -> float | None:
+    """Run an acquire script until it grants (its Redis time, seconds) or answers -1 (None: can
+    never fit); between tries, sleep exactly until the blocking entry leaves the window (others may
+    win the slot, and the script then tells the next wait)."""
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    while True:
+        try:
+            granted, now_us, wait_us = await script(keys=keys, args=args)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise RetryableJobError(f"{unreachable}: {exc}") from exc
+        if granted == 1:
+            return int(now_us) / 1_000_000
+        if granted == -1:
+            return None
+        wait = int(wait_us) / 1_000_000
+        if deadline is not None and loop.time() + wait > deadline:
+            raise RetryableJobError(full(wait), retry_after=wait)
+        await asyncio.sleep(wait)
+
+
 class RateLimiter:
     """At most ``limit`` acquisitions per ``period`` seconds, summed over all processes.
 
@@ -139,28 +169,16 @@ class RateLimiter:
         Raises ``RetryableJobError`` (with ``retry_after``) at once when the next slot is further
         away than ``timeout`` allows, or when Redis cannot be reached.
         """
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        member = uuid.uuid4().hex
-        while True:
-            try:
-                granted, now_us, wait_us = await self._script(
-                    keys=[self.key],
-                    args=[self.limit, self._period_us, member, _EXPIRY_MARGIN_MS],
-                )
-            except (RedisConnectionError, RedisTimeoutError) as exc:
-                raise RetryableJobError(f"rate limiter {self.name!r} could not reach Redis: {exc}") from exc
-            if granted:
-                return int(now_us) / 1_000_000
-            wait = int(wait_us) / 1_000_000
-            if deadline is not None and loop.time() + wait > deadline:
-                raise RetryableJobError(
-                    f"rate limit {self.name!r} ({self.limit} per {self.period:g}s) has no free slot for {wait:.3f}s",
-                    retry_after=wait,
-                )
-            # Sleep exactly until the blocking entry leaves the window; others may win the slot,
-            # in which case the script tells us the next wait.
-            await asyncio.sleep(wait)
+        return await _take_slot(
+            self._script,
+            [self.key],
+            [self.limit, self._period_us, uuid.uuid4().hex, _EXPIRY_MARGIN_MS],
+            timeout,
+            unreachable=f"rate limiter {self.name!r} could not reach Redis",
+            full=lambda wait: (
+                f"rate limit {self.name!r} ({self.limit} per {self.period:g}s) has no free slot for {wait:.3f}s"
+            ),
+        )
 
 
 class TokenRateLimiter:
@@ -188,32 +206,23 @@ class TokenRateLimiter:
         """
         if cost < 1:
             raise ValueError(f"a token cost must be at least 1, got {cost}")
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        member = uuid.uuid4().hex
-        while True:
-            try:
-                granted, now_us, wait_us = await self._script(
-                    keys=[self.key, self.sum_key],
-                    args=[self.limit, self._period_us, member, _EXPIRY_MARGIN_MS, cost],
-                )
-            except (RedisConnectionError, RedisTimeoutError) as exc:
-                raise RetryableJobError(f"token limit {self.name!r} could not reach Redis: {exc}") from exc
-            if granted == 1:
-                return int(now_us) / 1_000_000
-            if granted == -1:
-                raise PermanentJobError(
-                    f"a request of about {cost} tokens can never fit the token limit {self.name!r} "
-                    f"({self.limit} per {self.period:g}s)"
-                )
-            wait = int(wait_us) / 1_000_000
-            if deadline is not None and loop.time() + wait > deadline:
-                raise RetryableJobError(
-                    f"token limit {self.name!r} ({self.limit} per {self.period:g}s) has no room for "
-                    f"{cost} tokens for {wait:.3f}s",
-                    retry_after=wait,
-                )
-            await asyncio.sleep(wait)
+        granted_at = await _take_slot(
+            self._script,
+            [self.key, self.sum_key],
+            [self.limit, self._period_us, uuid.uuid4().hex, _EXPIRY_MARGIN_MS, cost],
+            timeout,
+            unreachable=f"token limit {self.name!r} could not reach Redis",
+            full=lambda wait: (
+                f"token limit {self.name!r} ({self.limit} per {self.period:g}s) has no room for "
+                f"{cost} tokens for {wait:.3f}s"
+            ),
+        )
+        if granted_at is None:
+            raise PermanentJobError(
+                f"a request of about {cost} tokens can never fit the token limit {self.name!r} "
+                f"({self.limit} per {self.period:g}s)"
+            )
+        return granted_at
 
 
 RateLimitKind = Literal["chat", "embeddings"]
