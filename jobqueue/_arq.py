@@ -152,30 +152,197 @@ def install_log_filter(function: str) -> None:
         log.addFilter(ArqLogFilter(function))
 
 
+class ArqClaims:
+    """What a worker's pool pipelines know of arq's claims: the worker's queue (its zset), and the
+    jobs whose claim FINISH has already released."""
+
+    __slots__ = ("fetched", "queue", "released")
+
+    def __init__(self, queue: str | None) -> None:
+        self.queue = queue
+        self.released: set[str] = set()
+        # job id -> the replies to arq's first read of a job it claimed, made inside the claim
+        self.fetched: dict[str, list[Any]] = {}
+
+
 class ClaimSafePipeline(Pipeline):
     """arq's claim (``Worker.start_jobs``) WATCHes the job's in-progress key and reads two values
     before MULTI, outside its ``try``: Redis going away, busy or out of memory there (redis-py then
     raises ``WatchError``) would end the worker. Here such an error reads as "claimed elsewhere",
     so arq skips the job this poll. A claim made without the WATCH would still be safe: START
-    lets one run own a job."""
+    lets one run own a job.
+
+    Two round trips of arq's are saved per job. The claim's WATCH also sends the two reads arq
+    makes next (EXISTS of the in-progress key, ZSCORE of the job) in the same write, and answers
+    them from what came back: the same commands, in the same order, on the same connection. And
+    FINISH deletes the in-progress key itself, so arq's own delete of it afterwards (a
+    transaction of that one DEL) is answered without sending it."""
 
     _broken = False
+    claims: ArqClaims | None = None
+    _prefetched: dict[tuple[Any, ...], Any] | None = None
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        if self._broken and not self.explicit_transaction:
+            return self.immediate_execute_command(*args, **options)  # answers 1: "claimed elsewhere"
+        return super().execute_command(*args, **options)
 
     async def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
         if self._broken:
             return 1
+        prefetched = self._prefetched
+        if prefetched is not None and args in prefetched:
+            return prefetched.pop(args)
         try:
+            if self._is_claim_watch(args):
+                return await self._watch_and_read(args[1])
             return await super().immediate_execute_command(*args, **options)
         except (WatchError, RedisError, OSError) as exc:
             self._broken = True
             logging.getLogger("jobqueue.worker").warning("a claim was skipped: Redis failed while watching (%s)", exc)
             return 1
 
+    def _is_claim_watch(self, args: tuple[Any, ...]) -> bool:
+        return (
+            self.claims is not None
+            and self.claims.queue is not None
+            and not self.watching
+            and len(args) == 2
+            and args[0] == "WATCH"
+            and isinstance(args[1], str)
+            and args[1].startswith(ARQ_IN_PROGRESS_PREFIX)
+        )
 
-def make_claims_safe(pool: Any) -> None:
-    """Give arq's pool (``ctx["redis"]``) pipelines that cannot end the worker in a claim."""
+    async def _watch_and_read(self, in_progress_key: str) -> Any:
+        queue, job_id = self.claims.queue, in_progress_key[len(ARQ_IN_PROGRESS_PREFIX) :]  # type: ignore[union-attr]
+        conn = self.connection
+        if conn is None:
+            conn = self.connection = await self.connection_pool.get_connection()
+        try:
+            await conn.send_packed_command(
+                conn.pack_commands([("WATCH", in_progress_key), ("EXISTS", in_progress_key), ("ZSCORE", queue, job_id)])
+            )
+            watched = await self.parse_response(conn, "WATCH")
+            exists = await self.parse_response(conn, "EXISTS")
+            score = await self.parse_response(conn, "ZSCORE")
+        except BaseException:
+            # Replies may be left unread: the connection (and the WATCH with it) goes.
+            await conn.disconnect()
+            self.watching = False
+            raise
+        self._prefetched = {("EXISTS", in_progress_key): exists, ("ZSCORE", queue, job_id): score}
+        return watched
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        claims = self.claims
+        if claims is None:
+            return await super().execute(raise_on_error)
+        released = self._released_claim()
+        if released is not None:
+            claims.released.discard(released)
+            await self.reset()
+            return [1]
+        fetch = self._job_fetch()
+        if fetch is not None:
+            await self.reset()
+            return claims.fetched.pop(fetch)
+        claimed = self._claimed_job()
+        if claimed is None:
+            return await super().execute(raise_on_error)
+        # arq's claim (MULTI, PSETEX, EXEC) carries arq's first read of the job (GET the job,
+        # INCR and EXPIRE its try count) inside the same transaction: nothing of it happens
+        # unless the claim does, and arq's read is answered from it.
+        self.command_stack.extend((cmd, {}) for cmd in _job_fetch_commands(claimed))
+        replies = await super().execute(raise_on_error)
+        if len(claims.fetched) > FETCHED_LIMIT:  # arq never read them: a worker stopping
+            claims.fetched.clear()
+        claims.fetched[claimed] = replies[1:]
+        return replies[:1]
+
+    def _claimed_job(self) -> str | None:
+        """The job id when this is arq's claim: MULTI, PSETEX of its in-progress key, EXEC."""
+        if not (self.claims and self.claims.queue and self.explicit_transaction and len(self.command_stack) == 1):
+            return None
+        args = self.command_stack[0][0]
+        if len(args) != 4 or args[0] != "PSETEX" or not isinstance(args[1], str):
+            return None
+        return args[1][len(ARQ_IN_PROGRESS_PREFIX) :] if args[1].startswith(ARQ_IN_PROGRESS_PREFIX) else None
+
+    def _job_fetch(self) -> str | None:
+        """The job id when this is arq's first read of a job whose replies the claim fetched."""
+        if self.claims is None or not self.claims.fetched or len(self.command_stack) != 3:
+            return None
+        args = self.command_stack[0][0]
+        if len(args) != 2 or args[0] != "GET" or not isinstance(args[1], str):
+            return None
+        job_id = args[1][len(ARQ_JOB_PREFIX) :] if args[1].startswith(ARQ_JOB_PREFIX) else None
+        if job_id not in self.claims.fetched:
+            return None
+        if [cmd for cmd, _ in self.command_stack] != _job_fetch_commands(job_id):
+            return None
+        return job_id
+
+    def _released_claim(self) -> str | None:
+        """The job id when this is arq's drop of a claim FINISH has released (one DEL)."""
+        if self.claims is None or not self.claims.released or len(self.command_stack) != 1:
+            return None
+        args = self.command_stack[0][0]
+        if len(args) != 2 or args[0] != "DEL" or not isinstance(args[1], str):
+            return None
+        if not args[1].startswith(ARQ_IN_PROGRESS_PREFIX):
+            return None
+        job_id = args[1][len(ARQ_IN_PROGRESS_PREFIX) :]
+        return job_id if job_id in self.claims.released else None
+
+    async def reset(self) -> None:
+        self._prefetched = None
+        await super().reset()
+
+
+# Claims whose job arq has not read yet, at most (arq reads each at once; a stopping worker may not).
+FETCHED_LIMIT = 10_000
+
+
+def _job_fetch_commands(job_id: str) -> list[tuple[Any, ...]]:
+    """arq's first read of a job it claimed (``Worker.run_job``, abort off), as redis-py stacks it."""
+    return [
+        ("GET", ARQ_JOB_PREFIX + job_id),
+        ("INCRBY", ARQ_RETRY_PREFIX + job_id, 1),
+        ("EXPIRE", ARQ_RETRY_PREFIX + job_id, 88400),
+    ]
+
+
+def make_claims_safe(pool: Any, queue: str | None = None) -> ArqClaims:
+    """Give arq's pool (``ctx["redis"]``) pipelines that cannot end the worker in a claim, and
+    that save arq's round trips when ``queue`` (the worker's zset) is given."""
+    claims = ArqClaims(queue)
 
     def pipeline(transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
-        return ClaimSafePipeline(pool.connection_pool, pool.response_callbacks, transaction, shard_hint)
+        pipe = ClaimSafePipeline(pool.connection_pool, pool.response_callbacks, transaction, shard_hint)
+        pipe.claims = claims
+        return pipe
 
     pool.pipeline = pipeline
+    _skip_idle_probe(pool.connection_pool)
+    return claims
+
+
+def _skip_idle_probe(connection_pool: Any) -> None:
+    original = connection_pool.ensure_connection
+
+    async def ensure_connection(connection: Any) -> None:
+        parser = getattr(connection, "_parser", None)
+        reader = getattr(parser, "_reader", None)
+        stream = getattr(connection, "_reader", None)
+        if (
+            connection.is_connected
+            and reader is not None
+            and not reader.has_data()
+            and stream is not None
+            and not stream._buffer
+            and not stream.at_eof()
+        ):
+            return
+        await original(connection)
+
+    connection_pool.ensure_connection = ensure_connection

@@ -19,6 +19,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from jobqueue import _redis_errors, _scripts
+from jobqueue._arq import ArqClaims
 from jobqueue._json import dumps
 from jobqueue.constants import PROMOTE_BATCH, RECORD_RETRY_S, RETURN_BATCH
 from jobqueue.metrics import worker_metrics
@@ -66,6 +67,7 @@ class WorkerState:
         default_factory=lambda: {"completed": 0, "failed": 0, "retried": 0, "handed_back": 0, "stale": 0}
     )
     tick_task: asyncio.Task[None] | None = None
+    claims: ArqClaims | None = None  # arq's claims FINISH released (jobqueue._arq)
 
     async def call(self, script: _scripts.Script, keys: list[str], args: list[Any]) -> Any:
         """A script call that waits out Redis being away, busy or read-only for ``RECORD_RETRY_S``."""
@@ -132,6 +134,8 @@ class WorkerState:
             )
         else:
             self.counters[{"retry": "retried", "handback": "handed_back"}.get(outcome.kind, outcome.kind)] += 1
+            if self.claims is not None:  # FINISH deleted arq's in-progress key: arq's own DEL is not sent
+                self.claims.released.add(run.job_id)
         return int(code)
 
     # -- the tick --------------------------------------------------------------------------

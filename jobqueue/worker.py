@@ -87,7 +87,7 @@ def build_worker_settings(
         worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         state = WorkerState(q, opts, worker_id, ctx["redis"])
         ctx[STATE_KEY] = state
-        _arq.make_claims_safe(state.redis)
+        state.claims = _arq.make_claims_safe(state.redis, q.keys.queue)
         await warn_unless_noeviction(state.redis, q.name)
         try:
             wait = await state.tick()  # the pause flag is known before arq's first poll

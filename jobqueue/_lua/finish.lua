@@ -23,6 +23,8 @@ if owner_token ~= token then
   return -1
 end
 redis.call('HDEL', KEYS[2], id)
+-- This worker's arq claim on the job ends here (arq's own DEL of it is then not sent).
+redis.call('DEL', 'arq:in-progress:' .. id)
 local info = base .. 'info:' .. id
 
 local function drop(set, ids)
