@@ -14,6 +14,7 @@ from typing import Any
 from redis.asyncio.connection import Connection
 
 from bench.server import Admin
+from jobqueue import _pool
 
 
 def script_names() -> dict[str, str]:
@@ -56,13 +57,21 @@ def client_counting() -> Iterator[ClientCounts]:
         counts.writes += 1
         await send(self, command, check_health)
 
+    def counting_hiredis_pack(args: tuple[Any, ...]) -> bytes:
+        counts.commands[_name(args, scripts)] += 1
+        return hiredis_pack(args)
+
+    # A worker's connections pack with hiredis (jobqueue._pool), the rest with redis-py's packer.
+    hiredis_pack = _pool._hiredis_pack
     Connection.pack_command = counting_pack  # type: ignore[method-assign]
     Connection.send_packed_command = counting_send  # type: ignore[method-assign]
+    _pool._hiredis_pack = counting_hiredis_pack
     try:
         yield counts
     finally:
         Connection.pack_command = pack  # type: ignore[method-assign]
         Connection.send_packed_command = send  # type: ignore[method-assign]
+        _pool._hiredis_pack = hiredis_pack
 
 
 @dataclass

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, WatchError
 
 from jobqueue._json import loads
+from jobqueue._pool import tune_pool
 from jobqueue.constants import ARQ_IN_PROGRESS_PREFIX, ARQ_JOB_PREFIX, ARQ_RETRY_PREFIX
 from jobqueue.errors import ConfigurationError
 
@@ -26,6 +28,24 @@ ARQ_VERSION_NEEDED = "0.28"
 INVALID_JOB_KEY = "__jobqueue_invalid_job__"
 
 _verified = False
+
+# What arq 0.28 does in a claim and in its first read of a claimed job, line by line.
+_ARQ_CALLS_ANSWERED = {
+    "__init__": ["self.in_progress_timeout_s = (max_timeout or 0) + 10"],
+    "start_jobs": [
+        "await pipe.watch(in_progress_key)",
+        "ongoing_exists = await pipe.exists(in_progress_key)",
+        "score = await pipe.zscore(self.queue_name, job_id)",
+        "if ongoing_exists or not score or score > timestamp_ms():",
+        "pipe.psetex(in_progress_key, int(self.in_progress_timeout_s * 1000), b'1')",
+    ],
+    "run_job": [
+        "pipe.get(job_key_prefix + job_id)",
+        "pipe.incr(retry_key_prefix + job_id)",
+        "pipe.expire(retry_key_prefix + job_id, 88400)",
+    ],
+    "finish_job": ["tr.delete(*delete_keys)"],
+}
 
 
 def verify_arq(worker_arguments: Iterable[str]) -> None:
@@ -54,8 +74,12 @@ def verify_arq(worker_arguments: Iterable[str]) -> None:
             problems.append("arq reads the job layout differently")
     except Exception as exc:  # any failure here means the layout changed
         problems.append(f"arq cannot read jobqueue's job layout ({exc})")
-    if "await pipe.watch(in_progress_key)" not in inspect.getsource(arq.worker.Worker.start_jobs):
-        problems.append("arq's claim (Worker.start_jobs) no longer WATCHes the in-progress key")
+    # ClaimSafePipeline answers these calls of arq's from one script (claim.lua), which decides
+    # and writes as they do.
+    for method, lines in _ARQ_CALLS_ANSWERED.items():
+        source = inspect.getsource(getattr(arq.worker.Worker, method))
+        if not all(line in source for line in lines):
+            problems.append(f"arq's Worker.{method} no longer makes the calls jobqueue answers for it")
     if arq.worker.Retry().defer_score is not None:
         problems.append("arq's Retry() without a delay moves the job")
     finish = inspect.signature(arq.worker.Worker.finish_job).parameters
@@ -153,16 +177,34 @@ def install_log_filter(function: str) -> None:
 
 
 class ArqClaims:
-    """What a worker's pool pipelines know of arq's claims: the worker's queue (its zset), and the
-    jobs whose claim FINISH has already released."""
+    """What a worker's pool pipelines know of arq's claims: the worker's queue (its zset), how to
+    claim a job in one script (``claim``, set by the worker: ``WorkerState.claim``) and the TTL
+    arq gives its in-progress key, and what came back from the claims made: arq's first read of
+    each job, each run's START, and which claims FINISH has already released."""
 
-    __slots__ = ("fetched", "queue", "released")
+    __slots__ = ("claim", "claimed", "fetched", "in_progress_ms", "queue", "released", "started")
 
-    def __init__(self, queue: str | None) -> None:
+    def __init__(self, queue: str | None, in_progress_ms: int = 0) -> None:
         self.queue = queue
+        self.in_progress_ms = in_progress_ms
+        # (job id, arq's clock in ms, in-progress TTL in ms) -> (run token, CLAIM's reply)
+        self.claim: Callable[[str, int, int], Awaitable[tuple[str, list[Any]]]] | None = None
+        self.claimed: set[str] = set()  # claimed by CLAIM, until arq's MULTI/PSETEX/EXEC
         self.released: set[str] = set()
-        # job id -> the replies to arq's first read of a job it claimed, made inside the claim
-        self.fetched: dict[str, list[Any]] = {}
+        self.fetched: dict[str, list[Any]] = {}  # job id -> the replies to arq's first read of it
+        self.started: dict[str, tuple[str, Any]] = {}  # job id -> (run token, START's reply)
+
+    def take_started(self, job_id: str) -> tuple[str, Any] | None:
+        """The token and START reply of the run the claim of ``job_id`` started, once."""
+        return self.started.pop(job_id, None)
+
+    def _forget(self, job_id: str) -> None:
+        self.claimed.discard(job_id)
+        self.fetched.pop(job_id, None)
+        self.started.pop(job_id, None)
+        if len(self.fetched) > FETCHED_LIMIT or len(self.started) > FETCHED_LIMIT:
+            self.fetched.clear()  # never taken: arq stopped before running them
+            self.started.clear()
 
 
 class ClaimSafePipeline(Pipeline):
@@ -172,11 +214,13 @@ class ClaimSafePipeline(Pipeline):
     so arq skips the job this poll. A claim made without the WATCH would still be safe: START
     lets one run own a job.
 
-    Two round trips of arq's are saved per job. The claim's WATCH also sends the two reads arq
-    makes next (EXISTS of the in-progress key, ZSCORE of the job) in the same write, and answers
-    them from what came back: the same commands, in the same order, on the same connection. And
-    FINISH deletes the in-progress key itself, so arq's own delete of it afterwards (a
-    transaction of that one DEL) is answered without sending it."""
+    In a worker (``claims.claim`` set), arq's claim and its bookkeeping of a run cost one round
+    trip instead of six: at the claim's WATCH, one script (``claim.lua``) makes the claim as arq
+    would decide it, reads the job as arq does next, and STARTs our run; arq's EXISTS and ZSCORE,
+    its MULTI/PSETEX/EXEC and its first read of the job are answered from the reply, and the
+    wrapper takes START's. FINISH deletes the in-progress key itself, so arq's own delete of it
+    afterwards (a transaction of that one DEL) is answered without sending it. Anything that is
+    not arq 0.28's exact call goes to Redis as it is."""
 
     _broken = False
     claims: ArqClaims | None = None
@@ -195,7 +239,7 @@ class ClaimSafePipeline(Pipeline):
             return prefetched.pop(args)
         try:
             if self._is_claim_watch(args):
-                return await self._watch_and_read(args[1])
+                return await self._claim(args[1])
             return await super().immediate_execute_command(*args, **options)
         except (WatchError, RedisError, OSError) as exc:
             self._broken = True
@@ -205,7 +249,7 @@ class ClaimSafePipeline(Pipeline):
     def _is_claim_watch(self, args: tuple[Any, ...]) -> bool:
         return (
             self.claims is not None
-            and self.claims.queue is not None
+            and self.claims.claim is not None
             and not self.watching
             and len(args) == 2
             and args[0] == "WATCH"
@@ -213,25 +257,22 @@ class ClaimSafePipeline(Pipeline):
             and args[1].startswith(ARQ_IN_PROGRESS_PREFIX)
         )
 
-    async def _watch_and_read(self, in_progress_key: str) -> Any:
-        queue, job_id = self.claims.queue, in_progress_key[len(ARQ_IN_PROGRESS_PREFIX) :]  # type: ignore[union-attr]
-        conn = self.connection
-        if conn is None:
-            conn = self.connection = await self.connection_pool.get_connection()
-        try:
-            await conn.send_packed_command(
-                conn.pack_commands([("WATCH", in_progress_key), ("EXISTS", in_progress_key), ("ZSCORE", queue, job_id)])
-            )
-            watched = await self.parse_response(conn, "WATCH")
-            exists = await self.parse_response(conn, "EXISTS")
-            score = await self.parse_response(conn, "ZSCORE")
-        except BaseException:
-            # Replies may be left unread: the connection (and the WATCH with it) goes.
-            await conn.disconnect()
-            self.watching = False
-            raise
-        self._prefetched = {("EXISTS", in_progress_key): exists, ("ZSCORE", queue, job_id): score}
-        return watched
+    async def _claim(self, in_progress_key: str) -> bool:
+        claims = self.claims
+        assert claims is not None and claims.claim is not None
+        job_id = in_progress_key[len(ARQ_IN_PROGRESS_PREFIX) :]
+        claims._forget(job_id)
+        token, reply = await claims.claim(job_id, int(time.time() * 1000), claims.in_progress_ms)
+        # arq's next two reads go to immediate_execute_command while it "watches": answered here.
+        self.watching = True
+        score = float(reply[1]) if reply[1] is not None else None
+        self._prefetched = {("EXISTS", in_progress_key): int(reply[0]), ("ZSCORE", claims.queue, job_id): score}
+        if len(reply) > 2:
+            claims.claimed.add(job_id)
+            claims.fetched[job_id] = [reply[2], int(reply[3]), True]
+            if reply[4] is not None:  # not one of arq's cron jobs
+                claims.started[job_id] = (token, reply[4])
+        return True
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
         claims = self.claims
@@ -247,21 +288,32 @@ class ClaimSafePipeline(Pipeline):
             await self.reset()
             return claims.fetched.pop(fetch)
         claimed = self._claimed_job()
-        if claimed is None:
+        if claimed is None or claims.claim is None:
             return await super().execute(raise_on_error)
-        # arq's claim (MULTI, PSETEX, EXEC) carries arq's first read of the job (GET the job,
-        # INCR and EXPIRE its try count) inside the same transaction: nothing of it happens
-        # unless the claim does, and arq's read is answered from it.
-        self.command_stack.extend((cmd, {}) for cmd in _job_fetch_commands(claimed))
-        replies = await super().execute(raise_on_error)
-        if len(claims.fetched) > FETCHED_LIMIT:  # arq never read them: a worker stopping
-            claims.fetched.clear()
-        claims.fetched[claimed] = replies[1:]
-        return replies[:1]
+        ttl_ms = int(self.command_stack[0][0][2])
+        await self.reset()
+        if claimed not in claims.claimed:
+            # CLAIM did not claim it (arq's clock moved past the job's due time since): skip it
+            # as arq skips a claim lost to another worker; the next poll claims it.
+            claims._forget(claimed)
+            raise WatchError("the job was not claimed by the claim script")
+        claims.claimed.discard(claimed)
+        if ttl_ms != claims.in_progress_ms:  # arq's in-progress TTL, learnt if it differs
+            claims.in_progress_ms = ttl_ms
+            await self._pexpire(in_progress_key_of(claimed), ttl_ms)
+        return [True]
+
+    async def _pexpire(self, key: str, ttl_ms: int) -> None:
+        conn = await self.connection_pool.get_connection()
+        try:
+            await conn.send_command("PEXPIRE", key, ttl_ms)
+            await conn.read_response()
+        finally:
+            await self.connection_pool.release(conn)
 
     def _claimed_job(self) -> str | None:
         """The job id when this is arq's claim: MULTI, PSETEX of its in-progress key, EXEC."""
-        if not (self.claims and self.claims.queue and self.explicit_transaction and len(self.command_stack) == 1):
+        if not (self.claims and self.explicit_transaction and len(self.command_stack) == 1):
             return None
         args = self.command_stack[0][0]
         if len(args) != 4 or args[0] != "PSETEX" or not isinstance(args[1], str):
@@ -296,26 +348,30 @@ class ClaimSafePipeline(Pipeline):
 
     async def reset(self) -> None:
         self._prefetched = None
+        if self.connection is None:
+            self.watching = False  # the claim's "watch" was CLAIM's: nothing to UNWATCH
         await super().reset()
 
 
-# Claims whose job arq has not read yet, at most (arq reads each at once; a stopping worker may not).
+# Claims whose job arq has not read (or run) yet, at most: arq runs each at once; a stopping
+# worker may not.
 FETCHED_LIMIT = 10_000
+
+
+def in_progress_key_of(job_id: str) -> str:
+    return ARQ_IN_PROGRESS_PREFIX + job_id
 
 
 def _job_fetch_commands(job_id: str) -> list[tuple[Any, ...]]:
     """arq's first read of a job it claimed (``Worker.run_job``, abort off), as redis-py stacks it."""
-    return [
-        ("GET", ARQ_JOB_PREFIX + job_id),
-        ("INCRBY", ARQ_RETRY_PREFIX + job_id, 1),
-        ("EXPIRE", ARQ_RETRY_PREFIX + job_id, 88400),
-    ]
+    retry = ARQ_RETRY_PREFIX + job_id
+    return [("GET", ARQ_JOB_PREFIX + job_id), ("INCRBY", retry, 1), ("EXPIRE", retry, 88400)]
 
 
-def make_claims_safe(pool: Any, queue: str | None = None) -> ArqClaims:
+def make_claims_safe(pool: Any, queue: str | None = None, in_progress_ms: int = 0) -> ArqClaims:
     """Give arq's pool (``ctx["redis"]``) pipelines that cannot end the worker in a claim, and
-    that save arq's round trips when ``queue`` (the worker's zset) is given."""
-    claims = ArqClaims(queue)
+    that save arq's round trips once the worker sets ``claims.claim``."""
+    claims = ArqClaims(queue, in_progress_ms)
 
     def pipeline(transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         pipe = ClaimSafePipeline(pool.connection_pool, pool.response_callbacks, transaction, shard_hint)
@@ -323,26 +379,5 @@ def make_claims_safe(pool: Any, queue: str | None = None) -> ArqClaims:
         return pipe
 
     pool.pipeline = pipeline
-    _skip_idle_probe(pool.connection_pool)
+    tune_pool(pool.connection_pool)
     return claims
-
-
-def _skip_idle_probe(connection_pool: Any) -> None:
-    original = connection_pool.ensure_connection
-
-    async def ensure_connection(connection: Any) -> None:
-        parser = getattr(connection, "_parser", None)
-        reader = getattr(parser, "_reader", None)
-        stream = getattr(connection, "_reader", None)
-        if (
-            connection.is_connected
-            and reader is not None
-            and not reader.has_data()
-            and stream is not None
-            and not stream._buffer
-            and not stream.at_eof()
-        ):
-            return
-        await original(connection)
-
-    connection_pool.ensure_connection = ensure_connection

@@ -51,13 +51,15 @@ def retry_delay(exc: BaseException, attempt: int, options: QueueOptions) -> floa
     )
 
 
-async def _own(state: WorkerState, job_id: str, token: str) -> list[int] | None:
-    """START, holding arq's claim while the queue is paused or the job is not quite due (a clock
-    ahead of Redis'), never longer than the job timeout: arq's own timeout must not fire."""
+async def _own(state: WorkerState, job_id: str, token: str, reply: list[int] | None) -> list[int] | None:
+    """START (``reply`` when arq's claim already made it), holding arq's claim while the queue is
+    paused or the job is not quite due (a clock ahead of Redis'), never longer than the job
+    timeout: arq's own timeout must not fire."""
     loop = asyncio.get_running_loop()
     hold_until = loop.time() + min(state.options.timeout, 30.0)
     while True:
-        reply = await state.start(job_id, token)
+        if reply is None:
+            reply = await state.start(job_id, token)
         code = int(reply[0])
         if code in (1, 4):
             return reply
@@ -75,9 +77,11 @@ async def _own(state: WorkerState, job_id: str, token: str) -> list[int] | None:
                 async with asyncio.timeout(min(remaining, 1.0)):
                     await state.resumed.wait()
             except TimeoutError:
+                reply = None
                 continue
             return None
         await asyncio.sleep(min(int(reply[1]) / 1000, remaining, 1.0))
+        reply = None
 
 
 def make_job_function(handler: Handler, payload_model: type[BaseModel]) -> Callable[..., Awaitable[None]]:
@@ -86,9 +90,10 @@ def make_job_function(handler: Handler, payload_model: type[BaseModel]) -> Calla
     async def run_job(ctx: dict[str, Any], payload: dict[str, Any], priority: int = 0) -> None:
         state: WorkerState = ctx[STATE_KEY]
         job_id = ctx["job_id"]
-        token = secrets.token_hex(8)
+        started = state.claims.take_started(job_id) if state.claims is not None else None
+        token, reply = started if started is not None else (secrets.token_hex(8), None)
         try:
-            reply = await _own(state, job_id, token)
+            reply = await _own(state, job_id, token, reply)
         except (RedisError, OSError) as exc:
             # Never let an error escape to arq, which would delete the job: it stays queued.
             logger.warning("%s: could not start %s (%s); it stays queued", state.queue.name, job_id, exc)

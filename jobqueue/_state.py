@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import socket
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,14 @@ from redis.exceptions import RedisError
 from jobqueue import _redis_errors, _scripts
 from jobqueue._arq import ArqClaims
 from jobqueue._json import dumps
-from jobqueue.constants import PROMOTE_BATCH, RECORD_RETRY_S, RETURN_BATCH
+from jobqueue.constants import (
+    ARQ_IN_PROGRESS_PREFIX,
+    ARQ_JOB_PREFIX,
+    ARQ_RETRY_PREFIX,
+    PROMOTE_BATCH,
+    RECORD_RETRY_S,
+    RETURN_BATCH,
+)
 from jobqueue.metrics import worker_metrics
 from jobqueue.options import QueueOptions
 from jobqueue.queue import Queue
@@ -86,13 +94,32 @@ class WorkerState:
 
     # -- START and FINISH ------------------------------------------------------------------
 
-    async def start(self, job_id: str, token: str) -> list[int]:
+    def _start_call(self, job_id: str, token: str) -> tuple[list[str], list[Any]]:
         k, o = self.queue.keys, self.options
-        return await self.call(
-            _scripts.START,
-            [k.queue, k.active, k.paused],
-            [k.base, job_id, self.worker_id, token, int(o.worker_lease * 1000), o.attempts],
+        return [k.queue, k.active, k.paused], [
+            k.base,
+            job_id,
+            self.worker_id,
+            token,
+            int(o.worker_lease * 1000),
+            o.attempts,
+        ]
+
+    async def start(self, job_id: str, token: str) -> list[int]:
+        return await self.call(_scripts.START, *self._start_call(job_id, token))
+
+    async def claim(self, job_id: str, arq_now_ms: int, in_progress_ms: int) -> tuple[str, list[Any]]:
+        """arq's claim of ``job_id``, its first read of the job and START, in one script
+        (``claim.lua``, answered to arq by ``jobqueue._arq.ClaimSafePipeline``): a fresh run
+        token and the script's reply."""
+        token = secrets.token_hex(8)
+        k, o = self.queue.keys, self.options
+        keys = [ARQ_IN_PROGRESS_PREFIX + job_id, k.queue, ARQ_JOB_PREFIX + job_id, ARQ_RETRY_PREFIX + job_id]
+        args = [arq_now_ms, in_progress_ms, k.base, job_id, self.worker_id, token, int(o.worker_lease * 1000)]
+        reply = await _scripts.CLAIM(
+            self.redis, [*keys, k.active, k.paused], [*args, o.attempts, self.queue.name + ":"]
         )
+        return token, reply
 
     async def finish(self, run: Run, outcome: Outcome) -> int:
         """Record how ``run`` ended; -1 when the run no longer owned its job (nothing changed)."""

@@ -80,6 +80,9 @@ def build_worker_settings(
     # arq's timeout is final (it deletes the job), so it must never fire before ours has been
     # handled: ours, the cancel grace, START and FINISH each waiting out Redis, and a margin.
     arq_timeout = opts.timeout + opts.cancel_grace + 2 * RECORD_RETRY_S + ARQ_TIMEOUT_MARGIN_S
+    # The TTL arq gives its in-progress key (Worker.__init__: the longest function timeout + 10 s),
+    # which our one-script claim sets in its place (jobqueue._arq).
+    in_progress_ms = int((max([arq_timeout, *(c.timeout_s or arq_timeout for c in cron_jobs)]) + 10) * 1000)
 
     async def startup(ctx: dict[str, Any]) -> None:
         _arq.install_log_filter(q.function)
@@ -87,7 +90,8 @@ def build_worker_settings(
         worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         state = WorkerState(q, opts, worker_id, ctx["redis"])
         ctx[STATE_KEY] = state
-        state.claims = _arq.make_claims_safe(state.redis, q.keys.queue)
+        state.claims = _arq.make_claims_safe(state.redis, q.keys.queue, in_progress_ms)
+        state.claims.claim = state.claim
         await warn_unless_noeviction(state.redis, q.name)
         try:
             wait = await state.tick()  # the pause flag is known before arq's first poll

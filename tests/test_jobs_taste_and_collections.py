@@ -216,7 +216,7 @@ async def test_the_largest_valid_request_groups_inside_the_lease_while_the_loop_
     assert elapsed < DEFAULT_WORKER_LEASE_S
 
 
-async def test_cron_job_is_registered_daily_and_enqueues_the_three_surfaces(store, monkeypatch):
+async def test_cron_job_is_registered_daily_and_enqueues_the_three_surfaces(store, monkeypatch, redis_client):
     monkeypatch.setenv("COLLECTIONS_CRON_HOUR", "5")
     settings = collections_settings()
     (cron_job,) = settings.cron_jobs
@@ -235,3 +235,8 @@ async def test_cron_job_is_registered_daily_and_enqueues_the_three_surfaces(stor
         f"curated-collections:{s}:{today}" for s in ("home", "discovery", "occasion")
     )
     assert {j.payload["triggered_by"] for j in waiting} == {"scheduled"}
+    # arq ran its cron job itself: the claim that also STARTs our runs left it alone.
+    queue = jobqueue.curated_collections_queue
+    assert (await queue.get_job_counts())["active"] == 0
+    assert await redis_client.hlen(queue.keys.active) == 0
+    assert [k async for k in redis_client.scan_iter(f"{queue.keys.base}info:cron:*")] == []

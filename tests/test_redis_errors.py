@@ -153,6 +153,23 @@ def test_a_mismatched_arq_stops_the_worker_with_the_version_it_needs(monkeypatch
         _arq.verify_arq(["queue_name"])
 
 
+def test_an_arq_whose_claim_changed_stops_the_worker(monkeypatch):
+    # jobqueue answers arq's claim calls from one script: a claim that reads or decides
+    # differently must not be answered as 0.28's.
+    import arq.worker
+
+    from jobqueue import _arq
+    from jobqueue.errors import ConfigurationError
+
+    async def start_jobs(self, job_ids):  # a claim without the score check
+        pass
+
+    monkeypatch.setattr(_arq, "_verified", False)
+    monkeypatch.setattr(arq.worker.Worker, "start_jobs", start_jobs)
+    with pytest.raises(ConfigurationError, match=r"arq's Worker.start_jobs no longer makes the calls jobqueue answers"):
+        _arq.verify_arq(["queue_name"])
+
+
 async def test_workers_report_their_true_counts_and_heartbeat(redis_client):
     # arq's own health line counts every run as "retried" (each run ends with Retry(), so arq
     # leaves the job to our scripts): the true figures of each worker are in get_workers().

@@ -39,6 +39,10 @@ __all__ = [
 MAX_ERROR_CHARS: Final = 2000
 # Connection-level failures worth a retry; anything else (a bug, a constraint) is raised as is.
 _TRANSIENT: Final = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
+# The bulk reads, with the ids bound as one expanding parameter: compiled once and cached, where a
+# literal list was coerced element by element and compiled anew for each group.
+_PRODUCTS_BY_IDS: Final = select(t.products).where(t.products.c.id.in_(bindparam("ids", expanding=True)))
+_PRODUCT_IDS_IN: Final = select(t.products.c.id).where(t.products.c.id.in_(bindparam("ids", expanding=True)))
 
 
 class Store(Protocol):
@@ -189,7 +193,7 @@ class SqlStore:
     async def get_products(self, ids: Sequence[str]) -> dict[str, ProductRecord]:
         """The products of ``ids`` that exist, by id."""
         async with self._tx() as conn:
-            rows = (await conn.execute(select(t.products).where(t.products.c.id.in_(list(ids))))).mappings().all()
+            rows = (await conn.execute(_PRODUCTS_BY_IDS, {"ids": list(ids)})).mappings().all()
         return {row["id"]: ProductRecord.model_validate(dict(row)) for row in rows}
 
     async def save_product_embeddings(self, rows: Sequence[tuple[str, Sequence[float], str, str]]) -> set[str]:
@@ -209,7 +213,7 @@ class SqlStore:
         )
         now = _now()
         async with self._tx() as conn:
-            found = set((await conn.execute(select(c.id).where(c.id.in_(ids)))).scalars())
+            found = set((await conn.execute(_PRODUCT_IDS_IN, {"ids": ids})).scalars())
             params = [
                 {"b_id": id, "b_embedding": list(vector), "b_text_hash": digest, "b_model": model, "b_updated_at": now}
                 for id, vector, digest, model in rows

@@ -83,3 +83,30 @@ local function return_run(queue, active, seq, completed, failed, base, id, now, 
   end
   place_rerun(queue, seq, completed, failed, base, id, now, K)
 end
+
+-- START: a worker that arq gave a job asks to own its run (start.lua; claim.lua runs it inside
+-- arq's claim). The job gets an owner and a lease, and is parked in arq's queue zset at PARKED +
+-- the lease's expiry, where no worker can claim it again, whatever becomes of arq's in-progress
+-- key. Returns {1, attempt, now}: run it; {4, attempts made, now}: every attempt was used by runs
+-- that never reported back, fail it; {0}: the job is gone or owned; {2}: paused; {3, ms}: not due.
+local function start_run(queue, active, paused, base, id, worker, token, lease, allowed)
+  local score = redis.call('ZSCORE', queue, id)
+  if not score or tonumber(score) >= PARKED then
+    return {0}
+  end
+  if redis.call('EXISTS', paused) == 1 then
+    return {2}
+  end
+  local now = redis_now()
+  if tonumber(score) > now then
+    return {3, math.ceil(tonumber(score) - now)}
+  end
+  redis.call('ZADD', queue, 'XX', lease_score(now + lease), id)
+  redis.call('HSET', active, id, worker .. '|' .. token .. '|' .. now .. '|' .. score)
+  local info = base .. 'info:' .. id
+  local made = tonumber(redis.call('HGET', info, 'attempts') or '0')
+  if made >= allowed then
+    return {4, made, now}
+  end
+  return {1, redis.call('HINCRBY', info, 'attempts', 1), now}
+end
