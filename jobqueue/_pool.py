@@ -2,7 +2,8 @@
 
 redis-py's asyncio connections pack every command in Python and, each time one is taken from the
 pool, probe it with a zero-timeout read, which costs an extra event-loop turn per command. In a
-worker that is CPU-bound on its Redis calls, the two came to about a fifth of its time:
+worker that is CPU-bound on its Redis calls (the batched embedding benchmark's), each of the two
+cost about 7% of its throughput:
 
 - commands are packed by hiredis (C), as redis-py's synchronous connections already do; anything
   hiredis does not take (a memoryview, an invalid type, a multi-word command name) goes to
