@@ -251,10 +251,7 @@ class ClaimSafePipeline(Pipeline):
             self.claims is not None
             and self.claims.claim is not None
             and not self.watching
-            and len(args) == 2
-            and args[0] == "WATCH"
-            and isinstance(args[1], str)
-            and args[1].startswith(ARQ_IN_PROGRESS_PREFIX)
+            and _job_id_in(args, "WATCH", 2, ARQ_IN_PROGRESS_PREFIX) is not None
         )
 
     async def _claim(self, in_progress_key: str) -> bool:
@@ -290,7 +287,7 @@ class ClaimSafePipeline(Pipeline):
         claimed = self._claimed_job()
         if claimed is None or claims.claim is None:
             return await super().execute(raise_on_error)
-        ttl_ms = int(self.command_stack[0][0][2])
+        _, in_progress_key, ttl_ms, _ = self.command_stack[0][0]
         await self.reset()
         if claimed not in claims.claimed:
             # CLAIM did not claim it (arq's clock moved past the job's due time since): skip it
@@ -300,7 +297,7 @@ class ClaimSafePipeline(Pipeline):
         claims.claimed.discard(claimed)
         if ttl_ms != claims.in_progress_ms:  # arq's in-progress TTL, learnt if it differs
             claims.in_progress_ms = ttl_ms
-            await self._pexpire(in_progress_key_of(claimed), ttl_ms)
+            await self._pexpire(in_progress_key, ttl_ms)
         return [True]
 
     async def _pexpire(self, key: str, ttl_ms: int) -> None:
@@ -315,22 +312,14 @@ class ClaimSafePipeline(Pipeline):
         """The job id when this is arq's claim: MULTI, PSETEX of its in-progress key, EXEC."""
         if not (self.claims and self.explicit_transaction and len(self.command_stack) == 1):
             return None
-        args = self.command_stack[0][0]
-        if len(args) != 4 or args[0] != "PSETEX" or not isinstance(args[1], str):
-            return None
-        return args[1][len(ARQ_IN_PROGRESS_PREFIX) :] if args[1].startswith(ARQ_IN_PROGRESS_PREFIX) else None
+        return _job_id_in(self.command_stack[0][0], "PSETEX", 4, ARQ_IN_PROGRESS_PREFIX)
 
     def _job_fetch(self) -> str | None:
         """The job id when this is arq's first read of a job whose replies the claim fetched."""
         if self.claims is None or not self.claims.fetched or len(self.command_stack) != 3:
             return None
-        args = self.command_stack[0][0]
-        if len(args) != 2 or args[0] != "GET" or not isinstance(args[1], str):
-            return None
-        job_id = args[1][len(ARQ_JOB_PREFIX) :] if args[1].startswith(ARQ_JOB_PREFIX) else None
-        if job_id not in self.claims.fetched:
-            return None
-        if [cmd for cmd, _ in self.command_stack] != _job_fetch_commands(job_id):
+        job_id = _job_id_in(self.command_stack[0][0], "GET", 2, ARQ_JOB_PREFIX)
+        if job_id not in self.claims.fetched or [cmd for cmd, _ in self.command_stack] != _job_fetch_commands(job_id):
             return None
         return job_id
 
@@ -338,12 +327,7 @@ class ClaimSafePipeline(Pipeline):
         """The job id when this is arq's drop of a claim FINISH has released (one DEL)."""
         if self.claims is None or not self.claims.released or len(self.command_stack) != 1:
             return None
-        args = self.command_stack[0][0]
-        if len(args) != 2 or args[0] != "DEL" or not isinstance(args[1], str):
-            return None
-        if not args[1].startswith(ARQ_IN_PROGRESS_PREFIX):
-            return None
-        job_id = args[1][len(ARQ_IN_PROGRESS_PREFIX) :]
+        job_id = _job_id_in(self.command_stack[0][0], "DEL", 2, ARQ_IN_PROGRESS_PREFIX)
         return job_id if job_id in self.claims.released else None
 
     async def reset(self) -> None:
@@ -358,8 +342,11 @@ class ClaimSafePipeline(Pipeline):
 FETCHED_LIMIT = 10_000
 
 
-def in_progress_key_of(job_id: str) -> str:
-    return ARQ_IN_PROGRESS_PREFIX + job_id
+def _job_id_in(args: tuple[Any, ...], name: str, parts: int, prefix: str) -> str | None:
+    """The job id when ``args`` is the command ``name`` of ``parts`` parts on a ``prefix`` key."""
+    if len(args) != parts or args[0] != name or not isinstance(args[1], str) or not args[1].startswith(prefix):
+        return None
+    return args[1][len(prefix) :]
 
 
 def _job_fetch_commands(job_id: str) -> list[tuple[Any, ...]]:

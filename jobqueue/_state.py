@@ -75,7 +75,7 @@ class WorkerState:
         default_factory=lambda: {"completed": 0, "failed": 0, "retried": 0, "handed_back": 0, "stale": 0}
     )
     tick_task: asyncio.Task[None] | None = None
-    claims: ArqClaims | None = None  # arq's claims FINISH released (jobqueue._arq)
+    claims: ArqClaims | None = None  # what arq's claims carried and FINISH released (jobqueue._arq)
 
     async def call(self, script: _scripts.Script, keys: list[str], args: list[Any]) -> Any:
         """A script call that waits out Redis being away, busy or read-only for ``RECORD_RETRY_S``."""
@@ -94,19 +94,13 @@ class WorkerState:
 
     # -- START and FINISH ------------------------------------------------------------------
 
-    def _start_call(self, job_id: str, token: str) -> tuple[list[str], list[Any]]:
-        k, o = self.queue.keys, self.options
-        return [k.queue, k.active, k.paused], [
-            k.base,
-            job_id,
-            self.worker_id,
-            token,
-            int(o.worker_lease * 1000),
-            o.attempts,
-        ]
-
     async def start(self, job_id: str, token: str) -> list[int]:
-        return await self.call(_scripts.START, *self._start_call(job_id, token))
+        k, o = self.queue.keys, self.options
+        return await self.call(
+            _scripts.START,
+            [k.queue, k.active, k.paused],
+            [k.base, job_id, self.worker_id, token, int(o.worker_lease * 1000), o.attempts],
+        )
 
     async def claim(self, job_id: str, arq_now_ms: int, in_progress_ms: int) -> tuple[str, list[Any]]:
         """arq's claim of ``job_id``, its first read of the job and START, in one script
@@ -114,12 +108,18 @@ class WorkerState:
         token and the script's reply."""
         token = secrets.token_hex(8)
         k, o = self.queue.keys, self.options
-        keys = [ARQ_IN_PROGRESS_PREFIX + job_id, k.queue, ARQ_JOB_PREFIX + job_id, ARQ_RETRY_PREFIX + job_id]
-        args = [arq_now_ms, in_progress_ms, k.base, job_id, self.worker_id, token, int(o.worker_lease * 1000)]
-        reply = await _scripts.CLAIM(
-            self.redis, [*keys, k.active, k.paused], [*args, o.attempts, self.queue.name + ":"]
-        )
-        return token, reply
+        keys = [
+            ARQ_IN_PROGRESS_PREFIX + job_id,
+            k.queue,
+            ARQ_JOB_PREFIX + job_id,
+            ARQ_RETRY_PREFIX + job_id,
+            k.active,
+            k.paused,
+        ]
+        lease_ms = int(o.worker_lease * 1000)
+        id_prefix = self.queue.name + ":"  # only the queue's own jobs are STARTed, not arq's cron jobs
+        args = [arq_now_ms, in_progress_ms, k.base, job_id, self.worker_id, token, lease_ms, o.attempts, id_prefix]
+        return token, await _scripts.CLAIM(self.redis, keys, args)
 
     async def finish(self, run: Run, outcome: Outcome) -> int:
         """Record how ``run`` ended; -1 when the run no longer owned its job (nothing changed)."""

@@ -21,7 +21,7 @@ from jobqueue import product_embedding_queue as embeddings
 from jobqueue._arq import make_claims_safe
 from jobqueue._state import WorkerState
 from jobqueue.options import queue_options
-from tests.support.private_valkey import busy_script, private_valkey
+from tests.support.private_valkey import busy_script, is_busy, private_valkey
 from tests.support.waiting import wait_for
 from tests.support.workers import counts, run_burst, runs, settings_for
 
@@ -152,27 +152,13 @@ async def test_a_claim_meeting_a_busy_redis_is_skipped():
         make_claims_safe(client, QUEUE, TTL_MS).claim = state.claim
         busy = asyncio.create_task(asyncio.to_thread(busy_script, server.connection_url, 1.0))
         try:
-            await wait_for(lambda: _is_busy(server.connection_url), what="the server to be busy")
+            await wait_for(lambda: is_busy(server.connection_url), what="the server to be busy")
             assert await _claim(client, "product-embedding:p1") == (1, 1, None)  # "claimed elsewhere"
         finally:
             await busy
         assert await client.set("after", "ok") is True
         assert await client.get("after") == b"ok"
         await client.aclose()
-
-
-async def _is_busy(url):
-    def ping():
-        probe = redis.Redis.from_url(url, socket_timeout=2)
-        try:
-            probe.get("probe")
-            return False
-        except redis.ResponseError as exc:
-            return "busy" in str(exc).lower()
-        finally:
-            probe.close()
-
-    return await asyncio.to_thread(ping)
 
 
 async def test_a_pooled_connection_with_unread_data_is_replaced_before_use(pool):

@@ -15,7 +15,7 @@ from jobqueue import RedisCommandError, RedisUnavailableError
 from jobqueue import product_embedding_queue as embeddings
 from jobqueue.settings import get_settings
 from jobqueue.worker import warn_unless_noeviction
-from tests.support.private_valkey import busy_script, private_valkey
+from tests.support.private_valkey import busy_script, is_busy, private_valkey
 from tests.support.waiting import ROOT, WorkerProcess, wait_for
 from tests.support.workers import runs
 
@@ -31,32 +31,18 @@ def use_url(monkeypatch):
     return use
 
 
-async def test_an_enqueue_during_a_long_script_says_redis_is_busy(use_url):
+async def test_an_enqueue_during_a_long_script_says_redisis_busy(use_url):
     with private_valkey(busy_reply_threshold=100) as server:
         use_url(server.connection_url)
         busy = asyncio.create_task(asyncio.to_thread(busy_script, server.connection_url, 1.5))
         try:
-            await wait_for(lambda: _is_busy(server.connection_url), what="the server to be busy")
+            await wait_for(lambda: is_busy(server.connection_url), what="the server to be busy")
             with pytest.raises(RedisUnavailableError, match="busy running a long script"):
                 await jobqueue.enqueue_product_embedding("p1")
         finally:
             await busy
         assert (await jobqueue.enqueue_product_embedding("p1")).created
         await jobqueue.close_queues()
-
-
-async def _is_busy(url: str) -> bool:
-    def ping() -> bool:
-        client = redis.Redis.from_url(url, socket_timeout=2)
-        try:
-            client.get("jq:probe")
-            return False
-        except redis.ResponseError as exc:
-            return "busy" in str(exc).lower()
-        finally:
-            client.close()
-
-    return await asyncio.to_thread(ping)
 
 
 async def test_a_worker_rides_out_a_long_script_and_loses_no_job(use_url, monkeypatch):
@@ -209,7 +195,7 @@ async def test_a_claim_that_meets_a_busy_redis_skips_the_job_instead_of_ending_t
         async with pool.pipeline(transaction=True) as pipe:
             await pipe.watch("arq:in-progress:j")
             busy = asyncio.create_task(asyncio.to_thread(busy_script, server.connection_url, 1.0))
-            await wait_for(lambda: _is_busy(server.connection_url), what="the server to be busy")
+            await wait_for(lambda: is_busy(server.connection_url), what="the server to be busy")
             assert await pipe.exists("arq:in-progress:j") == 1  # "claimed elsewhere": skip it
             assert await pipe.zscore("q", "j") == 1
             await busy

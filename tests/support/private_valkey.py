@@ -3,6 +3,7 @@ a long script (BUSY), a read-only replica, out of memory, an eviction policy."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,3 +36,19 @@ def busy_script(url: str, seconds: float) -> None:
         )
     finally:
         client.close()
+
+
+async def is_busy(url: str) -> bool:
+    """Whether the server at ``url`` answers BUSY (it is inside a long script)."""
+
+    def ping() -> bool:
+        client = redis.Redis.from_url(url, socket_timeout=2)
+        try:
+            client.get("jq:probe")
+            return False
+        except redis.ResponseError as exc:
+            return "busy" in str(exc).lower()
+        finally:
+            client.close()
+
+    return await asyncio.to_thread(ping)
