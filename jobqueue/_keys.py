@@ -19,8 +19,18 @@ class QueueKeys:
 
     @property
     def queue(self) -> str:
-        """arq's queue zset (the ``queue_name`` the workers poll)."""
+        """The queue zset: waiting, delayed and (parked) running jobs."""
         return self.base + "queue"
+
+    @property
+    def marker(self) -> str:
+        """Where the scripts that make a job ready wake the queue's idle workers (BZPOPMIN)."""
+        return self.base + "marker"
+
+    @property
+    def cron(self) -> str:
+        """arq's own queue zset for the worker's arq cron jobs (the ``queue_name`` arq polls)."""
+        return self.base + "cron"
 
     @property
     def active(self) -> str:

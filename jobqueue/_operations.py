@@ -32,8 +32,12 @@ class QueueOperations:
             await get_redis().set(self.keys.paused, b"1")
 
     async def resume(self) -> None:
+        """Let workers start this queue's jobs again, in priority order; idle workers wake at once."""
         async with redis_errors():
-            await get_redis().delete(self.keys.paused)
+            async with get_redis().pipeline(transaction=True) as pipe:
+                pipe.delete(self.keys.paused)
+                pipe.zadd(self.keys.marker, {"m": 0})
+                await pipe.execute()
 
     async def is_paused(self) -> bool:
         async with redis_errors():
@@ -88,7 +92,9 @@ class QueueOperations:
         k = self.keys
         self.own_id(job_id)
         async with redis_errors():
-            code = await _scripts.PROMOTE(get_redis(), [k.queue, k.active, k.seq], [job_id, self.default_priority])
+            code = await _scripts.PROMOTE(
+                get_redis(), [k.queue, k.active, k.seq], [job_id, self.default_priority, k.base]
+            )
         if code == 0:
             raise JobNotFoundError(f"job {job_id} not found in queue {self.name}")
         if code == -1:

@@ -18,8 +18,12 @@ from jobqueue.settings import get_settings, redact_url
 logger = logging.getLogger("jobqueue.worker")
 
 # A worker rides out a Redis restart, a failover or a long script: each command is retried with
-# backoff for about 20 s before the worker gives up and exits non-zero.
+# backoff for about 20 s before the worker gives up and exits non-zero. A command that gets no
+# answer within JOBQUEUE_REDIS_TIMEOUT is not re-sent by redis-py (that would multiply the wait):
+# jobqueue's own calls retry it within the same 20 s, and CLAIM and FINISH answer a re-send as the
+# first call (jobqueue._state).
 COMMAND_RETRIES = 10
+_NOT_RETRIED = (_redis_errors.RedisTimeoutError, TimeoutError)
 # At start-up a worker says at once when Redis does not answer, and probes it this often until
 # JOBQUEUE_REDIS_STARTUP_WAIT has passed; then it exits.
 STARTUP_PROBE_INTERVAL_S = 1.0
@@ -46,7 +50,7 @@ def redis_settings_from_url(url: str, timeout: float) -> RedisSettings:
         conn_retry_delay=1,
         # OSError too: redis-py 5 retries a failed connect only for errors in this list, and a
         # refused connection reaches it as a bare ConnectionRefusedError.
-        retry_on_error=list(_redis_errors.WORKER_TRANSIENT),
+        retry_on_error=[e for e in _redis_errors.WORKER_TRANSIENT if e not in _NOT_RETRIED],
         retry=Retry(ExponentialBackoff(cap=3.0, base=0.1), COMMAND_RETRIES),
     )
 
@@ -84,6 +88,16 @@ def wait_for_redis(url: str, timeout: float, wait: float) -> None:
             return
         finally:
             client.close()
+
+
+def bound_reads(connection_pool: Any) -> None:
+    """Give a worker's pool (arq makes it without one) a read timeout of JOBQUEUE_REDIS_TIMEOUT:
+    a Redis that stops answering without closing the connection then fails the command in bounded
+    time instead of hanging the worker."""
+    timeout = get_settings().redis_timeout
+    connection_pool.connection_kwargs["socket_timeout"] = timeout
+    for connection in [*connection_pool._available_connections, *connection_pool._in_use_connections]:
+        connection.socket_timeout = timeout
 
 
 class LazyRedisSettings:

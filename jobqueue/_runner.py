@@ -1,27 +1,27 @@
-"""The wrapper arq calls for every job: ownership, validation, attempts, timeout, outcome.
+"""One run of a claimed job: validation, attempts, timeout, outcome, FINISH.
 
-Each run takes ownership of its job with START and settles it with FINISH, both scripts that check
-the run's token; then it raises arq's ``Retry()`` without a delay, which makes arq only drop its
-claim (its in-progress key) and touch nothing else of the job. arq's own timeout is set beyond
-ours plus the cancel grace, so it never fires: a run that times out is retried or failed by us.
+Everything between CLAIM and FINISH happens here, inside one ``try``: a handler's error, its timeout,
+a result that cannot be serialized and a bug of ours all end as an outcome FINISH records (retried
+or failed by the job's attempts), so no run stays active. A graceful stop (the task cancelled)
+hands the job back without spending an attempt. Only a FINISH that cannot reach Redis for
+``RECORD_RETRY_S`` leaves the job to its lease, which expires and returns it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
-import secrets
 import time
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from arq.worker import Retry
 from pydantic import BaseModel, ValidationError
-from redis.exceptions import RedisError
 
-from jobqueue._arq import INVALID_JOB_KEY
-from jobqueue._state import Outcome, Run
+from jobqueue._arq import INVALID_JOB_KEY, job_deserializer
+from jobqueue._json import dumps
+from jobqueue._state import Claimed, Outcome, Run
 from jobqueue._validate import describe
 from jobqueue.backoff import exponential_backoff
 from jobqueue.errors import PermanentJobError, RetryableJobError
@@ -51,90 +51,52 @@ def retry_delay(exc: BaseException, attempt: int, options: QueueOptions) -> floa
     )
 
 
-async def _own(state: WorkerState, job_id: str, token: str, reply: list[int] | None) -> list[int] | None:
-    """START (``reply`` when arq's claim already made it), holding arq's claim while the queue is
-    paused or the job is not quite due (a clock ahead of Redis'), never longer than the job
-    timeout: arq's own timeout must not fire."""
-    loop = asyncio.get_running_loop()
-    hold_until = loop.time() + min(state.options.timeout, 30.0)
-    while True:
-        if reply is None:
-            reply = await state.start(job_id, token)
-        code = int(reply[0])
-        if code in (1, 4):
-            return reply
-        if code == 0:  # removed, or another worker owns it
-            return None
-        remaining = hold_until - loop.time()
-        if remaining <= 0:
-            return None
-        if code == 2:
-            # Paused: keep the slot (arq polls only with a free slot, so no busy loop), then let
-            # arq pick again in priority order.
-            state.resumed.clear()
-            try:
-                # Woken by the tick on resume; looks again at least every second regardless.
-                async with asyncio.timeout(min(remaining, 1.0)):
-                    await state.resumed.wait()
-            except TimeoutError:
-                reply = None
-                continue
-            return None
-        await asyncio.sleep(min(int(reply[1]) / 1000, remaining, 1.0))
-        reply = None
+class RunSpec:
+    """What a worker needs to run one queue's jobs: the handler and its payload model. The settings
+    class carries it on its registered function; ``jobqueue.worker.Worker`` finds it there."""
+
+    def __init__(self, handler: Handler, payload_model: type[BaseModel], function: str) -> None:
+        self.handler = handler
+        self.payload_model = payload_model
+        self.read_job = job_deserializer(function, [])
 
 
-def make_job_function(handler: Handler, payload_model: type[BaseModel]) -> Callable[..., Awaitable[None]]:
-    """The coroutine registered with arq for a queue: ``(ctx, payload, priority)``."""
-
-    async def run_job(ctx: dict[str, Any], payload: dict[str, Any], priority: int = 0) -> None:
-        state: WorkerState = ctx[STATE_KEY]
-        job_id = ctx["job_id"]
-        started = state.claims.take_started(job_id) if state.claims is not None else None
-        token, reply = started if started is not None else (secrets.token_hex(8), None)
+async def run_claimed(state: WorkerState, spec: RunSpec, base_ctx: dict[str, Any], claimed: Claimed) -> Outcome:
+    """Run one claimed job to its end and record the outcome with FINISH."""
+    job = spec.read_job(claimed.job)
+    payload, priority = job["a"][0], job["a"][1]
+    if not isinstance(priority, int) or not 1 <= priority <= 10:
+        priority = state.queue.default_priority
+    enqueued_ms = job["et"] if isinstance(job.get("et"), int) else 0
+    run = Run(claimed.job_id, claimed.token, claimed.attempt, int(time.time() * 1000), priority, enqueued_ms)
+    state.running[run.token] = run
+    ctx = {
+        **base_ctx,
+        "job_id": run.job_id,
+        "job_try": run.attempt,
+        "enqueue_time": dt.datetime.fromtimestamp(enqueued_ms / 1000, dt.UTC),
+        "last_attempt": run.attempt >= state.options.attempts,
+    }
+    try:
         try:
-            reply = await _own(state, job_id, token, reply)
-        except (RedisError, OSError) as exc:
-            # Never let an error escape to arq, which would delete the job: it stays queued.
-            logger.warning("%s: could not start %s (%s); it stays queued", state.queue.name, job_id, exc)
-            raise Retry() from exc
-        if reply is None:
-            raise Retry()  # not ours to run now: arq drops its claim, the job stays as it is
-        code, attempt, started_ms = (int(v) for v in reply)
-        if not isinstance(priority, int) or not 1 <= priority <= 10:
-            priority = state.queue.default_priority
-        enqueued = ctx.get("enqueue_time")
-        run = Run(job_id, token, attempt, started_ms, priority, int(enqueued.timestamp() * 1000) if enqueued else 0)
-        state.running[job_id] = token
-        try:
-            outcome = await _execute(state, ctx, handler, payload_model, payload, run, interrupted=code == 4)
+            outcome = await _execute(state, ctx, spec, payload, run, interrupted=claimed.code == 4)
         except asyncio.CancelledError:
             # A graceful stop (SIGTERM, Ctrl-C) cancels runs: hand the job back; no attempt spent.
             await asyncio.shield(state.finish(run, Outcome("handback")))
-            state.running.pop(job_id, None)
             raise
+        except Exception as exc:  # a bug of ours must not leave the job active: record it like a handler's
+            logger.exception("%s: job %s: the worker failed around its handler", state.queue.name, run.job_id)
+            outcome = _handler_error(state, run, _record(state, run, payload), exc)
         await state.finish(run, outcome)
-        state.running.pop(job_id, None)
-        worker_metrics().observe(state.queue.name, outcome.kind, time.monotonic() - run.monotonic_start)
-        _log(state, run, outcome)
-        raise Retry()  # settled by FINISH: arq must only drop its claim
-
-    run_job.__name__ = run_job.__qualname__ = f"run_{payload_model.__name__}"
-    return run_job
+    finally:
+        state.running.pop(run.token, None)
+    worker_metrics().observe(state.queue.name, outcome.kind, time.monotonic() - run.monotonic_start)
+    _log(state, run, outcome)
+    return outcome
 
 
-async def _execute(
-    state: WorkerState,
-    ctx: dict[str, Any],
-    handler: Handler,
-    payload_model: type[BaseModel],
-    payload: dict[str, Any],
-    run: Run,
-    *,
-    interrupted: bool,
-) -> Outcome:
-    options = state.options
-    record = {
+def _record(state: WorkerState, run: Run, payload: dict[str, Any]) -> dict[str, Any]:
+    return {
         "id": run.job_id,
         "queue": state.queue.name,
         "function": state.queue.function,
@@ -143,29 +105,62 @@ async def _execute(
         "attempts": run.attempt,
         "enqueued_at": run.enqueued_ms,
         "started_at": run.started_ms,
+        "run": run.token,  # how FINISH, sent again after a lost reply, knows it recorded this already
     }
 
-    def failed(text: str, error_type: str, exc: BaseException | None = None) -> Outcome:
-        logger.error("%s: job %s failed after %d attempt(s): %s", state.queue.name, run.job_id, run.attempt, text)
-        # The dashboard shows it; the end of a long one (the raising frame) is what matters.
-        tb = {"traceback": "".join(traceback.format_exception(exc))[-8000:]} if exc is not None else {}
-        return Outcome("failed", {**record, "state": "failed", "error": text, "error_type": error_type, **tb})
 
+def _failed(
+    state: WorkerState, run: Run, record: dict[str, Any], text: str, error_type: str, exc: BaseException | None = None
+) -> Outcome:
+    logger.error("%s: job %s failed after %d attempt(s): %s", state.queue.name, run.job_id, run.attempt, text)
+    # The dashboard shows it; the end of a long one (the raising frame) is what matters.
+    tb = {"traceback": "".join(traceback.format_exception(exc))[-8000:]} if exc is not None else {}
+    return Outcome("failed", {**record, "state": "failed", "error": text, "error_type": error_type, **tb})
+
+
+def _handler_error(state: WorkerState, run: Run, record: dict[str, Any], exc: BaseException) -> Outcome:
+    """A failed attempt: failed for good (permanent error, last attempt) or retried after a delay."""
+    options = state.options
+    if isinstance(exc, PermanentJobError):
+        return _failed(state, run, record, _error_text(exc), type(exc).__name__, exc)
+    if run.attempt >= options.attempts:
+        logger.error("%s: job %s failed on its last attempt", state.queue.name, run.job_id, exc_info=exc)
+        return _failed(state, run, record, _error_text(exc), type(exc).__name__, exc)
+    delay = retry_delay(exc, run.attempt, options)
+    logger.warning(
+        "%s: job %s attempt %d failed (%s); retrying in %.2fs",
+        state.queue.name,
+        run.job_id,
+        run.attempt,
+        _error_text(exc),
+        delay,
+    )
+    return Outcome("retry", error=_error_text(exc), delay_ms=int(delay * 1000))
+
+
+async def _execute(
+    state: WorkerState,
+    ctx: dict[str, Any],
+    spec: RunSpec,
+    payload: dict[str, Any],
+    run: Run,
+    *,
+    interrupted: bool,
+) -> Outcome:
+    options = state.options
+    record = _record(state, run, payload)
     if interrupted:
         # Every attempt was used by runs that never reported back: their worker was killed.
-        return failed(f"JobInterrupted: the job's worker stopped during all {run.attempt} attempt(s)", "JobInterrupted")
+        text = f"JobInterrupted: the job's worker stopped during all {run.attempt} attempt(s)"
+        return _failed(state, run, record, text, "JobInterrupted")
     if INVALID_JOB_KEY in payload:
-        return failed(f"InvalidJobError: {payload[INVALID_JOB_KEY]}", "InvalidJobError")
+        return _failed(state, run, record, f"InvalidJobError: {payload[INVALID_JOB_KEY]}", "InvalidJobError")
     try:
-        model = payload_model.model_validate(payload)
+        model = spec.payload_model.model_validate(payload)
     except ValidationError as exc:
-        return failed(f"InvalidJobError: invalid payload: {describe(exc)}", "InvalidJobError")
-    # jobqueue's attempt number (a graceful hand-back or a paused claim is not an attempt), and
-    # whether a failure now is final — for handlers that keep their own state (reminders do).
-    ctx["job_try"] = run.attempt
-    ctx["last_attempt"] = run.attempt >= options.attempts
+        return _failed(state, run, record, f"InvalidJobError: invalid payload: {describe(exc)}", "InvalidJobError")
 
-    task = asyncio.create_task(handler(ctx, model))
+    task = asyncio.create_task(spec.handler(ctx, model))
     try:
         done, _ = await asyncio.wait({task}, timeout=options.timeout)
     except asyncio.CancelledError:
@@ -189,25 +184,22 @@ async def _execute(
         exc = task.exception()
 
     if exc is None:
-        result = task.result()
-        if isinstance(result, BaseModel):
-            result = result.model_dump(mode="json")
-        return Outcome("completed", {**record, "state": "completed", "result": result})
-    if isinstance(exc, PermanentJobError):
-        return failed(_error_text(exc), type(exc).__name__, exc)
-    if run.attempt >= options.attempts:
-        logger.error("%s: job %s failed on its last attempt", state.queue.name, run.job_id, exc_info=exc)
-        return failed(_error_text(exc), type(exc).__name__, exc)
-    delay = retry_delay(exc, run.attempt, options)
-    logger.warning(
-        "%s: job %s attempt %d failed (%s); retrying in %.2fs",
-        state.queue.name,
-        run.job_id,
-        run.attempt,
-        _error_text(exc),
-        delay,
-    )
-    return Outcome("retry", error=_error_text(exc), delay_ms=int(delay * 1000))
+        try:
+            result = task.result()
+            if isinstance(result, BaseModel):
+                result = result.model_dump(mode="json")
+            completed = {**record, "state": "completed", "result": result}
+            body = dumps(completed)
+        except Exception as error:  # a result that cannot be stored fails this attempt, like a handler error
+            exc = ResultError(f"the job's result cannot be stored as JSON: {_error_text(error)}")
+            exc.__cause__ = error
+        else:
+            return Outcome("completed", completed, body=body)
+    return _handler_error(state, run, record, exc)
+
+
+class ResultError(Exception):
+    """A handler returned a result that cannot be serialized to JSON."""
 
 
 def _log(state: WorkerState, run: Run, outcome: Outcome) -> None:

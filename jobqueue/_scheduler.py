@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from jobqueue import _redis_errors, _scripts
 from jobqueue._keys import SCHEDULE_KEYS
+from jobqueue._tasks import cancel_and_wait
 from jobqueue.constants import SCHEDULER_ALIVE_S, SCHEDULER_BATCH, SCHEDULER_MAX_WAIT_S
 from jobqueue.errors import InvalidJobError
 from jobqueue.queue import Queue
@@ -123,6 +124,4 @@ def start_scheduler(queue: Queue, redis: Any) -> asyncio.Task[None]:
 
 async def stop_scheduler(task: asyncio.Task[None] | None) -> None:
     """Cancel the task and wait for it (a claim in flight either ran in Redis or did not)."""
-    if task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    await cancel_and_wait(task)

@@ -56,7 +56,6 @@ async def run_pipeline(redis: Redis, pipe: Any, *scripts: Script) -> list[Any]:
 
 
 ENQUEUE = Script("enqueue")
-START = Script("start")
 CLAIM = Script("claim")
 FINISH = Script("finish")
 TICK = Script("tick")

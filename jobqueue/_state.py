@@ -1,9 +1,11 @@
 """One worker's side of jobqueue: its identity, the runs it owns, and its calls to the scripts.
 
 Every transition of a job made by a worker goes through a script that checks the run's owner
-token: START takes ownership (the job leaves arq's queue zset, gets an owner and a lease), FINISH
-ends it (only by the run that owns it), and the tick renews this worker's leases and returns runs
-whose lease expired — whoever's they were, this worker's own orphans included.
+token: CLAIM takes ownership of up to N ready jobs (each leaves the ready part of the queue zset,
+gets an owner and a lease), FINISH ends a run (only by the run that owns it), and the tick renews
+this worker's leases and returns runs whose lease expired — whoever's they were, this worker's own
+orphans included. Both CLAIM and FINISH may be sent twice (a reply lost on the way back): the
+second answers what the first did.
 """
 
 from __future__ import annotations
@@ -20,16 +22,8 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from jobqueue import _redis_errors, _scripts
-from jobqueue._arq import ArqClaims
 from jobqueue._json import dumps
-from jobqueue.constants import (
-    ARQ_IN_PROGRESS_PREFIX,
-    ARQ_JOB_PREFIX,
-    ARQ_RETRY_PREFIX,
-    PROMOTE_BATCH,
-    RECORD_RETRY_S,
-    RETURN_BATCH,
-)
+from jobqueue.constants import PROMOTE_BATCH, RECORD_RETRY_S, RETURN_BATCH
 from jobqueue.metrics import worker_metrics
 from jobqueue.options import QueueOptions
 from jobqueue.queue import Queue
@@ -39,7 +33,7 @@ logger = logging.getLogger("jobqueue.worker")
 
 @dataclass(slots=True)
 class Run:
-    """One run this worker owns: the token that proves it, and what START answered."""
+    """One run this worker owns: the token that proves it, and what CLAIM answered."""
 
     job_id: str
     token: str
@@ -51,6 +45,30 @@ class Run:
 
 
 @dataclass(slots=True)
+class Claimed:
+    """One job CLAIM gave this worker: its run token, arq's job JSON, and whether to run it (code 1)
+    or fail it at once because every attempt was used by runs that never reported back (code 4)."""
+
+    job_id: str
+    token: str
+    job: bytes
+    code: int
+    attempt: int
+
+
+@dataclass(slots=True)
+class Claim:
+    """CLAIM's answer: the jobs taken, whether the queue is paused, Redis' clock, when the next
+    delayed job falls due (ms from now, or None) and whether ready jobs were left for others."""
+
+    jobs: list[Claimed]
+    paused: bool
+    now_ms: int
+    next_due_ms: int | None
+    more: bool
+
+
+@dataclass(slots=True)
 class Outcome:
     """How a run ended: ``completed``, ``failed``, ``retry`` or ``handback`` (a graceful stop)."""
 
@@ -58,6 +76,7 @@ class Outcome:
     record: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     delay_ms: int = 0
+    body: str = ""  # the record as JSON, when already serialized
 
 
 @dataclass(slots=True)
@@ -69,13 +88,12 @@ class WorkerState:
     worker_id: str
     redis: Any
     started_ms: int = 0
-    running: dict[str, str] = field(default_factory=dict)  # job id -> run token
-    resumed: asyncio.Event = field(default_factory=asyncio.Event)
+    running: dict[str, Run] = field(default_factory=dict)  # run token -> the run
     counters: dict[str, int] = field(
         default_factory=lambda: {"completed": 0, "failed": 0, "retried": 0, "handed_back": 0, "stale": 0}
     )
     tick_task: asyncio.Task[None] | None = None
-    claims: ArqClaims | None = None  # what arq's claims carried and FINISH released (jobqueue._arq)
+    renewed_at: float = 0.0  # monotonic time of the last lease renewal
 
     async def call(self, script: _scripts.Script, keys: list[str], args: list[Any]) -> Any:
         """A script call that waits out Redis being away, busy or read-only for ``RECORD_RETRY_S``."""
@@ -92,39 +110,36 @@ class WorkerState:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
 
-    # -- START and FINISH ------------------------------------------------------------------
+    # -- CLAIM and FINISH ------------------------------------------------------------------
 
-    async def start(self, job_id: str, token: str) -> list[int]:
+    async def claim(self, most: int) -> Claim:
+        """Take up to ``most`` ready jobs (``claim.lua``), waiting out Redis for ``RECORD_RETRY_S``;
+        a claim sent again after a lost reply answers the first one."""
         k, o = self.queue.keys, self.options
-        return await self.call(
-            _scripts.START,
-            [k.queue, k.active, k.paused],
-            [k.base, job_id, self.worker_id, token, int(o.worker_lease * 1000), o.attempts],
-        )
-
-    async def claim(self, job_id: str, arq_now_ms: int, in_progress_ms: int) -> tuple[str, list[Any]]:
-        """arq's claim of ``job_id``, its first read of the job and START, in one script
-        (``claim.lua``, answered to arq by ``jobqueue._arq.ClaimSafePipeline``): a fresh run
-        token and the script's reply."""
-        token = secrets.token_hex(8)
-        k, o = self.queue.keys, self.options
-        keys = [
-            ARQ_IN_PROGRESS_PREFIX + job_id,
-            k.queue,
-            ARQ_JOB_PREFIX + job_id,
-            ARQ_RETRY_PREFIX + job_id,
-            k.active,
-            k.paused,
+        args = [
+            k.base,
+            self.worker_id,
+            secrets.token_hex(6),
+            int(o.worker_lease * 1000),
+            o.attempts,
+            most,
+            self.queue.name + ":",
+            self.queue.default_priority,
+            PROMOTE_BATCH,
         ]
-        lease_ms = int(o.worker_lease * 1000)
-        id_prefix = self.queue.name + ":"  # only the queue's own jobs are STARTed, not arq's cron jobs
-        args = [arq_now_ms, in_progress_ms, k.base, job_id, self.worker_id, token, lease_ms, o.attempts, id_prefix]
-        return token, await _scripts.CLAIM(self.redis, keys, args)
+        reply = await self.call(_scripts.CLAIM, [k.queue, k.active, k.paused, k.seq, k.cron], args)
+        status, now, next_due, more = (int(v) for v in reply[:4])
+        values = reply[4:]
+        jobs = [
+            Claimed(_text(values[i]), _text(values[i + 1]), values[i + 2], int(values[i + 3]), int(values[i + 4]))
+            for i in range(0, len(values), 5)
+        ]
+        return Claim(jobs, status == 2, now, next_due if next_due >= 0 else None, bool(more))
 
     async def finish(self, run: Run, outcome: Outcome) -> int:
         """Record how ``run`` ended; -1 when the run no longer owned its job (nothing changed)."""
         o, k = self.options, self.queue.keys
-        body = dumps(outcome.record) if outcome.record else outcome.error
+        body = outcome.body or (dumps(outcome.record) if outcome.record else outcome.error)
         args: list[Any] = [
             k.base,
             o.keep_completed,
@@ -150,7 +165,9 @@ class WorkerState:
                 _redis_errors.describe(exc),
             )
             return 0
-        if code == -1:
+        if code == 3:  # sent again after a lost reply: the first FINISH recorded it
+            code = 1
+        elif code == -1:
             self.counters["stale"] += 1
             logger.warning(
                 "%s: the run of %s ended (%s) after its lease expired and the job was returned; "
@@ -159,20 +176,15 @@ class WorkerState:
                 run.job_id,
                 outcome.kind,
             )
-        else:
+        if code != -1:
             self.counters[{"retry": "retried", "handback": "handed_back"}.get(outcome.kind, outcome.kind)] += 1
-            if self.claims is not None:  # FINISH deleted arq's in-progress key: arq's own DEL is not sent
-                self.claims.released.add(run.job_id)
         return int(code)
 
     # -- the tick --------------------------------------------------------------------------
 
-    async def tick(self) -> float:
-        """Heartbeat, renew own leases, promote due jobs, return expired runs, follow pause.
-
-        Returns the seconds until the next tick: the tick interval, or less when a delayed job
-        falls due sooner, so it is promoted to its priority as soon as it is due.
-        """
+    async def tick(self) -> bool:
+        """Heartbeat, renew own leases (every third of a lease), return expired runs; says whether
+        the queue is paused."""
         k, o = self.queue.keys, self.options
         info = dumps(
             {
@@ -184,8 +196,11 @@ class WorkerState:
                 **self.counters,
             }
         )
-        owned = [v for pair in self.running.items() for v in pair]
-        paused, _promoted, returned, next_due_ms, now = await _scripts.TICK(
+        owned: list[str] = []
+        renew = time.monotonic() - self.renewed_at >= o.worker_lease / 3
+        if renew:
+            owned = [v for run in list(self.running.values()) for v in (run.job_id, run.token)]
+        paused, returned, now = await _scripts.TICK(
             self.redis,
             [k.queue, k.active, k.seq, k.paused, k.workers, k.completed, k.failed],
             [
@@ -193,31 +208,28 @@ class WorkerState:
                 self.worker_id,
                 int(o.worker_lease * 1000),
                 self.queue.default_priority,
-                PROMOTE_BATCH,
                 RETURN_BATCH,
                 info,
                 *owned,
             ],
         )
+        if renew:
+            self.renewed_at = time.monotonic()
         if not self.started_ms:
             self.started_ms = int(now)
         if returned:
             logger.warning("%s: %d run(s) whose lease expired returned to the queue", self.queue.name, returned)
-        if paused:
-            self.resumed.clear()
-        else:
-            self.resumed.set()
-        if 0 <= next_due_ms < o.tick_interval * 1000:
-            return next_due_ms / 1000 + 0.001
-        return o.tick_interval
+        return bool(paused)
 
-    async def run_ticks(self, first_wait: float) -> None:
-        wait = first_wait
+    async def run_ticks(self) -> None:
         while True:
-            await asyncio.sleep(wait)
+            await asyncio.sleep(self.options.tick_interval)
             try:
-                wait = await self.tick()
+                await self.tick()
                 worker_metrics().beat(self.queue.name)
             except (RedisError, *_redis_errors.TRANSIENT) as exc:
-                wait = self.options.tick_interval
                 logger.warning("%s: worker tick failed, will retry: %s", self.queue.name, _redis_errors.describe(exc))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,12 +1,12 @@
-"""Building arq ``WorkerSettings`` classes that carry jobqueue's behaviour.
+"""Building arq ``WorkerSettings`` classes whose workers run a jobqueue queue.
 
-``arq workers.EmbeddingSettings`` runs arq's own ``Worker``; everything jobqueue adds rides on what
-a settings class can hold: the wrapped job function (which owns each run through the START and
-FINISH scripts), ``on_startup``/``on_shutdown`` hooks, a background tick started in ``on_startup``
-(heartbeat, lease renewal, promotion of due jobs, return of expired runs, pause), the JSON
-serializer and a deserializer that never runs or drops what it cannot read. arq reads only a
-settings class's own ``__dict__``, so the class is built flat. The running ``Worker`` object is
-never touched.
+``arq workers.EmbeddingSettings`` builds ``jobqueue.worker.Worker`` (importing this module names it
+in ``arq.worker``, where arq's ``create_worker`` looks): it claims, runs and finishes the queue's
+jobs itself (``jobqueue._worker``). The settings class carries what it needs: the queue's handler on
+its one registered function, ``on_startup``/``on_shutdown`` hooks that build and tear down the
+worker's state and background tick (heartbeat, lease renewal, return of expired runs), the JSON
+serializer and a deserializer for arq's own cron jobs. arq reads only a settings class's own
+``__dict__``, so the class is built flat.
 """
 
 from __future__ import annotations
@@ -23,19 +23,48 @@ from arq.cron import CronJob
 from arq.worker import func
 from redis.exceptions import RedisError
 
-from jobqueue import _arq, _redis_errors
+from jobqueue import _arq, _redis_errors, _worker
 from jobqueue._json import dumps_bytes
-from jobqueue._redis_settings import LazyRedisSettings
-from jobqueue._runner import STATE_KEY, Handler, make_job_function
+from jobqueue._pool import tune_pool
+from jobqueue._redis_settings import LazyRedisSettings, bound_reads
+from jobqueue._runner import STATE_KEY, Handler, RunSpec
 from jobqueue._scheduler import SCHEDULER_KEY, start_scheduler, stop_scheduler
 from jobqueue._state import WorkerState
-from jobqueue.constants import ARQ_MAX_TRIES, ARQ_TIMEOUT_MARGIN_S, RECORD_RETRY_S
+from jobqueue._tasks import cancel_and_wait
+from jobqueue._worker import WORKER_KEY, Worker
+from jobqueue.errors import ConfigurationError
 from jobqueue.metrics import start_metrics_server
 from jobqueue.options import QueueOptions, queue_options
 from jobqueue.queue import Queue
 from jobqueue.queues import get_queue
 
 logger = logging.getLogger("jobqueue.worker")
+
+__all__ = ["Worker", "build_worker_settings", "warn_unless_noeviction"]
+
+_worker.install()
+
+# arq Worker arguments a settings class must not override: each would hand a part of the run path
+# back to arq (which would then retry, abort, expire or delete jobs by its own rules) or change what
+# the queue's jobs are read and written with. jobqueue's own options replace the useful ones.
+REFUSED_OVERRIDES = {
+    "functions": "the queue's handler is the function; add arq cron jobs with cron_jobs=",
+    "queue_name": "each queue has its own keys",
+    "max_jobs": "set the queue's concurrency (JOBQUEUE_<QUEUE>_CONCURRENCY or QueueOptions.concurrency)",
+    "job_timeout": "set the queue's timeout (JOBQUEUE_<QUEUE>_TIMEOUT or QueueOptions.timeout)",
+    "max_tries": "set the queue's attempts (JOBQUEUE_<QUEUE>_ATTEMPTS or QueueOptions.attempts)",
+    "retry_jobs": "jobqueue retries by the queue's attempts and backoff; arq's retry switch would fail every run",
+    "allow_abort_jobs": "arq's abort deletes a job without a record",
+    "keep_result": "jobqueue keeps completed and failed records by the queue's retention options",
+    "keep_result_forever": "jobqueue keeps completed and failed records by the queue's retention options",
+    "expires_extra_ms": "a waiting jobqueue job never expires",
+    "job_serializer": "jobs are JSON, the same on both sides",
+    "job_deserializer": "jobs are JSON, the same on both sides",
+    "queue_read_limit": "a worker claims as many jobs as it has free slots",
+    "on_job_start": "arq calls it only for its own cron jobs; wrap the handler instead",
+    "on_job_end": "arq calls it only for its own cron jobs; wrap the handler instead",
+    "after_job_end": "arq calls it only for its own cron jobs; wrap the handler instead",
+}
 
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -72,36 +101,53 @@ def build_worker_settings(
 
     ``options`` defaults to ``queue_options(queue)`` (per-queue defaults and environment);
     ``on_startup``/``on_shutdown`` run after/before jobqueue's own; ``overrides`` are set on the
-    class as they are (any arq ``Worker`` argument).
+    class as they are (an arq ``Worker`` argument such as ``burst``, ``handle_signals``,
+    ``job_completion_wait`` or ``health_check_interval``). Arguments that would give arq a say in
+    how the queue's jobs run (``retry_jobs``, ``allow_abort_jobs``, ``max_tries``, ...) raise
+    ``ConfigurationError`` naming them.
     """
     q = get_queue(queue)
+    refused = sorted(set(overrides) & set(REFUSED_OVERRIDES))
+    if refused:
+        raise ConfigurationError(
+            "build_worker_settings does not take "
+            + "; ".join(f"{name} ({REFUSED_OVERRIDES[name]})" for name in refused)
+        )
     opts = options or queue_options(q.name)
-    job_function = make_job_function(handler, q.payload_model)
-    # arq's timeout is final (it deletes the job), so it must never fire before ours has been
-    # handled: ours, the cancel grace, START and FINISH each waiting out Redis, and a margin.
-    arq_timeout = opts.timeout + opts.cancel_grace + 2 * RECORD_RETRY_S + ARQ_TIMEOUT_MARGIN_S
-    # The TTL arq gives its in-progress key (Worker.__init__: the longest function timeout + 10 s),
-    # which our one-script claim sets in its place (jobqueue._arq).
-    in_progress_ms = int((max([arq_timeout, *(c.timeout_s or arq_timeout for c in cron_jobs)]) + 10) * 1000)
+    if opts.tick_interval >= opts.worker_lease / 3:
+        raise ConfigurationError(
+            f"{q.name}: tick_interval ({opts.tick_interval:g}s) must be shorter than a third of worker_lease "
+            f"({opts.worker_lease:g}s): the tick renews the leases of running jobs"
+        )
+    spec = RunSpec(handler, q.payload_model, q.function)
+
+    async def run_marker(ctx: dict[str, Any]) -> None:  # never run: the Worker runs the queue's jobs itself
+        raise RuntimeError(f"{q.function} jobs are run by jobqueue's Worker, not by arq's")
+
+    run_marker.jobqueue_run = spec  # type: ignore[attr-defined]
 
     async def startup(ctx: dict[str, Any]) -> None:
-        _arq.install_log_filter(q.function)
+        if not isinstance(ctx.get(WORKER_KEY), Worker):
+            raise ConfigurationError(
+                f"{q.name}: this settings class was started by arq's own Worker, which cannot run jobqueue jobs; "
+                "start it with the arq command or arq.worker.create_worker after importing jobqueue.worker"
+            )
         _arq.follow_arq_logging()
         worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        tune_pool(ctx["redis"].connection_pool)
+        bound_reads(ctx["redis"].connection_pool)
         state = WorkerState(q, opts, worker_id, ctx["redis"])
         ctx[STATE_KEY] = state
-        state.claims = _arq.make_claims_safe(state.redis, q.keys.queue, in_progress_ms)
-        state.claims.claim = state.claim
         await warn_unless_noeviction(state.redis, q.name)
         try:
-            wait = await state.tick()  # the pause flag is known before arq's first poll
+            await state.tick()
         except (RedisError, OSError) as exc:
-            # Out of memory, say: the tick retries; START checks the pause flag anyway.
             logger.warning("%s: first worker tick failed, will retry: %s", q.name, _redis_errors.describe(exc))
-            wait = opts.tick_interval
-        state.tick_task = asyncio.create_task(state.run_ticks(wait), name=f"jobqueue-tick-{q.name}")
+        state.tick_task = asyncio.create_task(state.run_ticks(), name=f"jobqueue-tick-{q.name}")
         ctx[SCHEDULER_KEY] = start_scheduler(q, ctx["redis"])  # recurring schedules: jobqueue._scheduler
-        logger.info("%s: worker %s started (concurrency %d)", q.name, worker_id, opts.concurrency)
+        logger.info(
+            "%s: worker %s started (concurrency %d) in jobqueue.worker.Worker", q.name, worker_id, opts.concurrency
+        )
         start_metrics_server(state)
         if on_startup is not None:
             await on_startup(ctx)
@@ -114,8 +160,7 @@ def build_worker_settings(
             await stop_scheduler(ctx.pop(SCHEDULER_KEY, None))
             state: WorkerState | None = ctx.get(STATE_KEY)
             if state is not None and state.tick_task is not None:
-                state.tick_task.cancel()
-                await asyncio.gather(state.tick_task, return_exceptions=True)
+                await cancel_and_wait(state.tick_task)
                 state.tick_task = None
                 # Our runs have ended (arq waited for them): the worker's entry can go now.
                 try:
@@ -125,15 +170,13 @@ def build_worker_settings(
                     logger.warning("%s: could not remove worker %s: %s", q.name, state.worker_id, exc)
 
     attrs: dict[str, Any] = {
-        "functions": [func(job_function, name=q.function, timeout=arq_timeout, max_tries=ARQ_MAX_TRIES, keep_result=0)],
-        "queue_name": q.keys.queue,
+        "functions": [func(run_marker, name=q.function)],
+        "queue_name": q.keys.cron,  # arq's own queue: its cron jobs only
+        "health_check_key": q.keys.queue + ":health-check",
         "redis_settings": LazyRedisSettings(),
         "job_serializer": dumps_bytes,
         "job_deserializer": _arq.job_deserializer(q.function, [c.name for c in cron_jobs]),
         "max_jobs": opts.concurrency,
-        "job_timeout": arq_timeout,
-        "keep_result": 0,
-        "max_tries": ARQ_MAX_TRIES,
         "poll_delay": opts.poll_delay,
         "health_check_interval": 10,
         "on_startup": startup,

@@ -17,7 +17,7 @@ from jobqueue.settings import get_settings
 from jobqueue.worker import warn_unless_noeviction
 from tests.support.private_valkey import busy_script, is_busy, private_valkey
 from tests.support.waiting import ROOT, WorkerProcess, wait_for
-from tests.support.workers import runs
+from tests.support.workers import RunningWorker, runs, settings_for
 
 SETTINGS = "tests.support.workers.EmbeddingTestSettings"
 
@@ -139,20 +139,18 @@ def test_a_mismatched_arq_stops_the_worker_with_the_version_it_needs(monkeypatch
         _arq.verify_arq(["queue_name"])
 
 
-def test_an_arq_whose_claim_changed_stops_the_worker(monkeypatch):
-    # jobqueue answers arq's claim calls from one script: a claim that reads or decides
-    # differently must not be answered as 0.28's.
-    import arq.worker
-
-    from jobqueue import _arq
+def test_an_arq_whose_poll_changed_stops_the_worker(monkeypatch):
+    # jobqueue's Worker replaces arq's _poll_iteration and relies on what it did: an arq whose
+    # iteration no longer beats its heart (cron, health checks) must not be run as 0.28's.
+    from jobqueue import _arq, _worker
     from jobqueue.errors import ConfigurationError
 
-    async def start_jobs(self, job_ids):  # a claim without the score check
+    async def _poll_iteration(self):  # an iteration without arq's heartbeat
         pass
 
     monkeypatch.setattr(_arq, "_verified", False)
-    monkeypatch.setattr(arq.worker.Worker, "start_jobs", start_jobs)
-    with pytest.raises(ConfigurationError, match=r"arq's Worker.start_jobs no longer makes the calls jobqueue answers"):
+    monkeypatch.setattr(_worker.ArqWorker, "_poll_iteration", _poll_iteration)
+    with pytest.raises(ConfigurationError, match=r"arq's Worker._poll_iteration is not the one jobqueue's Worker"):
         _arq.verify_arq(["queue_name"])
 
 
@@ -182,24 +180,23 @@ async def _reported(**expected):
     return len(workers) == 1 and all(workers[0][k] == v for k, v in expected.items())
 
 
-async def test_a_claim_that_meets_a_busy_redis_skips_the_job_instead_of_ending_the_worker():
-    # arq's claim WATCHes the in-progress key and reads before MULTI, outside its try: redis-py
-    # turned a BUSY there into WatchError, which ended the worker.
-    from jobqueue._arq import make_claims_safe
-
+async def test_a_claim_that_meets_a_busy_redis_waits_it_out_instead_of_ending_the_worker(use_url, caplog):
+    # A delayed job falls due while Redis is busy running a script: the worker's CLAIM meets BUSY,
+    # waits it out, and claims the job once Redis answers again.
     with private_valkey(busy_reply_threshold=100) as server:
-        pool = redis.asyncio.Redis.from_url(
-            server.connection_url, retry_on_error=[redis.exceptions.BusyLoadingError], socket_timeout=5
-        )
-        make_claims_safe(pool)
-        async with pool.pipeline(transaction=True) as pipe:
-            await pipe.watch("arq:in-progress:j")
-            busy = asyncio.create_task(asyncio.to_thread(busy_script, server.connection_url, 1.0))
-            await wait_for(lambda: is_busy(server.connection_url), what="the server to be busy")
-            assert await pipe.exists("arq:in-progress:j") == 1  # "claimed elsewhere": skip it
-            assert await pipe.zscore("q", "j") == 1
-            await busy
-        await pool.aclose()
+        use_url(server.connection_url)
+        handle = await jobqueue.enqueue_product_embedding("during-busy", delay=0.6)
+        running = RunningWorker(settings_for())
+        async with running:
+            await asyncio.to_thread(busy_script, server.connection_url, 1.5)
+            await wait_for(lambda: _state(handle, "completed"), what="the job to run once Redis answers")
+            assert running.task is not None and not running.task.done()
+        assert "Redis call failed, retrying" in caplog.text  # the claim met BUSY and waited
+        await jobqueue.close_queues()
+
+
+async def _state(handle, state):
+    return await handle.status() == state
 
 
 async def test_a_worker_started_while_redis_is_out_of_memory_waits_instead_of_dying(use_url):

@@ -1,4 +1,4 @@
--- Shared by the scripts below (prepended to each): time, placement of a job in arq's queue zset,
+-- Shared by the scripts below (prepended to each): time, placement of a job in the queue zset,
 -- and the per-minute history.
 -- A ready job is scored seq - (11 - p) * K + p / 16: far in the past, one band per priority,
 -- FIFO within a band; a delayed job at its due time + p / 16. Scores are formatted explicitly:
@@ -6,9 +6,9 @@
 -- Every time a script compares or stores comes from Redis (TIME), never from a host's clock.
 local PRIORITY_BAND = {{PRIORITY_BAND}}  -- K, filled in from jobqueue.constants at load
 local METRICS_TTL_MS = {{METRICS_TTL_MS}}
--- A running job stays in the queue zset, parked at PARKED + its lease's expiry: arq never picks it
--- (it is far in the future), it still counts for arq's burst mode, and expired leases are found by
--- one range query. Delayed jobs are scored below PARKED.
+-- A running job stays in the queue zset, parked at PARKED + its lease's expiry: no claim picks it
+-- (it is far in the future), and expired leases are found by one range query. Delayed jobs are
+-- scored below PARKED.
 local PARKED = {{PARKED}}
 
 local function lease_score(expiry)
@@ -28,6 +28,21 @@ local function due_score(due, p)
   return string.format('%.4f', due + p / 16)
 end
 
+-- The priority a queue score carries in its fraction (ready and delayed scores alike).
+local function score_priority(score, default_p)
+  local p = math.floor((tonumber(score) % 1) * 16 + 0.5)
+  if p < 1 or p > 10 then
+    return default_p
+  end
+  return p
+end
+
+-- Wake the queue's idle workers (they block on this zset): score 0 when a job is ready now, else
+-- the time the earliest delayed job falls due (LT keeps the earliest of several).
+local function mark(base, at)
+  redis.call('ZADD', base .. 'marker', 'LT', at, 'm')
+end
+
 -- One hash per queue and minute: completed (c), failed (f), retried (r), stale finishes (s).
 local function bump(base, now, field)
   local key = base .. 'm:' .. math.floor(now / 60000)
@@ -44,6 +59,11 @@ local function place_job(queue, seq, completed, failed, base, id, job, p, due, n
   end
   redis.call('SET', 'arq:job:' .. id, job)
   redis.call('ZADD', queue, score, id)
+  if due > now then
+    mark(base, due)
+  else
+    mark(base, 0)
+  end
   -- A new job starts with fresh attempts and no pending rerun; a finished run's record goes (its
   -- done key and its place in completed/failed go together).
   redis.call('DEL', base .. 'info:' .. id, 'arq:retry:' .. id, base .. 'rerun:' .. id)
@@ -69,44 +89,18 @@ local function parse_owner(value)
   return string.match(value, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
 end
 
--- A run that will not report back (its lease expired): the job goes back to where it waited,
--- or a rerun recorded meanwhile replaces it. The attempt the run cost stays counted.
-local function return_run(queue, active, seq, completed, failed, base, id, now, K)
+-- A run that will not report back (its lease expired): the job goes back to the queue at its
+-- priority, behind the jobs already waiting there, or a rerun recorded meanwhile replaces it. The
+-- attempt the run cost stays counted.
+local function return_run(queue, active, seq, completed, failed, base, id, now, K, default_p)
   local owner = redis.call('HGET', active, id)
   redis.call('HDEL', active, id)
-  redis.call('DEL', 'arq:in-progress:' .. id)
   if owner and redis.call('EXISTS', 'arq:job:' .. id) == 1 then
     local _, _, _, score = parse_owner(owner)
-    redis.call('ZADD', queue, score, id)
+    redis.call('ZADD', queue, ready_score(seq, score_priority(score, default_p), K), id)
+    mark(base, 0)
   else
     redis.call('ZREM', queue, id)
   end
   place_rerun(queue, seq, completed, failed, base, id, now, K)
-end
-
--- START: a worker that arq gave a job asks to own its run (start.lua; claim.lua runs it inside
--- arq's claim). The job gets an owner and a lease, and is parked in arq's queue zset at PARKED +
--- the lease's expiry, where no worker can claim it again, whatever becomes of arq's in-progress
--- key. Returns {1, attempt, now}: run it; {4, attempts made, now}: every attempt was used by runs
--- that never reported back, fail it; {0}: the job is gone or owned; {2}: paused; {3, ms}: not due.
-local function start_run(queue, active, paused, base, id, worker, token, lease, allowed)
-  local score = redis.call('ZSCORE', queue, id)
-  if not score or tonumber(score) >= PARKED then
-    return {0}
-  end
-  if redis.call('EXISTS', paused) == 1 then
-    return {2}
-  end
-  local now = redis_now()
-  if tonumber(score) > now then
-    return {3, math.ceil(tonumber(score) - now)}
-  end
-  redis.call('ZADD', queue, 'XX', lease_score(now + lease), id)
-  redis.call('HSET', active, id, worker .. '|' .. token .. '|' .. now .. '|' .. score)
-  local info = base .. 'info:' .. id
-  local made = tonumber(redis.call('HGET', info, 'attempts') or '0')
-  if made >= allowed then
-    return {4, made, now}
-  end
-  return {1, redis.call('HINCRBY', info, 'attempts', 1), now}
 end

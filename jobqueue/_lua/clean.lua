@@ -44,8 +44,7 @@ for _, id in ipairs(ids) do
     local ok, job = pcall(cjson.decode, raw or '{}')
     old = ok and type(job) == 'table' and (tonumber(job['et']) or 0) <= cutoff
   end
-  -- A job arq has just claimed is about to start: it is not waiting any more.
-  if old and redis.call('EXISTS', 'arq:in-progress:' .. id) == 0 then
+  if old then
     redis.call('DEL', 'arq:job:' .. id, 'arq:retry:' .. id, base .. 'info:' .. id, base .. 'rerun:' .. id)
     redis.call('ZREM', KEYS[1], id)
     out[#out + 1] = id

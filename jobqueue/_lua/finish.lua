@@ -6,26 +6,29 @@
 -- ARGV[1] queue key prefix   ARGV[2] keep completed count   ARGV[3] keep completed age (ms)
 -- ARGV[4] keep failed count   ARGV[5] keep failed age (ms)   ARGV[6] job id   ARGV[7] run token
 -- ARGV[8] outcome: completed | failed | retry | handback
--- ARGV[9] completed/failed: the record JSON (the script adds finished_at); retry: the error
--- ARGV[10] retry delay (ms)   ARGV[11] priority
--- Returns 1 recorded, 2 recorded and a rerun placed, -1 not the owner (nothing changed).
+-- ARGV[9] completed/failed: the record JSON, holding "run": <token> (the script adds finished_at);
+-- retry: the error   ARGV[10] retry delay (ms)   ARGV[11] priority
+-- Returns 1 recorded, 2 recorded and a rerun placed, 3 already recorded by this same run (a FINISH
+-- sent again after its first reply was lost), -1 not the owner (nothing changed).
 local base, id, token, outcome, body = ARGV[1], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local K = PRIORITY_BAND
 local now = redis_now()
+local info = base .. 'info:' .. id
 local owner = redis.call('HGET', KEYS[2], id)
-if not owner then
-  bump(base, now, 's')
-  return -1
+local owner_token
+if owner then
+  owner_token = select(2, parse_owner(owner))
 end
-local _, owner_token, _, score = parse_owner(owner)
 if owner_token ~= token then
+  -- Recorded already by this run? Its outcome names it: the done record or the job's info hash.
+  local done = redis.call('GET', base .. 'done:' .. id)
+  if redis.call('HGET', info, 'run') == token or (done and string.find(done, '"run":"' .. token .. '"', 1, true)) then
+    return 3
+  end
   bump(base, now, 's')
   return -1
 end
 redis.call('HDEL', KEYS[2], id)
--- This worker's arq claim on the job ends here (arq's own DEL of it is then not sent).
-redis.call('DEL', 'arq:in-progress:' .. id)
-local info = base .. 'info:' .. id
 
 local function drop(set, ids)
   for _, old_id in ipairs(ids) do
@@ -56,13 +59,23 @@ if outcome == 'completed' or outcome == 'failed' then
   bump(base, now, field)
   trim(set, keep, age)
 elseif outcome == 'retry' then
-  redis.call('HSET', info, 'error', body, 'failed_at', now)
-  redis.call('ZADD', KEYS[1], due_score(now + tonumber(ARGV[10]), tonumber(ARGV[11])), id)
+  local delay = tonumber(ARGV[10])
+  redis.call('HSET', info, 'error', body, 'failed_at', now, 'run', token)
+  if delay > 0 then
+    redis.call('ZADD', KEYS[1], due_score(now + delay, tonumber(ARGV[11])), id)
+    mark(base, now + delay)
+  else
+    redis.call('ZADD', KEYS[1], ready_score(KEYS[3], tonumber(ARGV[11]), K), id)
+    mark(base, 0)
+  end
   bump(base, now, 'r')
 else
-  -- handback: a graceful stop; the run did not happen, so it costs no attempt.
+  -- handback: a graceful stop; the run did not happen, so it costs no attempt. The job waits again
+  -- at its priority, behind the jobs already waiting there.
   redis.call('HINCRBY', info, 'attempts', -1)
-  redis.call('ZADD', KEYS[1], score, id)
+  redis.call('HSET', info, 'run', token)
+  redis.call('ZADD', KEYS[1], ready_score(KEYS[3], tonumber(ARGV[11]), K), id)
+  mark(base, 0)
 end
 if place_rerun(KEYS[1], KEYS[3], KEYS[4], KEYS[5], base, id, now, K) == 1 then
   return 2

@@ -1,9 +1,9 @@
 -- Remove one job that is not active, whatever its other state.
 -- KEYS[1] queue zset   KEYS[2] active hash   KEYS[3] completed zset   KEYS[4] failed zset
 -- ARGV[1] queue key prefix   ARGV[2] job id
--- Returns 1 removed, 0 not found, -1 active or just claimed by a worker (not removed)
+-- Returns 1 removed, 0 not found, -1 active (not removed)
 local base, id = ARGV[1], ARGV[2]
-if redis.call('HEXISTS', KEYS[2], id) == 1 or redis.call('EXISTS', 'arq:in-progress:' .. id) == 1 then
+if redis.call('HEXISTS', KEYS[2], id) == 1 then
   return -1
 end
 local found = redis.call('ZREM', KEYS[1], id) + redis.call('ZREM', KEYS[3], id) + redis.call('ZREM', KEYS[4], id)

@@ -1,21 +1,21 @@
--- A worker's periodic step: heartbeat, renewal of its own runs' leases, promotion of due jobs,
--- and return of runs whose lease expired (their worker died, hung, or lost its outcome).
+-- A worker's periodic step: heartbeat, renewal of its own runs' leases (when it passes them), and
+-- return of runs whose lease expired (their worker died, hung, or lost its outcome).
 -- KEYS[1] queue zset   KEYS[2] active hash   KEYS[3] FIFO sequence   KEYS[4] paused flag
 -- KEYS[5] workers zset   KEYS[6] completed zset   KEYS[7] failed zset
 -- ARGV[1] queue key prefix   ARGV[2] worker id   ARGV[3] lease (ms)   ARGV[4] default priority
--- ARGV[5] most jobs promoted per tick   ARGV[6] most runs returned per tick   ARGV[7] worker info JSON
--- then pairs of job id, run token: the runs this worker owns now
--- Returns {paused (0/1), promoted, returned, ms until the next delayed job is due (-1: none), now}
+-- ARGV[5] most runs returned per tick   ARGV[6] worker info JSON
+-- then pairs of job id, run token: the runs this worker owns now, when their leases are to be renewed
+-- Returns {paused (0/1), returned, now}
 local base, wid, lease = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local default_p, K = tonumber(ARGV[4]), PRIORITY_BAND
 local now = redis_now()
 
-redis.call('SET', base .. 'worker:' .. wid, ARGV[7], 'PX', lease)
+redis.call('SET', base .. 'worker:' .. wid, ARGV[6], 'PX', lease)
 redis.call('ZADD', KEYS[5], now, wid)
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - 10 * lease)
 
 -- Renew only what this worker still owns: a run returned meanwhile belongs to someone else now.
-for i = 8, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
   local id = ARGV[i]
   local owner = redis.call('HGET', KEYS[2], id)
   if owner then
@@ -26,32 +26,11 @@ for i = 8, #ARGV, 2 do
   end
 end
 
--- Due delayed and retried jobs move into the ready band at their priority, behind the jobs
--- already waiting at that priority (FIFO by a per-queue sequence).
-local promoted = 0
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], now - K / 2, now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[5]))
-for i = 1, #due, 2 do
-  local id = due[i]
-  if redis.call('EXISTS', 'arq:in-progress:' .. id) == 0 then
-    local p = math.floor((tonumber(due[i + 1]) % 1) * 16 + 0.5)
-    if p < 1 or p > 10 then
-      p = default_p
-    end
-    redis.call('ZADD', KEYS[1], 'XX', ready_score(KEYS[3], p, K), id)
-    promoted = promoted + 1
-  end
-end
-
 -- Only expired leases are looked at (running jobs are parked at PARKED + their lease's expiry):
 -- the cost does not grow with the number of running jobs.
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], PARKED, lease_score(now), 'LIMIT', 0, tonumber(ARGV[6]))
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], PARKED, lease_score(now), 'LIMIT', 0, tonumber(ARGV[5]))
 for _, id in ipairs(expired) do
-  return_run(KEYS[1], KEYS[2], KEYS[3], KEYS[6], KEYS[7], base, id, now, K)
+  return_run(KEYS[1], KEYS[2], KEYS[3], KEYS[6], KEYS[7], base, id, now, K, default_p)
 end
 
-local next_due = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '(' .. PARKED, 'WITHSCORES', 'LIMIT', 0, 1)
-local wait = -1
-if #next_due > 0 then
-  wait = math.floor(tonumber(next_due[2]) - now)
-end
-return {redis.call('EXISTS', KEYS[4]), promoted, #expired, wait, now}
+return {redis.call('EXISTS', KEYS[4]), #expired, now}

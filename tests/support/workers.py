@@ -17,11 +17,11 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
-from arq.worker import Worker, get_kwargs
+from arq.worker import get_kwargs
 
 from jobqueue import PermanentJobError, ProductEmbeddingJobPayload, ProductEmbeddingJobResult, RetryableJobError
 from jobqueue.options import QueueOptions
-from jobqueue.worker import build_worker_settings
+from jobqueue.worker import Worker, build_worker_settings
 
 RUNS_KEY = "jq:test:runs"
 
