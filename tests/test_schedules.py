@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 import jobqueue
+import jobqueue.schedules
 from jobqueue import InvalidJobError, get_schedules, remove_schedule, upsert_schedule
 from jobqueue import product_embedding_queue as embeddings
 from jobqueue._keys import SCHEDULE_KEYS
@@ -147,6 +148,16 @@ async def test_remove_schedule_deletes_it_and_reports_whether_it_existed(redis_c
     assert await schedule_keys(redis_client) == []
 
 
+async def test_a_schedule_stored_under_an_id_now_refused_can_still_be_removed(redis_client, monkeypatch):
+    with monkeypatch.context() as m:  # as upsert_schedule stored it before ids were checked as job ids
+        m.setattr(jobqueue.schedules, "_schedule_id", lambda value: value)
+        await upsert_schedule("nightly*", "product-embedding", every=60, payload=PAYLOAD)
+    assert await remove_schedule("nightly*") is True
+    assert await schedule_keys(redis_client) == []
+    with pytest.raises(InvalidJobError, match="schedule_id"):
+        await remove_schedule("")
+
+
 async def test_an_end_already_past_stores_a_finished_schedule(redis_client):
     end = dt.datetime.now(UTC) - dt.timedelta(hours=1)
     schedule = await upsert_schedule(
@@ -159,6 +170,11 @@ async def test_an_end_already_past_stores_a_finished_schedule(redis_client):
 BAD = [
     ({"schedule_id": ""}, "schedule_id"),
     ({"schedule_id": "has space"}, "schedule_id"),
+    ({"schedule_id": "nightly*"}, "schedule_id"),
+    ({"schedule_id": "p[12]"}, "schedule_id"),
+    ({"schedule_id": "bell\x07"}, "schedule_id"),
+    ({"schedule_id": "x" * 201}, "schedule_id"),
+    ({"schedule_id": 5}, "schedule_id"),
     ({"queue": "no-such-queue"}, "unknown queue"),
     ({"cron": None}, "exactly one of"),
     ({"every": 5}, "exactly one of"),
