@@ -29,6 +29,10 @@ async def test_schedules_example_declares_once_and_changes_at_run_time():
                 "/schedules/other", json={"queue": "product-embedding", "cron": "nope", "payload": {"product_id": "x"}}
             )
             assert bad.status_code == 422 and "invalid cron expression" in bad.json()["detail"]
+            too_often = await client.put(
+                "/schedules/other", json={"queue": "product-embedding", "every": 0.5, "payload": {"product_id": "x"}}
+            )
+            assert too_often.status_code == 422 and "every must be at least 1s" in too_often.json()["detail"]
             glob = await client.put(
                 "/schedules/other*", json={"queue": "product-embedding", "every": 60, "payload": {"product_id": "x"}}
             )

@@ -121,6 +121,7 @@ async def test_an_upsert_can_move_a_schedule_to_another_queue(redis_client):
     assert [s.id for s in await get_schedules("product-enrichment")] == ["moving"]
 
 
+@pytest.mark.usefixtures("short_schedule_slots")
 async def test_a_schedule_moved_to_another_queue_starts_afresh_there(redis_client):
     await upsert_schedule("stuck", "product-embedding", every=0.05, payload=PAYLOAD)
     await until_due(redis_client, "stuck", behind_ms=300)  # no worker fired it on its first queue
@@ -209,6 +210,14 @@ async def test_an_invalid_every_raises_and_writes_nothing(redis_client, every):
     assert await schedule_keys(redis_client) == []
 
 
+@pytest.mark.parametrize("every", [0.001, 0.5, dt.timedelta(milliseconds=999)])
+async def test_every_below_the_minimum_raises_naming_it_and_writes_nothing(redis_client, every):
+    with pytest.raises(InvalidJobError, match=r"every must be at least 1s"):
+        await upsert_schedule("s", "product-embedding", every=every, payload=PAYLOAD)
+    assert await schedule_keys(redis_client) == []
+    assert (await upsert_schedule("s", "product-embedding", every=1, payload=PAYLOAD)).every == 1.0
+
+
 async def test_redis_down_is_a_clear_error(monkeypatch):
     from jobqueue import RedisUnavailableError
     from jobqueue.settings import get_settings
@@ -227,6 +236,7 @@ async def test_redis_down_is_a_clear_error(monkeypatch):
 # -- firing passes ------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("short_schedule_slots")
 async def test_racing_passes_fire_a_due_slot_exactly_once(redis_client, redis_url):
     schedule = await upsert_schedule("race", "product-embedding", every=0.05, payload=PAYLOAD)
     await until_due(redis_client, "race")
@@ -245,6 +255,7 @@ async def test_racing_passes_fire_a_due_slot_exactly_once(redis_client, redis_ur
     assert job.priority == embeddings.default_priority
 
 
+@pytest.mark.usefixtures("short_schedule_slots")
 async def test_slots_missed_while_no_scheduler_ran_fire_once(redis_client):
     await upsert_schedule("outage", "product-embedding", every=0.05, payload=PAYLOAD)
     missed_from = int((await one("outage")).next_run.timestamp() * 1000)
@@ -257,6 +268,7 @@ async def test_slots_missed_while_no_scheduler_ran_fire_once(redis_client):
     assert after.next_run.timestamp() * 1000 > before
 
 
+@pytest.mark.usefixtures("short_schedule_slots")
 async def test_a_tended_queue_that_falls_behind_fires_every_slot(redis_client):
     await upsert_schedule("behind", "product-embedding", every=0.05, payload=PAYLOAD)
     await drain_passes(redis_client)  # a scheduler ran: the queue's schedules are tended
@@ -268,6 +280,7 @@ async def test_a_tended_queue_that_falls_behind_fires_every_slot(redis_client):
     assert slots == list(range(first, first + 50 * len(slots), 50))
 
 
+@pytest.mark.usefixtures("short_schedule_slots")
 async def test_limit_counts_fires_and_then_the_schedule_is_finished(redis_client):
     await upsert_schedule("thrice", "product-embedding", every=0.02, payload=PAYLOAD, limit=3)
     await drain_passes(redis_client)
@@ -283,6 +296,7 @@ async def test_limit_counts_fires_and_then_the_schedule_is_finished(redis_client
     assert again.next_run is None, "an unchanged upsert does not restart a finished schedule"
 
 
+@pytest.mark.usefixtures("short_schedule_slots")
 async def test_a_removed_schedule_is_not_fired(redis_client):
     await upsert_schedule("removed", "product-embedding", every=0.02, payload=PAYLOAD)
     await until_due(redis_client, "removed")
@@ -292,6 +306,7 @@ async def test_a_removed_schedule_is_not_fired(redis_client):
     assert await schedule_keys(redis_client) == [SCHEDULE_KEYS.alive("product-embedding").encode()]
 
 
+@pytest.mark.usefixtures("short_schedule_slots")
 async def test_a_payload_the_queue_no_longer_accepts_skips_the_slot_with_an_error(redis_client):
     await upsert_schedule("stale", "product-embedding", every=0.02, payload=PAYLOAD)
     # As after a deploy whose payload model rejects what was stored.
@@ -307,6 +322,7 @@ async def test_a_payload_the_queue_no_longer_accepts_skips_the_slot_with_an_erro
     assert await slots_queued(redis_client, embeddings, "stale") == []
 
 
+@pytest.mark.usefixtures("short_schedule_slots")
 async def test_an_unreadable_schedule_is_skipped_without_stopping_the_others(redis_client):
     await upsert_schedule("broken", "product-embedding", every=0.02, payload=PAYLOAD)
     await upsert_schedule("fine", "product-embedding", every=0.02, payload={"product_id": "p2"})
