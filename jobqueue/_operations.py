@@ -9,10 +9,11 @@ from jobqueue import _scripts, _validate
 from jobqueue.connection import get_redis, redis_errors
 from jobqueue.constants import BULK_CHUNK, CLEAN_BATCH
 from jobqueue.errors import InvalidJobError, JobNotFoundError, JobStateError
-from jobqueue.job import CleanState, JobHandle
+from jobqueue.job import CleanState, JobHandle, JobInfo
 
 if TYPE_CHECKING:
     from jobqueue._keys import QueueKeys
+    from jobqueue.queue import PreparedJob
 
 CLEAN_STATES = ("completed", "failed", "waiting", "delayed")
 
@@ -101,13 +102,13 @@ class QueueOperations:
             raise JobStateError(f"job {job_id} is not delayed, only delayed jobs can be promoted")
 
     async def retry_job(self, job_id: str) -> JobHandle:
-        """Put a failed job back in the queue, with fresh attempts and its payload and priority."""
+        """Put a failed job back in the queue under its id, with fresh attempts, its payload and priority."""
         job = await self.get_job(job_id)
         if job is None:
             raise JobNotFoundError(f"job {job_id} not found in queue {self.name}")
         if job.state != "failed":
             raise JobStateError(f"job {job_id} is {job.state}, only failed jobs can be retried")
-        return (await self.enqueue_prepared([self.prepare(job.payload, priority=job.priority)]))[0]
+        return (await self.enqueue_prepared([self._again(job)]))[0]
 
     async def retry_failed(self) -> list[JobHandle]:
         """Retry every job failed now (in pipelined batches); returns the handles.
@@ -120,7 +121,7 @@ class QueueOperations:
         handles: list[JobHandle] = []
         for i in range(0, len(ids), BULK_CHUNK):
             page = [j for j in await self._fetch(ids[i : i + BULK_CHUNK]) if j is not None and j.state == "failed"]
-            batch = await self.enqueue_prepared([self.prepare(j.payload, priority=j.priority) for j in page])
+            batch = await self.enqueue_prepared([self._again(j) for j in page])
             superseded = [h.job_id for h in batch if not h.created]
             if superseded:
                 async with redis_errors():
@@ -130,3 +131,7 @@ class QueueOperations:
                     await pipe.execute()
             handles += batch
         return handles
+
+    def _again(self, job: JobInfo) -> PreparedJob:
+        # The stored id, not the one the payload gives: a schedule's jobs have their slot's id.
+        return self.prepare(job.payload, priority=job.priority, job_id=job.job_id)

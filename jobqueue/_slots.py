@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from jobqueue import _validate
+from jobqueue.constants import SCHEDULE_MIN_EVERY_S
 from jobqueue.errors import InvalidJobError
 
 
@@ -91,10 +92,9 @@ def _cron(value: Any) -> str:
 
 def _every_ms(value: Any) -> int:
     seconds = _validate.seconds(value, "every")
-    every_ms = round(seconds * 1000)
-    if every_ms < 1:
-        raise InvalidJobError(f"every must be at least 1 ms, got {value!r}")
-    return every_ms
+    if seconds < SCHEDULE_MIN_EVERY_S:
+        raise InvalidJobError(f"every must be at least {SCHEDULE_MIN_EVERY_S:g}s, got {value!r}")
+    return round(seconds * 1000)
 
 
 def _instant_ms(value: Any, what: str) -> int | None:

@@ -8,7 +8,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from jobqueue.constants import ID_FORBIDDEN_CHARACTERS, MAX_PAYLOAD_BYTES, MAX_PRIORITY, MIN_PRIORITY
+from jobqueue.constants import (
+    ID_FORBIDDEN_CHARACTERS,
+    MAX_ID_LENGTH,
+    MAX_PAYLOAD_BYTES,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+)
 from jobqueue.errors import InvalidJobError
 
 
@@ -38,6 +44,16 @@ def entity_id(value: str) -> str:
     if any(c.isspace() or not c.isprintable() or c in ID_FORBIDDEN_CHARACTERS for c in value):
         raise ValueError(f"must not contain blanks, control characters or any of {' '.join(ID_FORBIDDEN_CHARACTERS)}")
     return value
+
+
+def identifier(value: Any, what: str) -> str:
+    """An id given as an argument, checked as the ids in payloads are (length, then ``entity_id``)."""
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_LENGTH:
+        raise InvalidJobError(f"{what} must be a string of 1 to {MAX_ID_LENGTH} characters, got {value!r}")
+    try:
+        return entity_id(value)
+    except ValueError as exc:
+        raise InvalidJobError(f"{what} {exc}, got {value!r}") from None
 
 
 def payload_size(payload_json: str, queue: str) -> None:

@@ -94,3 +94,6 @@ SCHEDULER_MAX_WAIT_S: Final = 1.0
 SCHEDULER_ALIVE_S: Final = 5.0
 # Most slots one scheduler pass fires before it yields to the worker's other tasks.
 SCHEDULER_BATCH: Final = 100
+# The shortest every= of a schedule: each slot is a job, and the scheduler's waits are counted in
+# SCHEDULER_MAX_WAIT_S; sub-second slots would be a flood of jobs, not a schedule.
+SCHEDULE_MIN_EVERY_S: Final = 1.0

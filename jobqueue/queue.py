@@ -64,9 +64,19 @@ class Queue(QueueInspection, QueueOperations):
     # -- enqueue ---------------------------------------------------------------------------
 
     def prepare(
-        self, payload: Any, *, priority: int | None = None, delay: Any = None, run_at: Any = None
+        self,
+        payload: Any,
+        *,
+        priority: int | None = None,
+        delay: Any = None,
+        run_at: Any = None,
+        job_id: str | None = None,
     ) -> PreparedJob:
-        """Validate one job (raising ``InvalidJobError``) without writing anything."""
+        """Validate one job (raising ``InvalidJobError``) without writing anything.
+
+        ``job_id`` replaces the id derived from the payload, to write a job again under the id it
+        already has (a retry of a job a schedule enqueued, whose id is its slot's).
+        """
         model = _validate.payload(self.payload_model, payload, self.name)
         p = _validate.priority(priority, self.default_priority)
         when = "0"
@@ -83,7 +93,7 @@ class Queue(QueueInspection, QueueOperations):
         payload_json = model.model_dump_json(exclude_none=True)
         _validate.payload_size(payload_json, self.name)
         head = f'{{"t":null,"f":{self._function_json},"a":[{payload_json},{p}],"k":{{}}'
-        return PreparedJob(self._job_id(model), head, p, when)
+        return PreparedJob(self._job_id(model) if job_id is None else self.own_id(job_id), head, p, when)
 
     def _handle(self, job_id: str, code: int) -> JobHandle:
         return JobHandle(job_id, self.name, created=code == 1, rerun=code == 2, _queue=self)

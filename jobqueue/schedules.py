@@ -27,8 +27,6 @@ from jobqueue.queues import get_queue
 
 logger = logging.getLogger("jobqueue.schedules")
 
-MAX_ID_LENGTH = 200
-
 
 class Schedule(BaseModel):
     """A recurring schedule as stored: its definition and how far it has fired.
@@ -82,12 +80,8 @@ class Schedule(BaseModel):
 
 
 def _schedule_id(value: Any) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH or any(c.isspace() for c in value):
-        raise InvalidJobError(
-            f"schedule_id must be a non-empty string of at most {MAX_ID_LENGTH} characters with no "
-            f"whitespace, got {value!r}"
-        )
-    return value
+    # The rule of job ids: a schedule's id is part of its jobs' ids and of Redis keys.
+    return _validate.identifier(value, "schedule_id")
 
 
 def _limit(value: Any) -> int | None:
@@ -220,7 +214,10 @@ async def get_schedules(queue: str | Queue | None = None) -> list[Schedule]:
 
 async def remove_schedule(schedule_id: str) -> bool:
     """Remove a schedule; True when it existed. Jobs it already enqueued are left to run."""
-    sid = _schedule_id(schedule_id)
+    # Not upsert's rule: a schedule stored before ids were checked as job ids must stay removable.
+    if not isinstance(schedule_id, str) or not schedule_id:
+        raise InvalidJobError(f"schedule_id must be a non-empty string, got {schedule_id!r}")
+    sid = schedule_id
     keys = SCHEDULE_KEYS
     async with redis_errors():
         removed = await _scripts.SCHEDULE_REMOVE(get_redis(), [keys.schedule(sid), keys.ids], [sid, keys.due("")])

@@ -29,6 +29,14 @@ async def test_schedules_example_declares_once_and_changes_at_run_time():
                 "/schedules/other", json={"queue": "product-embedding", "cron": "nope", "payload": {"product_id": "x"}}
             )
             assert bad.status_code == 422 and "invalid cron expression" in bad.json()["detail"]
+            too_often = await client.put(
+                "/schedules/other", json={"queue": "product-embedding", "every": 0.5, "payload": {"product_id": "x"}}
+            )
+            assert too_often.status_code == 422 and "every must be at least 1s" in too_often.json()["detail"]
+            glob = await client.put(
+                "/schedules/other*", json={"queue": "product-embedding", "every": 60, "payload": {"product_id": "x"}}
+            )
+            assert glob.status_code == 422 and "schedule_id must not contain" in glob.json()["detail"]
             assert [s["id"] for s in (await client.get("/schedules")).json()] == ["reembed-featured"]
 
             assert (await client.delete("/schedules/reembed-featured")).status_code == 204

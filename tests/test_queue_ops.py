@@ -8,6 +8,7 @@ import pytest
 import jobqueue
 from jobqueue import JobNotFoundError, JobStateError
 from jobqueue import product_embedding_queue as embeddings
+from jobqueue._scheduler import fire_due, slot_job_id
 from tests.support.waiting import wait_for
 from tests.support.workers import RunningWorker, behaviour_key, release_key, run_burst, runs, settings_for
 
@@ -136,3 +137,48 @@ async def test_retry_failed_retries_every_failed_job(redis_client):
     await run_burst(settings_for(concurrency=4))
     assert (await embeddings.get_job_counts())["completed"] == 12
     assert len(await runs(redis_client)) == 24
+
+
+async def _failed_schedule_job(redis_client) -> str:
+    """A job a schedule enqueued (its id is the slot's, not the payload's) that failed."""
+    await _fail_these(redis_client, "p1")
+    schedule = await jobqueue.upsert_schedule("hourly", embeddings, every=1, payload={"product_id": "p1"}, priority=5)
+    slot = int(schedule.next_run.timestamp() * 1000)
+    await wait_for(lambda: _redis_time_past(redis_client, slot), what="the schedule's slot to be due")
+    await fire_due(embeddings, redis_client)
+    await jobqueue.remove_schedule("hourly")  # its job stays; no more slots fire
+    job_id = slot_job_id(embeddings, "hourly", slot)
+    await run_burst(settings_for())
+    assert await embeddings.get_job_state(job_id) == "failed"
+    await redis_client.delete(behaviour_key("p1"))
+    return job_id
+
+
+async def _redis_time_past(redis_client, ms):
+    seconds, micros = await redis_client.time()
+    return seconds * 1000 + micros // 1000 >= ms
+
+
+async def _only_waiting(job_id):
+    info = await embeddings.get_job(job_id)
+    assert (info.state, info.priority, info.payload, info.attempts_made) == ("waiting", 5, {"product_id": "p1"}, 0)
+    assert await embeddings.get_job("product-embedding:p1") is None, "retried under the payload's id"
+    counts = await embeddings.get_job_counts()
+    assert (counts["failed"], counts["waiting"]) == (0, 1)
+
+
+async def test_retry_job_puts_back_the_failed_job_of_a_schedule_under_its_own_id(redis_client):
+    job_id = await _failed_schedule_job(redis_client)
+    retried = await embeddings.retry_job(job_id)
+    assert (retried.job_id, retried.created) == (job_id, True)
+    await _only_waiting(job_id)
+    await run_burst(settings_for())
+    assert (await retried.result(timeout=5)).status == "processed"
+
+
+async def test_retry_failed_puts_back_the_failed_job_of_a_schedule_under_its_own_id(redis_client):
+    job_id = await _failed_schedule_job(redis_client)
+    handles = await embeddings.retry_failed()
+    assert [(h.job_id, h.created) for h in handles] == [(job_id, True)]
+    await _only_waiting(job_id)
+    assert await embeddings.retry_failed() == [], "nothing is failed any more"

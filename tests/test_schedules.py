@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 import jobqueue
+import jobqueue.schedules
 from jobqueue import InvalidJobError, get_schedules, remove_schedule, upsert_schedule
 from jobqueue import product_embedding_queue as embeddings
 from jobqueue._keys import SCHEDULE_KEYS
@@ -120,6 +121,7 @@ async def test_an_upsert_can_move_a_schedule_to_another_queue(redis_client):
     assert [s.id for s in await get_schedules("product-enrichment")] == ["moving"]
 
 
+@pytest.mark.usefixtures("short_schedule_slots")
 async def test_a_schedule_moved_to_another_queue_starts_afresh_there(redis_client):
     await upsert_schedule("stuck", "product-embedding", every=0.05, payload=PAYLOAD)
     await until_due(redis_client, "stuck", behind_ms=300)  # no worker fired it on its first queue
@@ -147,6 +149,16 @@ async def test_remove_schedule_deletes_it_and_reports_whether_it_existed(redis_c
     assert await schedule_keys(redis_client) == []
 
 
+async def test_a_schedule_stored_under_an_id_now_refused_can_still_be_removed(redis_client, monkeypatch):
+    with monkeypatch.context() as m:  # as upsert_schedule stored it before ids were checked as job ids
+        m.setattr(jobqueue.schedules, "_schedule_id", lambda value: value)
+        await upsert_schedule("nightly*", "product-embedding", every=60, payload=PAYLOAD)
+    assert await remove_schedule("nightly*") is True
+    assert await schedule_keys(redis_client) == []
+    with pytest.raises(InvalidJobError, match="schedule_id"):
+        await remove_schedule("")
+
+
 async def test_an_end_already_past_stores_a_finished_schedule(redis_client):
     end = dt.datetime.now(UTC) - dt.timedelta(hours=1)
     schedule = await upsert_schedule(
@@ -159,6 +171,11 @@ async def test_an_end_already_past_stores_a_finished_schedule(redis_client):
 BAD = [
     ({"schedule_id": ""}, "schedule_id"),
     ({"schedule_id": "has space"}, "schedule_id"),
+    ({"schedule_id": "nightly*"}, "schedule_id"),
+    ({"schedule_id": "p[12]"}, "schedule_id"),
+    ({"schedule_id": "bell\x07"}, "schedule_id"),
+    ({"schedule_id": "x" * 201}, "schedule_id"),
+    ({"schedule_id": 5}, "schedule_id"),
     ({"queue": "no-such-queue"}, "unknown queue"),
     ({"cron": None}, "exactly one of"),
     ({"every": 5}, "exactly one of"),
@@ -193,6 +210,14 @@ async def test_an_invalid_every_raises_and_writes_nothing(redis_client, every):
     assert await schedule_keys(redis_client) == []
 
 
+@pytest.mark.parametrize("every", [0.001, 0.5, dt.timedelta(milliseconds=999)])
+async def test_every_below_the_minimum_raises_naming_it_and_writes_nothing(redis_client, every):
+    with pytest.raises(InvalidJobError, match=r"every must be at least 1s"):
+        await upsert_schedule("s", "product-embedding", every=every, payload=PAYLOAD)
+    assert await schedule_keys(redis_client) == []
+    assert (await upsert_schedule("s", "product-embedding", every=1, payload=PAYLOAD)).every == 1.0
+
+
 async def test_redis_down_is_a_clear_error(monkeypatch):
     from jobqueue import RedisUnavailableError
     from jobqueue.settings import get_settings
@@ -211,6 +236,7 @@ async def test_redis_down_is_a_clear_error(monkeypatch):
 # -- firing passes ------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("short_schedule_slots")
 async def test_racing_passes_fire_a_due_slot_exactly_once(redis_client, redis_url):
     schedule = await upsert_schedule("race", "product-embedding", every=0.05, payload=PAYLOAD)
     await until_due(redis_client, "race")
@@ -229,6 +255,7 @@ async def test_racing_passes_fire_a_due_slot_exactly_once(redis_client, redis_ur
     assert job.priority == embeddings.default_priority
 
 
+@pytest.mark.usefixtures("short_schedule_slots")
 async def test_slots_missed_while_no_scheduler_ran_fire_once(redis_client):
     await upsert_schedule("outage", "product-embedding", every=0.05, payload=PAYLOAD)
     missed_from = int((await one("outage")).next_run.timestamp() * 1000)
@@ -241,6 +268,7 @@ async def test_slots_missed_while_no_scheduler_ran_fire_once(redis_client):
     assert after.next_run.timestamp() * 1000 > before
 
 
+@pytest.mark.usefixtures("short_schedule_slots")
 async def test_a_tended_queue_that_falls_behind_fires_every_slot(redis_client):
     await upsert_schedule("behind", "product-embedding", every=0.05, payload=PAYLOAD)
     await drain_passes(redis_client)  # a scheduler ran: the queue's schedules are tended
@@ -252,6 +280,7 @@ async def test_a_tended_queue_that_falls_behind_fires_every_slot(redis_client):
     assert slots == list(range(first, first + 50 * len(slots), 50))
 
 
+@pytest.mark.usefixtures("short_schedule_slots")
 async def test_limit_counts_fires_and_then_the_schedule_is_finished(redis_client):
     await upsert_schedule("thrice", "product-embedding", every=0.02, payload=PAYLOAD, limit=3)
     await drain_passes(redis_client)
@@ -267,6 +296,7 @@ async def test_limit_counts_fires_and_then_the_schedule_is_finished(redis_client
     assert again.next_run is None, "an unchanged upsert does not restart a finished schedule"
 
 
+@pytest.mark.usefixtures("short_schedule_slots")
 async def test_a_removed_schedule_is_not_fired(redis_client):
     await upsert_schedule("removed", "product-embedding", every=0.02, payload=PAYLOAD)
     await until_due(redis_client, "removed")
@@ -276,6 +306,7 @@ async def test_a_removed_schedule_is_not_fired(redis_client):
     assert await schedule_keys(redis_client) == [SCHEDULE_KEYS.alive("product-embedding").encode()]
 
 
+@pytest.mark.usefixtures("short_schedule_slots")
 async def test_a_payload_the_queue_no_longer_accepts_skips_the_slot_with_an_error(redis_client):
     await upsert_schedule("stale", "product-embedding", every=0.02, payload=PAYLOAD)
     # As after a deploy whose payload model rejects what was stored.
@@ -291,6 +322,7 @@ async def test_a_payload_the_queue_no_longer_accepts_skips_the_slot_with_an_erro
     assert await slots_queued(redis_client, embeddings, "stale") == []
 
 
+@pytest.mark.usefixtures("short_schedule_slots")
 async def test_an_unreadable_schedule_is_skipped_without_stopping_the_others(redis_client):
     await upsert_schedule("broken", "product-embedding", every=0.02, payload=PAYLOAD)
     await upsert_schedule("fine", "product-embedding", every=0.02, payload={"product_id": "p2"})

@@ -1,5 +1,7 @@
 """Recurring schedules fired by real ``arq`` worker processes (several racing for each slot)."""
 
+import pytest
+
 import jobqueue
 from jobqueue import get_schedules, remove_schedule, upsert_schedule
 from jobqueue import product_embedding_queue as embeddings
@@ -74,6 +76,7 @@ async def finished(schedule_id):
     return found and found[0].next_run is None
 
 
+@pytest.mark.usefixtures("short_schedule_slots")
 async def test_a_removed_schedule_stops_firing_while_others_go_on(redis_client):
     with WorkerProcess(SETTINGS) as worker:
         await worker.wait_for(lambda: workers_up(redis_client, 1), timeout=30, what="the worker")
@@ -100,6 +103,7 @@ async def fired_past(schedule_id, ms):
     return found and found[0].last_run is not None and found[0].last_run.timestamp() * 1000 >= ms
 
 
+@pytest.mark.usefixtures("short_schedule_slots")
 async def test_a_paused_queue_accumulates_its_schedules_jobs_and_runs_them_on_resume(redis_client):
     with WorkerProcess(SETTINGS) as worker:
         await worker.wait_for(lambda: workers_up(redis_client, 1), timeout=30, what="the worker")
