@@ -1,4 +1,4 @@
-"""The hosts and origins the dashboard serves and proxy headers, through a
+"""The hosts and origins the dashboard serves, proxy headers, and the security headers, through a
 real uvicorn where the network matters: a DNS-rebinding page (``Host: evil.example`` from a loopback
 peer) gets nothing, an action needs a served ``Origin``, and a forwarded address never makes a
 client loopback."""
@@ -21,6 +21,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from jobqueue import product_embedding_queue as embeddings
 from jobqueue.dashboard import create_app
+from jobqueue.dashboard.headers import SECURITY_HEADERS
 from jobqueue.dashboard.origins import Origin, Served, host_name, parse_origin
 from tests.support.dashboard import SEEN_CLIENT, ShowClient, serving
 from tests.support.waiting import ROOT, free_port
@@ -193,6 +194,26 @@ async def test_credentials_still_work_through_a_proxy():
         headers = {"Authorization": "Bearer tok", "X-Forwarded-For": "203.0.113.7", "Host": "ops.example.com"}
         assert (await c.get(url + "/api/queues", headers=headers)).status_code == 200
         assert (await c.post(url + PAUSE, headers=headers)).status_code == 200  # bearer: no Origin, no token
+
+
+async def test_every_response_carries_the_security_headers():
+    async with serving(create_app(**NO_CREDENTIALS)) as url, httpx.AsyncClient(base_url=url) as c:
+        responses = [
+            await c.get("/"),
+            await c.get("/static/dashboard.js"),
+            await c.get("/api/queues"),
+            await c.get("/api/jobs/product-embedding:none"),  # 404 from an exception handler
+            await c.post(PAUSE),  # 403 from the CSRF guard
+            await c.get("/", headers={"Host": "evil.example"}),  # 421
+            await c.get("/", headers={"X-Forwarded-For": "127.0.0.1"}),  # 401
+        ]
+    assert [r.status_code for r in responses] == [200, 200, 200, 404, 403, 421, 401]
+    for response in responses:
+        for name, value in SECURITY_HEADERS.items():
+            assert response.headers[name] == value, (response.request.url, name)
+    csp = responses[0].headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp and "frame-ancestors 'none'" in csp
+    assert responses[0].headers["x-frame-options"] == "DENY"
 
 
 # A peer that is not loopback needs an address that is not: only inside a network namespace of the

@@ -2,7 +2,7 @@
 
 One page (``/``) over the JSON API (``/api/...``, see ``jobqueue.dashboard.api``), the page's own
 script and style (``/static/...``) and the queue-wide Prometheus metrics (``/metrics``). Every route
-is behind ``jobqueue.dashboard.auth``.
+is behind ``jobqueue.dashboard.auth``, and every response carries ``jobqueue.dashboard.headers``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from jobqueue.collector import CONTENT_TYPE_LATEST, render_queue_metrics
 from jobqueue.connection import close_queues
 from jobqueue.dashboard import api
 from jobqueue.dashboard.auth import AuthMiddleware, Credentials, resolve_served
+from jobqueue.dashboard.headers import SecurityHeadersMiddleware
 from jobqueue.dashboard.origins import Served
 from jobqueue.errors import ConfigurationError, InvalidJobError, JobNotFoundError, JobStateError, RedisUnavailableError
 
@@ -99,7 +100,10 @@ def create_app(
             *api.routes,
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
-        middleware=[Middleware(AuthMiddleware, credentials=credentials, served=served)],
+        middleware=[
+            Middleware(SecurityHeadersMiddleware),
+            Middleware(AuthMiddleware, credentials=credentials, served=served),
+        ],
         exception_handlers={
             InvalidJobError: _error(400),
             JobNotFoundError: _error(404),
