@@ -17,9 +17,9 @@ TOKEN = "t0ken"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}  # bearer requests need no CSRF token
 
 
-def api(app=None) -> httpx.AsyncClient:
+def api(app=None, base="http://dash.test") -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app or create_app(token=TOKEN))
-    return httpx.AsyncClient(transport=transport, base_url="http://dash.test", headers=AUTH)
+    return httpx.AsyncClient(transport=transport, base_url=base, headers=AUTH)
 
 
 async def test_overview_lists_five_queues_with_exact_counts_and_the_last_hour(redis_client):
@@ -137,7 +137,8 @@ async def test_redis_down_is_a_503_naming_the_url_without_password(monkeypatch):
 async def test_mounted_under_a_prefix_in_the_fastapi_example():
     from examples.fastapi_app import app
 
-    async with app.router.lifespan_context(app), api(app) as c:
+    # No credentials in the example's environment: loopback mode, so a loopback Host.
+    async with app.router.lifespan_context(app), api(app, base="http://127.0.0.1:8000") as c:
         page = await c.get("/admin/queues/")
         assert page.status_code == 200
         assert re.search(r'name="jq-base" content="/admin/queues"', page.text)

@@ -13,9 +13,9 @@ from jobqueue.dashboard import create_app
 TOKEN = "s3cret-token"
 
 
-def client(app, *, auth=None, headers=None, ip="127.0.0.1") -> httpx.AsyncClient:
+def client(app, *, auth=None, headers=None, ip="127.0.0.1", base="http://dash.test") -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, client=(ip, 50000))
-    return httpx.AsyncClient(transport=transport, base_url="http://dash.test", auth=auth, headers=headers)
+    return httpx.AsyncClient(transport=transport, base_url=base, auth=auth, headers=headers)
 
 
 def csrf_of(page: str) -> str:
@@ -54,7 +54,7 @@ async def test_half_given_credentials_are_refused():
 
 
 async def test_actions_need_the_csrf_token_unless_made_with_the_bearer_token():
-    app = create_app(user="ops", password="pw")
+    app = create_app(user="ops", password="pw", allowed_hosts=["dash.test"], allowed_origins=[])
     async with client(app, auth=("ops", "pw")) as c:
         token = csrf_of((await c.get("/")).text)
         refused = await c.post("/api/queues/product-embedding/pause")
@@ -94,7 +94,7 @@ async def test_without_credentials_only_loopback_clients_get_in(monkeypatch):
         response = await c.get("/api/queues")
         assert response.status_code == 401
         assert "JOBQUEUE_DASHBOARD_TOKEN" in response.json()["error"]
-    async with client(app, ip="::1") as c:
+    async with client(app, ip="::1", base="http://[::1]:8080") as c:
         assert (await c.get("/api/queues")).status_code == 200
 
 

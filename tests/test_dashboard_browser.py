@@ -1,5 +1,6 @@
 """The dashboard in a real headless browser (Debian's chromium driven by Playwright) against real
-Redis and a real arq worker process: live counts, schedules, a failed job's error, retry, pause, escaping, 401.
+Redis and a real arq worker process: live counts, schedules, a failed job's error, retry, pause, escaping,
+no Content-Security-Policy violation, 401.
 
 ``JOBQUEUE_DASHBOARD_SCREENSHOT=docs/dashboard.png`` also saves the overview there (the README's).
 """
@@ -14,12 +15,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
 
 import jobqueue
 from jobqueue import product_embedding_queue as embeddings
 from jobqueue.dashboard import create_app
-from tests.support.waiting import WorkerProcess, free_port, wait_for
+from tests.support.dashboard import serving
+from tests.support.waiting import WorkerProcess
 from tests.support.workers import behaviour_key, runs
 
 playwright_api = pytest.importorskip("playwright.async_api")
@@ -30,21 +31,21 @@ SETTINGS = "tests.support.workers.EmbeddingTestSettings"
 XSS = "<script>window.__pwned=1</script>"
 USER, PASSWORD = "ops", "pw"
 TIMEOUT_MS = 15_000
+# Runs before the page's own script (and, injected by the browser's debugger, is not subject to the
+# page's policy): every violation of the Content-Security-Policy is kept in window.__csp.
+CSP_WATCH = """
+window.__csp = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__csp.push(`${e.effectiveDirective} ${e.blockedURI}`);
+});
+"""
 
 
 @pytest.fixture
 async def dashboard_url() -> AsyncIterator[str]:
     """The dashboard served by uvicorn on a free loopback port, with basic-auth credentials."""
-    port = free_port()
-    app = create_app(user=USER, password=PASSWORD, poll_interval_ms=300)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    await wait_for(lambda: asyncio.sleep(0, server.started), what="uvicorn to start")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serving(create_app(user=USER, password=PASSWORD, poll_interval_ms=300)) as url:
+        yield url
 
 
 @pytest.fixture
@@ -54,6 +55,7 @@ async def browser_page(dashboard_url):
         context = await browser.new_context(
             http_credentials={"username": USER, "password": PASSWORD}, viewport={"width": 1440, "height": 900}
         )
+        await context.add_init_script(CSP_WATCH)
         page = await context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))  # every action is confirmed
@@ -70,6 +72,8 @@ def count_cell(page, queue: str, state: str):
 async def test_dashboard_in_chromium(redis_client, dashboard_url, browser_page, tmp_path):
     expect = playwright_api.expect
     page = browser_page
+    console: list[str] = []  # chromium also logs each violation ("... Content Security Policy ...")
+    page.on("console", lambda message: console.append(message.text))
     await redis_client.set(behaviour_key("broken"), json.dumps({"permanent": True}))
     await jobqueue.enqueue_product_embeddings(["a", "b", "c", "broken", XSS])
     await jobqueue.enqueue_product_enrichment("p1")
@@ -141,6 +145,16 @@ async def test_dashboard_in_chromium(redis_client, dashboard_url, browser_page, 
     await expect(page.locator("#job-result")).to_contain_text('"status": "processed"')
     assert await page.evaluate("window.__pwned") is None
     assert await page.locator("#view script").count() == 0
+
+    # Every view was shown under the Content-Security-Policy without breaking it once ...
+    assert await page.evaluate("window.__csp") == []
+    assert not [text for text in console if "Content Security Policy" in text], console
+    # ... and the policy is in force: an inline script is refused, and the watch sees it.
+    with pytest.raises(playwright_api.Error):
+        await page.add_script_tag(content="window.__inline = 1")
+    assert await page.evaluate("window.__inline") is None
+    assert await page.evaluate("window.__csp") == ["script-src-elem inline"]
+    assert [text for text in console if "Content Security Policy" in text]
 
 
 async def _ticked_since(ms: int) -> bool:

@@ -212,10 +212,12 @@ def dashboard(
     import uvicorn
 
     from jobqueue.dashboard import create_app
-    from jobqueue.dashboard.auth import NO_CREDENTIALS, Credentials, is_loopback
+    from jobqueue.dashboard.auth import NO_CREDENTIALS, Credentials, resolve_served
+    from jobqueue.dashboard.origins import is_loopback
 
     try:
         credentials = Credentials.resolve()
+        resolve_served()  # a bad JOBQUEUE_DASHBOARD_ALLOWED_HOSTS/_ORIGINS fails here, not per request
     except ValueError as exc:
         raise JobQueueError(str(exc)) from None
     if not credentials.configured and not is_loopback(host):

@@ -2,11 +2,12 @@
 
 One page (``/``) over the JSON API (``/api/...``, see ``jobqueue.dashboard.api``), the page's own
 script and style (``/static/...``) and the queue-wide Prometheus metrics (``/metrics``). Every route
-is behind ``jobqueue.dashboard.auth``.
+is behind ``jobqueue.dashboard.auth``, and every response carries ``jobqueue.dashboard.headers``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from functools import cache
 from pathlib import Path
@@ -23,7 +24,9 @@ from starlette.staticfiles import StaticFiles
 from jobqueue.collector import CONTENT_TYPE_LATEST, render_queue_metrics
 from jobqueue.connection import close_queues
 from jobqueue.dashboard import api
-from jobqueue.dashboard.auth import AuthMiddleware, Credentials
+from jobqueue.dashboard.auth import AuthMiddleware, Credentials, resolve_served
+from jobqueue.dashboard.headers import SecurityHeadersMiddleware
+from jobqueue.dashboard.origins import Served
 from jobqueue.errors import ConfigurationError, InvalidJobError, JobNotFoundError, JobStateError, RedisUnavailableError
 
 HERE = Path(__file__).parent
@@ -37,26 +40,41 @@ def _error(status: int):
     return handler
 
 
+def _listed(value: str | Iterable[str] | None) -> str | list[str] | None:
+    return value if value is None or isinstance(value, str) else list(value)  # read twice: not an iterator
+
+
 def create_app(
     *,
     token: str | None = None,
     user: str | None = None,
     password: str | None = None,
+    allowed_hosts: str | Iterable[str] | None = None,
+    allowed_origins: str | Iterable[str] | None = None,
     poll_interval_ms: int = POLL_INTERVAL_MS,
     close_pool_on_shutdown: bool = False,
 ) -> Starlette:
     """The dashboard app. Credentials default to ``JOBQUEUE_DASHBOARD_TOKEN`` /
     ``JOBQUEUE_DASHBOARD_USER`` + ``JOBQUEUE_DASHBOARD_PASSWORD``; with none, only loopback
-    clients get in. ``close_pool_on_shutdown`` closes jobqueue's pool when the app stops (for the
-    app served alone; a host app closes it in its own lifespan).
+    clients naming a loopback host get in. ``allowed_hosts`` and ``allowed_origins`` (lists or
+    comma-separated) default to ``JOBQUEUE_DASHBOARD_ALLOWED_HOSTS`` and
+    ``JOBQUEUE_DASHBOARD_ALLOWED_ORIGINS``: the host names, besides loopback ones, the dashboard
+    answers to, and the origins actions may come from. ``close_pool_on_shutdown`` closes jobqueue's
+    pool when the app stops (for the app served alone; a host app closes it in its own lifespan).
     """
     given = (token, user, password)
     if any(v is not None for v in given):
         Credentials.resolve(*given)  # half-given credentials fail here, not at the first request
+    hosts, origins = _listed(allowed_hosts), _listed(allowed_origins)
+    Served.parse(hosts or (), origins or ())  # so do bad hosts or origins
 
     @cache
     def credentials() -> Credentials:  # the environment is read on first use, never at import
         return Credentials.resolve(*given)
+
+    @cache
+    def served() -> Served:
+        return resolve_served(hosts, origins)
 
     templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
     page = templates.get_template("index.html")
@@ -82,7 +100,10 @@ def create_app(
             *api.routes,
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
-        middleware=[Middleware(AuthMiddleware, credentials=credentials)],
+        middleware=[
+            Middleware(SecurityHeadersMiddleware),
+            Middleware(AuthMiddleware, credentials=credentials, served=served),
+        ],
         exception_handlers={
             InvalidJobError: _error(400),
             JobNotFoundError: _error(404),
