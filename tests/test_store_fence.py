@@ -1,0 +1,248 @@
+"""A stale run cannot overwrite a newer run's result in the store.
+
+jobqueue fences a stale run off from Redis with its run token, but a handler left behind after its
+cancellation, or stalled past its lease, still reaches the database. Each test runs a job handler
+twice, interleaved: run A reads its entity and stalls in the provider; the entity changes and run B
+computes from the new data; then A resumes and tries to write. What B computed must stand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from jobqueue import (
+    ProductEmbeddingJobPayload,
+    ProductEnrichmentJobPayload,
+)
+from tests.support.fixtures import DIMS
+from workers.config import WorkerEnv
+from workers.groupcall import ProductEmbeddingIO
+from workers.jobs.collections import CollectionTitle, CollectionTitles
+from workers.jobs.products import ProductEnrichment, canonical_text, product_embedding, product_enrichment, text_hash
+from workers.resources import RESOURCES_KEY, Resources
+from workers.store import ProductRecord
+from workers.testing.fake_openai import FakeOpenAI
+
+DAY = dt.date(2025, 12, 21)
+V1 = {"name": "Stoneware mug", "price": 1800, "category": "kitchen", "description": "Glazed."}
+V2 = V1 | {"description": "Glazed, now with a gold rim."}
+# The newer run starts before the stale one writes, or only after it.
+ORDERS = ["newer-run-first", "newer-run-after"]
+
+
+class Gate:
+    """Holds the first call that reaches it until ``release()``: that call is run A's."""
+
+    def __init__(self, *, hold: bool = True) -> None:
+        self.entered = asyncio.Event()
+        self._open = asyncio.Event()
+        self._first = hold
+
+    async def passage(self) -> None:
+        if self._first:
+            self._first = False
+            self.entered.set()
+            await self._open.wait()
+
+    def release(self) -> None:
+        self._open.set()
+
+
+class Embedder:
+    """The embeddings batcher's interface, with the fake server's deterministic vectors."""
+
+    embedding_model = "embed-test"
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+
+    async def embed(self, text: str) -> list[float]:
+        await self.gate.passage()
+        return FakeOpenAI.vector_for(text, DIMS)
+
+
+def enrichment_of(user_prompt: str) -> dict[str, Any]:
+    """What the fake LLM answers for a product prompt: it names the prompt it was given."""
+    digest = hashlib.sha256(user_prompt.encode()).hexdigest()[:12]
+    return {"summary": f"answer to {digest}", "tags": [], "occasions": [], "recipients": [], "style": None}
+
+
+class Llm:
+    """The provider's ``complete_json`` for enrichments and collection titles."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+
+    async def complete_json(self, system: str, user: str, schema: type, *, schema_name: str) -> Any:
+        await self.gate.passage()
+        if schema is ProductEnrichment:
+            return ProductEnrichment(**enrichment_of(user))
+        assert schema is CollectionTitles
+        groups = [line for line in user.splitlines() if line[:1].isdigit()]
+        return CollectionTitles(collections=[CollectionTitle(title=g, description="") for g in groups])
+
+
+def context(store, *, gate: Gate | None = None, grouped: bool = False, env: WorkerEnv | None = None, **extra):
+    gate = gate or Gate(hold=False)
+    res = Resources(store=store, env=env or WorkerEnv(), embedder=Embedder(gate), llm_provider=Llm(gate), **extra)
+    if grouped:
+        res.product_io = ProductEmbeddingIO(store)
+    return {RESOURCES_KEY: res, "last_attempt": False}
+
+
+async def stalled(coro, gate: Gate) -> asyncio.Task:
+    """Run A as a task, returned once it has read its entity and waits on the provider."""
+    task = asyncio.create_task(coro)
+    await asyncio.wait_for(gate.entered.wait(), timeout=5)
+    return task
+
+
+def product_text(fields: dict[str, Any], pid: str = "p1") -> str:
+    return canonical_text(ProductRecord(id=pid, updated_at=dt.datetime.now(dt.UTC), **fields))
+
+
+# product embedding
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("grouped", [False, True], ids=["one-write", "grouped-writes"])
+async def test_a_stale_embedding_run_cannot_overwrite_the_vector_of_the_newer_text(store, order, grouped):
+    await store.upsert_product("p1", **V1)
+    gate = Gate()
+    ctx = context(store, gate=gate, grouped=grouped)
+    payload = ProductEmbeddingJobPayload(product_id="p1")
+    try:
+        run_a = await stalled(product_embedding(ctx, payload), gate)
+        await store.upsert_product("p1", **V2)
+        if order == "newer-run-first":
+            run_b = await product_embedding(ctx, payload)
+        gate.release()
+        run_a = await run_a
+        if order == "newer-run-after":
+            assert (await store.get_product("p1")).embedding is None, "the stale vector landed on the new text"
+            run_b = await product_embedding(ctx, payload)
+    finally:
+        if grouped:
+            await ctx[RESOURCES_KEY].product_io.aclose()
+    new_text = product_text(V2)
+    stored = await store.get_product("p1")
+    assert stored.embedding == pytest.approx(FakeOpenAI.vector_for(new_text, DIMS))
+    assert stored.text_hash == text_hash(new_text)
+    assert (run_b.status, run_b.text_hash) == ("processed", text_hash(new_text))
+    assert run_a.status == "skipped" and run_a.text_hash == text_hash(product_text(V1))
+    assert "changed" in run_a.reason
+
+
+async def test_a_price_change_does_not_fence_off_the_embedding(store):
+    # The price is not part of the embedded text: the vector of run A is still the right one.
+    await store.upsert_product("p1", **V1)
+    gate = Gate()
+    ctx = context(store, gate=gate)
+    run_a = await stalled(product_embedding(ctx, ProductEmbeddingJobPayload(product_id="p1")), gate)
+    await store.upsert_product("p1", **V1 | {"price": 2500})
+    gate.release()
+    assert (await run_a).status == "processed"
+    assert (await store.get_product("p1")).text_hash == text_hash(product_text(V1))
+
+
+# product enrichment
+
+
+def enrichment_prompt(fields: dict[str, Any]) -> str:
+    return product_text(fields) + f"\nprice_pence: {fields['price']}"
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("change", ["text", "price"])
+async def test_a_stale_enrichment_run_cannot_overwrite_the_enrichment_of_the_newer_product(store, order, change):
+    newer = V2 if change == "text" else V1 | {"price": 2500}  # the prompt carries the price too
+    await store.upsert_product("p1", **V1)
+    gate = Gate()
+    ctx = context(store, gate=gate)
+    payload = ProductEnrichmentJobPayload(product_id="p1", prompt_version="v1")
+    run_a = await stalled(product_enrichment(ctx, payload), gate)
+    await store.upsert_product("p1", **newer)
+    if order == "newer-run-first":
+        run_b = await product_enrichment(ctx, payload)
+    gate.release()
+    run_a = await run_a
+    if order == "newer-run-after":
+        run_b = await product_enrichment(ctx, payload)
+    stored = await store.get_product("p1")
+    assert stored.enrichment == enrichment_of(enrichment_prompt(newer))
+    assert (stored.enrichment_version, stored.prompt_version) == (1, "v1")
+    assert run_b.status == "processed", run_b.reason
+    assert run_a.status == "skipped" and "changed" in run_a.reason
+
+
+async def test_a_stale_enrichment_of_an_older_version_cannot_overwrite_a_newer_version(store):
+    # A worker still on ENRICHMENT_VERSION=1 stalls while one on version 2 enriches the same text.
+    await store.upsert_product("p1", **V1)
+    gate = Gate()
+    payload = ProductEnrichmentJobPayload(product_id="p1")
+    run_a = await stalled(product_enrichment(context(store, gate=gate), payload), gate)
+    run_b = await product_enrichment(context(store, env=WorkerEnv(enrichment_version=2)), payload)
+    gate.release()
+    run_a = await run_a
+    assert (run_b.status, run_b.enrichment_version) == ("processed", 2)
+    assert run_a.status == "skipped"
+    assert (await store.get_product("p1")).enrichment_version == 2
+
+
+# the product fence in the store
+
+PRODUCT = {"name": "Mug", "price": 1800, "description": "Glazed.", "category": "kitchen", "brand": None}
+PRODUCT |= {"tags": ["mug", "ceramic"], "is_featured": False}
+# One change per field a host app (or seeding) writes; the rest are written by the jobs.
+CHANGES = {"name": "Teapot", "description": "Cast iron.", "category": None, "brand": "Hearth & Co"}
+CHANGES |= {"tags": ["mug", "gift"], "price": 2500, "is_featured": True}
+JOB_FIELDS = {"id", "updated_at", "text_hash", "embedding", "embedding_model"}
+JOB_FIELDS |= {"enrichment", "enrichment_version", "prompt_version"}
+
+
+def test_every_product_field_is_checked_against_the_fence():
+    assert set(ProductRecord.model_fields) - JOB_FIELDS == set(CHANGES), "add the new field to CHANGES"
+
+
+@pytest.mark.parametrize("field", sorted(CHANGES))
+async def test_a_product_save_is_kept_out_exactly_when_its_input_changed(store, field):
+    source = await store.upsert_product("p1", **PRODUCT)
+    await store.upsert_product("p1", **PRODUCT | {field: CHANGES[field]})
+    changed = await store.get_product("p1")
+    text_changed = canonical_text(changed) != canonical_text(source)
+    prompt_changed = text_changed or changed.price != source.price
+    embedded = await store.save_product_embedding("p1", [1.0], "h", "m", source=source)
+    enriched = await store.save_product_enrichment("p1", {"summary": "s"}, 1, None, source=source)
+    assert (embedded, enriched) == (not text_changed, not prompt_changed)
+    stored = await store.get_product("p1")
+    assert (stored.embedding is not None, stored.enrichment is not None) == (embedded, enriched)
+
+
+async def test_grouped_embedding_writes_say_which_rows_the_fence_kept_out(store):
+    old_a, old_b = [await store.upsert_product(pid, **PRODUCT) for pid in ("a", "b")]
+    new_a, _ = [await store.upsert_product(pid, **PRODUCT | {"name": "Teapot"}) for pid in ("a", "b")]
+    rows = [("a", [1.0], "h-old", "m", old_a), ("a", [2.0], "h-new", "m", new_a), ("a", [3.0], "h-old", "m", old_a)]
+    rows += [("ghost", [4.0], "h", "m", old_a.model_copy(update={"id": "ghost"})), ("b", [5.0], "h-old", "m", old_b)]
+    assert await store.save_product_embeddings(rows) == [False, True, False, None, False]
+    stored = await store.get_products(["a", "b"])
+    assert [(stored[pid].embedding, stored[pid].text_hash) for pid in ("a", "b")] == [([2.0], "h-new"), (None, None)]
+
+
+async def test_json_written_by_another_serializer_still_passes_the_fence(store):
+    # SQLite keeps JSON as text: spaces and \u escapes (the json module's defaults) must not count
+    # as a change. PostgreSQL parses JSONB, so there the text never mattered.
+    source = await store.upsert_product("p1", **PRODUCT | {"tags": ["café", "mug"]})
+    if make_url(store.url).get_backend_name() == "sqlite":
+        async with store._engine.begin() as conn:
+            raw = json.dumps(source.tags)  # '["caf\\u00e9", "mug"]'
+            await conn.execute(text("UPDATE jq_products SET tags = :raw WHERE id = 'p1'"), {"raw": raw})
+    source = await store.get_product("p1")
+    assert await store.save_product_embedding("p1", [1.0], "h", "m", source=source)
