@@ -151,12 +151,12 @@ async def test_taste_profile_round_trip_and_vector(store):
         {"likes": ["tea"]},
         None,
     )
-    await store.save_taste_profile_vector("tp1", [0.5, 0.5], "emb-model")
+    assert await store.save_taste_profile_vector("tp1", [0.5, 0.5], "emb-model", source=profile)
     profile = await store.get_taste_profile("tp1")
     assert (profile.vector, profile.vector_model) == ([0.5, 0.5], "emb-model")
     assert await store.get_taste_profile("missing") is None
     with pytest.raises(EntityNotFoundError):
-        await store.save_taste_profile_vector("missing", [1.0], "m")
+        await store.save_taste_profile_vector("missing", [1.0], "m", source=profile)
 
 
 # curated collections

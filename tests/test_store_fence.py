@@ -18,15 +18,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from jobqueue import (
-    ProductEmbeddingJobPayload,
-    ProductEnrichmentJobPayload,
-)
+from jobqueue import ProductEmbeddingJobPayload, ProductEnrichmentJobPayload, TasteProfileEmbeddingJobPayload
 from tests.support.fixtures import DIMS
 from workers.config import WorkerEnv
 from workers.groupcall import ProductEmbeddingIO
 from workers.jobs.collections import CollectionTitle, CollectionTitles
 from workers.jobs.products import ProductEnrichment, canonical_text, product_embedding, product_enrichment, text_hash
+from workers.jobs.taste import profile_text, taste_profile_embedding
 from workers.resources import RESOURCES_KEY, Resources
 from workers.store import ProductRecord
 from workers.testing.fake_openai import FakeOpenAI
@@ -246,3 +244,30 @@ async def test_json_written_by_another_serializer_still_passes_the_fence(store):
             await conn.execute(text("UPDATE jq_products SET tags = :raw WHERE id = 'p1'"), {"raw": raw})
     source = await store.get_product("p1")
     assert await store.save_product_embedding("p1", [1.0], "h", "m", source=source)
+
+
+# taste-profile embedding
+
+ANSWERS_1 = {"likes": ["tea", "books"], "budget": 30}
+ANSWERS_2 = {"likes": ["gardening"], "budget": 50}
+
+
+@pytest.mark.parametrize("order", ORDERS)
+async def test_a_stale_taste_profile_run_cannot_overwrite_the_vector_of_the_newer_answers(store, order):
+    await store.upsert_taste_profile("tp1", user_id="u1", answers=ANSWERS_1)
+    gate = Gate()
+    ctx = context(store, gate=gate)
+    payload = TasteProfileEmbeddingJobPayload(taste_profile_id="tp1", user_id="u1")
+    run_a = await stalled(taste_profile_embedding(ctx, payload), gate)
+    await store.upsert_taste_profile("tp1", user_id="u1", answers=ANSWERS_2)
+    if order == "newer-run-first":
+        run_b = await taste_profile_embedding(ctx, payload)
+    gate.release()
+    run_a = await run_a
+    if order == "newer-run-after":
+        # Before the fence, run A's vector landed here and run B then skipped: "vector exists".
+        run_b = await taste_profile_embedding(ctx, payload)
+    stored = await store.get_taste_profile("tp1")
+    assert stored.vector == pytest.approx(FakeOpenAI.vector_for(profile_text(ANSWERS_2), DIMS))
+    assert run_b.status == "processed", run_b.reason
+    assert run_a.status == "skipped" and "changed" in run_a.reason

@@ -63,7 +63,8 @@ class Store(Protocol):
     - ``save_product_embedding`` only while the product still has the text of ``source``, the
       record the vector was computed from (name, brand, category, tags, description);
     - ``save_product_enrichment`` only while it still has that text and price, and no newer
-      ``enrichment_version`` is stored.
+      ``enrichment_version`` is stored;
+    - ``save_taste_profile_vector`` only while the profile still has the answers of ``source``.
     """
 
     async def get_product(self, id: str) -> ProductRecord | None: ...
@@ -77,7 +78,9 @@ class Store(Protocol):
         self, *, is_featured: bool | None, min_price: int | None, max_price: int | None, limit: int
     ) -> list[ProductRecord]: ...
     async def get_taste_profile(self, id: str) -> TasteProfileRecord | None: ...
-    async def save_taste_profile_vector(self, id: str, vector: Sequence[float], model: str) -> None: ...
+    async def save_taste_profile_vector(
+        self, id: str, vector: Sequence[float], model: str, *, source: TasteProfileRecord
+    ) -> bool: ...
     async def collections_exist(self, surface: str, date: date | str) -> bool: ...
     async def get_collections(self, surface: str, date: date | str) -> list[CollectionRecord]: ...
     async def save_collections(
@@ -295,9 +298,15 @@ class SqlStore:
         row = await self._upsert(t.taste_profiles, {**values, "updated_at": _now()})
         return TasteProfileRecord.model_validate(row)
 
-    async def save_taste_profile_vector(self, id: str, vector: Sequence[float], model: str) -> None:
+    async def save_taste_profile_vector(
+        self, id: str, vector: Sequence[float], model: str, *, source: TasteProfileRecord
+    ) -> bool:
+        """Store the vector of ``source``'s answers, unless the profile's answers changed since
+        ``source`` was read (then return False)."""
+        c = t.taste_profiles.c
         values = {"vector": list(vector), "vector_model": model, "updated_at": _now()}
-        await self._update(t.taste_profiles, id, values)
+        same_answers = t.json_equals(c.answers, bindparam("f_answers", source.answers, type_=c.answers.type))
+        return await self._update(t.taste_profiles, id, values, same_answers)
 
     # curated collections
 
