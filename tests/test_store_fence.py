@@ -18,11 +18,16 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from jobqueue import ProductEmbeddingJobPayload, ProductEnrichmentJobPayload, TasteProfileEmbeddingJobPayload
+from jobqueue import (
+    CuratedCollectionsJobPayload,
+    ProductEmbeddingJobPayload,
+    ProductEnrichmentJobPayload,
+    TasteProfileEmbeddingJobPayload,
+)
 from tests.support.fixtures import DIMS
 from workers.config import WorkerEnv
 from workers.groupcall import ProductEmbeddingIO
-from workers.jobs.collections import CollectionTitle, CollectionTitles
+from workers.jobs.collections import CollectionTitle, CollectionTitles, curated_collections
 from workers.jobs.products import ProductEnrichment, canonical_text, product_embedding, product_enrichment, text_hash
 from workers.jobs.taste import profile_text, taste_profile_embedding
 from workers.resources import RESOURCES_KEY, Resources
@@ -271,3 +276,23 @@ async def test_a_stale_taste_profile_run_cannot_overwrite_the_vector_of_the_newe
     assert stored.vector == pytest.approx(FakeOpenAI.vector_for(profile_text(ANSWERS_2), DIMS))
     assert run_b.status == "processed", run_b.reason
     assert run_a.status == "skipped" and "changed" in run_a.reason
+
+
+# curated collections: stored once per surface and date, so a later writer never replaces them
+
+
+async def test_a_stale_collections_run_cannot_replace_the_collections_a_newer_run_stored(store):
+    for pid in ("a1", "a2"):
+        await store.upsert_product(pid, name=f"Tea {pid}", price=1000, category="tea")
+    gate = Gate()
+    payload = CuratedCollectionsJobPayload(surface="home", date=DAY, products_per_collection=2)
+    run_a = await stalled(curated_collections(context(store, gate=gate), payload), gate)
+    for pid in ("b1", "b2"):
+        await store.upsert_product(pid, name=f"Garden {pid}", price=900, category="garden")
+    run_b = await curated_collections(context(store), payload)
+    gate.release()
+    run_a = await run_a
+    stored = await store.get_collections("home", DAY)
+    assert [c.id for c in stored] == run_b.collection_ids == run_a.collection_ids
+    # Run B's groups (it saw the garden products too), not run A's single tea group.
+    assert [sorted(c.product_ids) for c in stored] == [["b1", "b2"], ["a1", "a2"]]
