@@ -20,8 +20,11 @@ from sqlalchemy.engine import make_url
 
 from jobqueue import (
     CuratedCollectionsJobPayload,
+    PermanentJobError,
     ProductEmbeddingJobPayload,
     ProductEnrichmentJobPayload,
+    ReminderDispatchJobPayload,
+    RetryableJobError,
     TasteProfileEmbeddingJobPayload,
 )
 from tests.support.fixtures import DIMS
@@ -29,7 +32,9 @@ from workers.config import WorkerEnv
 from workers.groupcall import ProductEmbeddingIO
 from workers.jobs.collections import CollectionTitle, CollectionTitles, curated_collections
 from workers.jobs.products import ProductEnrichment, canonical_text, product_embedding, product_enrichment, text_hash
+from workers.jobs.reminders import reminder_dispatch
 from workers.jobs.taste import profile_text, taste_profile_embedding
+from workers.notifier import Notification, NotificationReceipt
 from workers.resources import RESOURCES_KEY, Resources
 from workers.store import ProductRecord
 from workers.testing.fake_openai import FakeOpenAI
@@ -296,3 +301,94 @@ async def test_a_stale_collections_run_cannot_replace_the_collections_a_newer_ru
     assert [c.id for c in stored] == run_b.collection_ids == run_a.collection_ids
     # Run B's groups (it saw the garden products too), not run A's single tea group.
     assert [sorted(c.product_ids) for c in stored] == [["b1", "b2"], ["a1", "a2"]]
+
+
+# reminders: a stale run must not undo the claim of the run that took over
+
+
+class Notifier:
+    """Each send waits until the test settles it with a receipt or an error."""
+
+    def __init__(self) -> None:
+        self.calls: list[asyncio.Future[NotificationReceipt]] = []
+        self._changed = asyncio.Event()
+
+    async def send(self, notification: Notification) -> NotificationReceipt:
+        outcome: asyncio.Future[NotificationReceipt] = asyncio.get_running_loop().create_future()
+        self.calls.append(outcome)
+        self._changed.set()
+        return await outcome
+
+    async def wait_calls(self, count: int) -> None:
+        while len(self.calls) < count:
+            self._changed.clear()
+            await asyncio.wait_for(self._changed.wait(), timeout=5)
+
+    def settle(self, index: int, error: Exception | None = None) -> None:
+        if error is None:
+            self.calls[index].set_result(NotificationReceipt(schedule_id="s1", channel="PUSH", status_code=200))
+        else:
+            self.calls[index].set_exception(error)
+
+
+REMINDER = ReminderDispatchJobPayload(
+    schedule_id="s1",
+    user_id="u1",
+    channel="PUSH",
+    content={"title": "Birthday", "body": "Tomorrow!"},
+    scheduled_for="2025-12-22T09:00:00Z",
+)
+
+
+async def _two_runs_sending(store) -> tuple[Notifier, asyncio.Task, asyncio.Task]:
+    """Run A claims and stalls in its send; run B finds A's claim stale, claims and sends too."""
+    await store.upsert_schedule("s1", user_id="u1", channel="PUSH")
+    notifier = Notifier()
+    run_a = asyncio.create_task(reminder_dispatch(context(store, notifier_client=notifier), REMINDER))
+    await notifier.wait_calls(1)
+    # For run B, A's claim is older than REMINDER_STALE_AFTER: A has been stalled that long.
+    env_b = WorkerEnv(reminder_stale_after=1e-6)
+    run_b = asyncio.create_task(reminder_dispatch(context(store, env=env_b, notifier_client=notifier), REMINDER))
+    await notifier.wait_calls(2)
+    return notifier, run_a, run_b
+
+
+async def test_a_stale_reminder_run_that_fails_to_send_cannot_release_the_newer_claim(store):
+    notifier, run_a, run_b = await _two_runs_sending(store)
+    notifier.settle(0, RetryableJobError("webhook answered 503"))
+    with pytest.raises(RetryableJobError):
+        await run_a
+    held = await store.get_schedule("s1")
+    assert (held.status, held.attempts) == ("SENDING", 2), "run A released run B's claim"
+    assert await store.claim_schedule("s1", stale_after=60) is None, "a third run could send alongside B"
+    notifier.settle(1)
+    assert (await run_b).status == "processed"
+    assert (await store.get_schedule("s1")).status == "SENT"
+
+
+async def test_a_stale_reminder_run_that_fails_for_good_cannot_fail_the_newer_claim(store):
+    notifier, run_a, run_b = await _two_runs_sending(store)
+    notifier.settle(0, PermanentJobError("webhook answered 400"))
+    with pytest.raises(PermanentJobError):
+        await run_a
+    assert (await store.get_schedule("s1")).status == "SENDING", "run A failed run B's claim"
+    # B's send fails for now: its claim is released, so B's retry can send it.
+    notifier.settle(1, RetryableJobError("webhook answered 503"))
+    with pytest.raises(RetryableJobError):
+        await run_b
+    released = await store.get_schedule("s1")
+    assert (released.status, released.last_error) == ("PENDING", "webhook answered 503")
+
+
+async def test_a_schedule_is_released_or_failed_only_under_the_claim_that_holds_it(store):
+    await store.upsert_schedule("s1", user_id="u1", channel="PUSH")
+    old = await store.claim_schedule("s1", stale_after=60)
+    past = old.claimed_at - dt.timedelta(minutes=5)  # the old claim, as a newer claimer finds it
+    await store.upsert_schedule("s1", user_id="u1", channel="PUSH", status="SENDING", attempts=1, claimed_at=past)
+    new = await store.claim_schedule("s1", stale_after=60)
+    assert (old.attempts, new.attempts) == (1, 2)
+    assert await store.release_schedule("s1", "503", claim=old) is False
+    assert await store.mark_schedule_failed("s1", "400", claim=old) is False
+    assert (await store.get_schedule("s1")).status == "SENDING"
+    assert await store.release_schedule("s1", "503", claim=new) is True
+    assert (await store.get_schedule("s1")).status == "PENDING"

@@ -64,7 +64,11 @@ class Store(Protocol):
       record the vector was computed from (name, brand, category, tags, description);
     - ``save_product_enrichment`` only while it still has that text and price, and no newer
       ``enrichment_version`` is stored;
-    - ``save_taste_profile_vector`` only while the profile still has the answers of ``source``.
+    - ``save_taste_profile_vector`` only while the profile still has the answers of ``source``;
+    - ``release_schedule`` and ``mark_schedule_failed``, given ``claim`` (what ``claim_schedule``
+      returned), only while no other run has claimed the schedule since (``SqlStore`` compares
+      ``attempts``, which each claim counts up). ``mark_schedule_sent`` is not fenced: whichever
+      run marks it, the notification did go out.
     """
 
     async def get_product(self, id: str) -> ProductRecord | None: ...
@@ -89,8 +93,8 @@ class Store(Protocol):
     async def get_schedule(self, id: str) -> ScheduleRecord | None: ...
     async def claim_schedule(self, id: str, *, stale_after: float) -> ScheduleRecord | None: ...
     async def mark_schedule_sent(self, id: str) -> bool: ...
-    async def mark_schedule_failed(self, id: str, error: str) -> bool: ...
-    async def release_schedule(self, id: str, error: str | None) -> bool: ...
+    async def mark_schedule_failed(self, id: str, error: str, *, claim: ScheduleRecord | None = None) -> bool: ...
+    async def release_schedule(self, id: str, error: str | None, *, claim: ScheduleRecord | None = None) -> bool: ...
     async def aclose(self) -> None: ...
 
 
@@ -102,6 +106,12 @@ def _as_date(value: date | str) -> date:
     if isinstance(value, datetime):
         raise ValueError(f"expected a date, got the datetime {value!r}")
     return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+def _still_claimed(claim: ScheduleRecord | None) -> list[Any]:
+    # Each claim counts ``attempts`` up: a run whose claim was taken over (it stalled past
+    # REMINDER_STALE_AFTER) finds a higher count and can no longer release or fail the newer claim.
+    return [] if claim is None else [t.notification_schedules.c.attempts == claim.attempts]
 
 
 class SqlStore:
@@ -414,18 +424,21 @@ class SqlStore:
         values = {"status": "SENT", "sent_at": now, "last_error": None, "updated_at": now}
         return await self._update(t.notification_schedules, id, values, t.notification_schedules.c.status != "SENT")
 
-    async def mark_schedule_failed(self, id: str, error: str) -> bool:
-        """PENDING or SENDING → FAILED with ``error``; False if the row was in another state."""
+    async def mark_schedule_failed(self, id: str, error: str, *, claim: ScheduleRecord | None = None) -> bool:
+        """PENDING or SENDING → FAILED with ``error``; False if the row was in another state or, given
+        ``claim``, another run has claimed it since."""
         c = t.notification_schedules.c
         values = {"status": "FAILED", "last_error": error[:MAX_ERROR_CHARS], "updated_at": _now()}
-        return await self._update(t.notification_schedules, id, values, c.status.in_(("PENDING", "SENDING")))
+        where = c.status.in_(("PENDING", "SENDING"))
+        return await self._update(t.notification_schedules, id, values, where, *_still_claimed(claim))
 
-    async def release_schedule(self, id: str, error: str | None) -> bool:
-        """SENDING → PENDING so that a retry can claim it again; False if it was not SENDING."""
+    async def release_schedule(self, id: str, error: str | None, *, claim: ScheduleRecord | None = None) -> bool:
+        """SENDING → PENDING so that a retry can claim it again; False if it was not SENDING or,
+        given ``claim``, another run has claimed it since."""
         c = t.notification_schedules.c
         error = None if error is None else error[:MAX_ERROR_CHARS]
         values = {"status": "PENDING", "claimed_at": None, "last_error": error, "updated_at": _now()}
-        return await self._update(t.notification_schedules, id, values, c.status == "SENDING")
+        return await self._update(t.notification_schedules, id, values, c.status == "SENDING", *_still_claimed(claim))
 
 
 def store_from_settings() -> SqlStore:
