@@ -21,7 +21,8 @@ async def test_seeding_writes_the_catalogue_once_and_keeps_what_jobs_stored(stor
     for schedule in DEMO_SCHEDULES:
         assert (await store.get_schedule(schedule["id"])).status == "PENDING"
 
-    await store.save_product_embedding("demo-p01", [0.5, 0.5], "hash", "embed-test")
+    source = await store.get_product("demo-p01")
+    await store.save_product_embedding("demo-p01", [0.5, 0.5], "hash", "embed-test", source=source)
     await store.mark_schedule_sent("demo-reminder-1")
     again = await seed_demo(store)
     assert sum(again.written.values()) == 0 and sum(again.kept.values()) == 18

@@ -64,23 +64,26 @@ async def test_a_cancelled_caller_is_left_out_of_its_group() -> None:
 
 
 async def test_grouped_product_reads_and_writes_against_the_store(store) -> None:
-    for pid in ("a", "b"):
+    for pid in ("a", "b", "c"):
         await store.upsert_product(pid, name=f"Product {pid}", price=100)
     io = ProductEmbeddingIO(store)
     try:
-        a, b, ghost = await asyncio.gather(io.get_product("a"), io.get_product("b"), io.get_product("ghost"))
-        assert (a.id, b.id, ghost) == ("a", "b", None)
+        a, b, c, ghost = await asyncio.gather(*(io.get_product(pid) for pid in ("a", "b", "c", "ghost")))
+        assert (a.id, b.id, c.id, ghost) == ("a", "b", "c", None)
+        await store.upsert_product("c", name="Product c, renamed", price=100)
         results = await asyncio.gather(
-            io.save_product_embedding("a", [0.5, 0.25], "hash-a", "m"),
-            io.save_product_embedding("ghost", [1.0], "hash-g", "m"),
-            io.save_product_embedding("b", [0.125], "hash-b", "m"),
+            io.save_product_embedding("a", [0.5, 0.25], "hash-a", "m", source=a),
+            io.save_product_embedding("ghost", [1.0], "hash-g", "m", source=a.model_copy(update={"id": "ghost"})),
+            io.save_product_embedding("b", [0.125], "hash-b", "m", source=b),
+            io.save_product_embedding("c", [0.75], "hash-c", "m", source=c),
             return_exceptions=True,
         )
     finally:
         await io.aclose()
-    assert results[0] is None and results[2] is None
+    assert (results[0], results[2], results[3]) == (True, True, False)  # c's text changed since it was read
     assert isinstance(results[1], EntityNotFoundError)
-    stored_a, stored_b = await store.get_product("a"), await store.get_product("b")
+    stored_a, stored_b, stored_c = [await store.get_product(pid) for pid in ("a", "b", "c")]
     assert (stored_a.embedding, stored_a.text_hash, stored_a.embedding_model) == ([0.5, 0.25], "hash-a", "m")
     assert (stored_b.embedding, stored_b.text_hash) == ([0.125], "hash-b")
+    assert (stored_c.embedding, stored_c.text_hash) == (None, None)
     assert await store.get_product("ghost") is None

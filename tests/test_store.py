@@ -95,8 +95,10 @@ async def test_upserted_product_reads_back_with_an_aware_timestamp(store):
 
 
 async def test_save_product_embedding_stores_vector_hash_and_model(store):
-    await store.upsert_product("p1", name="Mug", price=1299)
-    await store.save_product_embedding("p1", [0.25, -1.5, 3.0], "hash-1", "text-embedding-3-small")
+    source = await store.upsert_product("p1", name="Mug", price=1299)
+    assert await store.save_product_embedding(
+        "p1", [0.25, -1.5, 3.0], "hash-1", "text-embedding-3-small", source=source
+    )
     product = await store.get_product("p1")
     assert (product.embedding, product.text_hash, product.embedding_model) == (
         [0.25, -1.5, 3.0],
@@ -104,13 +106,13 @@ async def test_save_product_embedding_stores_vector_hash_and_model(store):
         "text-embedding-3-small",
     )
     with pytest.raises(EntityNotFoundError):
-        await store.save_product_embedding("missing", [1.0], "h", "m")
+        await store.save_product_embedding("missing", [1.0], "h", "m", source=source)
 
 
 async def test_save_product_enrichment_never_goes_back_a_version(store):
-    await store.upsert_product("p1", name="Mug", price=1299)
-    assert await store.save_product_enrichment("p1", {"style": "modern"}, 2, "prompt-v2") is True
-    assert await store.save_product_enrichment("p1", {"style": "old"}, 1, "prompt-v1") is False
+    source = await store.upsert_product("p1", name="Mug", price=1299)
+    assert await store.save_product_enrichment("p1", {"style": "modern"}, 2, "prompt-v2", source=source) is True
+    assert await store.save_product_enrichment("p1", {"style": "old"}, 1, "prompt-v1", source=source) is False
     product = await store.get_product("p1")
     assert (product.enrichment, product.enrichment_version, product.prompt_version) == (
         {"style": "modern"},
@@ -118,7 +120,7 @@ async def test_save_product_enrichment_never_goes_back_a_version(store):
         "prompt-v2",
     )
     with pytest.raises(EntityNotFoundError):
-        await store.save_product_enrichment("missing", {}, 1, None)
+        await store.save_product_enrichment("missing", {}, 1, None, source=source)
 
 
 async def test_find_products_filters_by_featured_and_price_in_id_order(store):
@@ -149,12 +151,12 @@ async def test_taste_profile_round_trip_and_vector(store):
         {"likes": ["tea"]},
         None,
     )
-    await store.save_taste_profile_vector("tp1", [0.5, 0.5], "emb-model")
+    assert await store.save_taste_profile_vector("tp1", [0.5, 0.5], "emb-model", source=profile)
     profile = await store.get_taste_profile("tp1")
     assert (profile.vector, profile.vector_model) == ([0.5, 0.5], "emb-model")
     assert await store.get_taste_profile("missing") is None
     with pytest.raises(EntityNotFoundError):
-        await store.save_taste_profile_vector("missing", [1.0], "m")
+        await store.save_taste_profile_vector("missing", [1.0], "m", source=profile)
 
 
 # curated collections

@@ -30,8 +30,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import ReturningInsert
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
 from jobqueue.errors import ConfigurationError
@@ -47,6 +51,8 @@ _ASYNC_DRIVERS: Final = {
 }
 # Any constant works; it only has to be the same in every process that creates the tables.
 _SCHEMA_LOCK_KEY: Final = 0x6A715F736368656D
+# The SQL function each SQLite connection gets for ``json_equals``.
+_SQLITE_JSON_FUNCTION: Final = "jq_json"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -168,6 +174,7 @@ def make_engine(database_url: str) -> AsyncEngine:
         # A local file needs no liveness ping before each checkout (it doubled every query).
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, **_JSON_CODEC)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", _sqlite_json_function)
         return engine
     except (sa_exc.ArgumentError, sa_exc.InvalidRequestError, sa_exc.NoSuchModuleError) as exc:
         raise ConfigurationError(f"DATABASE_URL is not usable: {exc}") from exc
@@ -183,6 +190,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
+
+
+def _normal_json(text: str | None) -> str | None:
+    # One text per JSON value: orjson's, which the JSON columns are written with.
+    if text is None:
+        return None
+    try:
+        return orjson.dumps(orjson.loads(text)).decode()
+    except orjson.JSONDecodeError:
+        return text  # not JSON: compared as it is, never an error that would fail the write
+
+
+def _sqlite_json_function(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.create_function(_SQLITE_JSON_FUNCTION, 1, _normal_json, deterministic=True)
 
 
 async def create_tables(engine: AsyncEngine) -> None:
@@ -210,6 +231,34 @@ def upsert(dialect: str, table: Table, values: dict[str, Any]) -> ReturningInser
     stmt = dialect_insert(table).values(**values)
     changes = {name: stmt.excluded[name] for name in values if name != "id"}
     return stmt.on_conflict_do_update(index_elements=[table.c.id], set_=changes).returning(*table.c)
+
+
+class _json_value(FunctionElement[Any]):
+    """A JSON expression in the form that compares by value (see ``json_equals``)."""
+
+    name = "json_value"
+    inherit_cache = True
+
+
+@compiles(_json_value)
+def _json_value_as_is(element: _json_value, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(_json_value, "sqlite")
+def _json_value_normal(element: _json_value, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{_SQLITE_JSON_FUNCTION}({compiler.process(element.clauses, **kw)})"
+
+
+def json_equals(column: Any, value: Any) -> ColumnElement[bool]:
+    """``column`` holds the JSON ``value`` (a bind parameter of the column's type).
+
+    PostgreSQL compares JSONB by value. SQLite keeps JSON as the text it was given, and its
+    ``json()`` keeps escapes as written, so both sides go through a function of ours that writes
+    the value again as orjson does: JSON from another serializer (spaces, ``\\u00e9``) compares
+    equal. Object keys compare in order there; a value read back from the row has the row's order.
+    """
+    return _json_value(column) == _json_value(value)
 
 
 class _Record(BaseModel):

@@ -100,7 +100,7 @@ class ProductEmbeddingIO:
         self._store = store
         bulk = hasattr(store, "get_products") and hasattr(store, "save_product_embeddings")
         self._get: GroupCall[str, ProductRecord | None] | None = GroupCall(self._get_many) if bulk else None
-        self._save: GroupCall[tuple[str, Sequence[float], str, str], None] | None = (
+        self._save: GroupCall[tuple[str, Sequence[float], str, str, ProductRecord], bool] | None = (
             GroupCall(self._save_many) if bulk else None
         )
 
@@ -109,19 +109,24 @@ class ProductEmbeddingIO:
             return await self._store.get_product(product_id)
         return await self._get(product_id)
 
-    async def save_product_embedding(self, product_id: str, vector: Sequence[float], digest: str, model: str) -> None:
+    async def save_product_embedding(
+        self, product_id: str, vector: Sequence[float], digest: str, model: str, *, source: ProductRecord
+    ) -> bool:
+        """``Store.save_product_embedding``: False when the product's text changed since ``source``."""
         if self._save is None:
-            await self._store.save_product_embedding(product_id, vector, digest, model)
-            return
-        await self._save((product_id, vector, digest, model))
+            return await self._store.save_product_embedding(product_id, vector, digest, model, source=source)
+        return await self._save((product_id, vector, digest, model, source))
 
     async def _get_many(self, ids: list[str]) -> list[ProductRecord | None]:
         found = await self._store.get_products(ids)  # type: ignore[attr-defined]
         return [found.get(product_id) for product_id in ids]
 
-    async def _save_many(self, rows: list[tuple[str, Sequence[float], str, str]]) -> list[BaseException | None]:
-        missing = await self._store.save_product_embeddings(rows)  # type: ignore[attr-defined]
-        return [EntityNotFoundError(f"no row {row[0]!r} in jq_products") if row[0] in missing else None for row in rows]
+    async def _save_many(self, rows: list[tuple[str, Sequence[float], str, str, ProductRecord]]) -> list[Any]:
+        stored = await self._store.save_product_embeddings(rows)  # type: ignore[attr-defined]
+        return [
+            EntityNotFoundError(f"no row {row[0]!r} in jq_products") if done is None else done
+            for row, done in zip(rows, stored, strict=True)
+        ]
 
     async def aclose(self) -> None:
         for call in (self._get, self._save):

@@ -12,9 +12,11 @@ from typing import Any, Final, Protocol
 from sqlalchemy import Table, and_, bindparam, exists, insert, or_, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Update
 
 from jobqueue.errors import EntityNotFoundError, RetryableJobError
 from workers import _tables as t
+from workers._fences import SAVE_EMBEDDING, SAVE_ENRICHMENT, embedding_params, enrichment_params
 from workers._tables import (
     CollectionRecord,
     NewCollection,
@@ -42,7 +44,9 @@ _TRANSIENT: Final = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.Time
 # The bulk reads, with the ids bound as one expanding parameter: compiled once and cached, where a
 # literal list was coerced element by element and compiled anew for each group.
 _PRODUCTS_BY_IDS: Final = select(t.products).where(t.products.c.id.in_(bindparam("ids", expanding=True)))
-_PRODUCT_IDS_IN: Final = select(t.products.c.id).where(t.products.c.id.in_(bindparam("ids", expanding=True)))
+_PRODUCT_UPDATED_AT: Final = select(t.products.c.id, t.products.c.updated_at).where(
+    t.products.c.id.in_(bindparam("ids", expanding=True))
+)
 
 
 class Store(Protocol):
@@ -50,18 +54,37 @@ class Store(Protocol):
 
     Saving to a missing row raises ``EntityNotFoundError``; an unreachable database raises
     ``RetryableJobError``.
+
+    A run can still be going after its lease expired and a newer run of the job started (a handler
+    left behind after its timeout, a stalled process): jobqueue fences it off from Redis, not from
+    this store. So the saves are conditional, decided by the database in the write itself (an
+    ``UPDATE ... WHERE``), and return False, writing nothing, when the condition fails:
+
+    - ``save_product_embedding`` only while the product still has the text of ``source``, the
+      record the vector was computed from (name, brand, category, tags, description);
+    - ``save_product_enrichment`` only while it still has that text and price, and no newer
+      ``enrichment_version`` is stored;
+    - ``save_taste_profile_vector`` only while the profile still has the answers of ``source``;
+    - ``release_schedule`` and ``mark_schedule_failed``, given ``claim`` (what ``claim_schedule``
+      returned), only while no other run has claimed the schedule since (``SqlStore`` compares
+      ``attempts``, which each claim counts up). ``mark_schedule_sent`` is not fenced: whichever
+      run marks it, the notification did go out.
     """
 
     async def get_product(self, id: str) -> ProductRecord | None: ...
-    async def save_product_embedding(self, id: str, vector: Sequence[float], text_hash: str, model: str) -> None: ...
+    async def save_product_embedding(
+        self, id: str, vector: Sequence[float], text_hash: str, model: str, *, source: ProductRecord
+    ) -> bool: ...
     async def save_product_enrichment(
-        self, id: str, enrichment: dict[str, Any], version: int, prompt_version: str | None
+        self, id: str, enrichment: dict[str, Any], version: int, prompt_version: str | None, *, source: ProductRecord
     ) -> bool: ...
     async def find_products(
         self, *, is_featured: bool | None, min_price: int | None, max_price: int | None, limit: int
     ) -> list[ProductRecord]: ...
     async def get_taste_profile(self, id: str) -> TasteProfileRecord | None: ...
-    async def save_taste_profile_vector(self, id: str, vector: Sequence[float], model: str) -> None: ...
+    async def save_taste_profile_vector(
+        self, id: str, vector: Sequence[float], model: str, *, source: TasteProfileRecord
+    ) -> bool: ...
     async def collections_exist(self, surface: str, date: date | str) -> bool: ...
     async def get_collections(self, surface: str, date: date | str) -> list[CollectionRecord]: ...
     async def save_collections(
@@ -70,8 +93,8 @@ class Store(Protocol):
     async def get_schedule(self, id: str) -> ScheduleRecord | None: ...
     async def claim_schedule(self, id: str, *, stale_after: float) -> ScheduleRecord | None: ...
     async def mark_schedule_sent(self, id: str) -> bool: ...
-    async def mark_schedule_failed(self, id: str, error: str) -> bool: ...
-    async def release_schedule(self, id: str, error: str | None) -> bool: ...
+    async def mark_schedule_failed(self, id: str, error: str, *, claim: ScheduleRecord | None = None) -> bool: ...
+    async def release_schedule(self, id: str, error: str | None, *, claim: ScheduleRecord | None = None) -> bool: ...
     async def aclose(self) -> None: ...
 
 
@@ -83,6 +106,12 @@ def _as_date(value: date | str) -> date:
     if isinstance(value, datetime):
         raise ValueError(f"expected a date, got the datetime {value!r}")
     return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+def _still_claimed(claim: ScheduleRecord | None) -> list[Any]:
+    # Each claim counts ``attempts`` up: a run whose claim was taken over (it stalled past
+    # REMINDER_STALE_AFTER) finds a higher count and can no longer release or fail the newer claim.
+    return [] if claim is None else [t.notification_schedules.c.attempts == claim.attempts]
 
 
 class SqlStore:
@@ -143,8 +172,11 @@ class SqlStore:
 
     async def _update(self, table: Table, id: str, values: dict[str, Any], *where: Any) -> bool:
         # False when the row exists but ``where`` excludes it: callers tell "stale" from "missing".
+        return await self._write(table, id, update(table).where(table.c.id == id, *where).values(**values))
+
+    async def _write(self, table: Table, id: str, stmt: Update, params: dict[str, Any] | None = None) -> bool:
         async with self._tx() as conn:
-            result = await conn.execute(update(table).where(table.c.id == id, *where).values(**values))
+            result = await conn.execute(stmt, params)
             if result.rowcount:
                 return True
             found = await conn.scalar(select(exists().where(table.c.id == id)))
@@ -184,9 +216,13 @@ class SqlStore:
         values |= {"prompt_version": prompt_version, "updated_at": _now()}
         return ProductRecord.model_validate(await self._upsert(t.products, values))
 
-    async def save_product_embedding(self, id: str, vector: Sequence[float], text_hash: str, model: str) -> None:
-        values = {"embedding": list(vector), "text_hash": text_hash, "embedding_model": model}
-        await self._update(t.products, id, {**values, "updated_at": _now()})
+    async def save_product_embedding(
+        self, id: str, vector: Sequence[float], text_hash: str, model: str, *, source: ProductRecord
+    ) -> bool:
+        """Store the vector of ``source``'s text, unless the product's text changed since ``source``
+        was read (then return False)."""
+        params = embedding_params(id, source, vector, text_hash, model, _now())
+        return await self._write(t.products, id, SAVE_EMBEDDING, params)
 
     # Bulk forms for many jobs at once (``workers.groupcall``): one query, one transaction.
 
@@ -196,41 +232,39 @@ class SqlStore:
             rows = (await conn.execute(_PRODUCTS_BY_IDS, {"ids": list(ids)})).mappings().all()
         return {row["id"]: ProductRecord.model_validate(dict(row)) for row in rows}
 
-    async def save_product_embeddings(self, rows: Sequence[tuple[str, Sequence[float], str, str]]) -> set[str]:
-        """``save_product_embedding`` for each ``(id, vector, text_hash, model)`` in one transaction;
-        returns the ids that have no row (nothing is written for them)."""
-        c = t.products.c
-        ids = [row[0] for row in rows]
-        stmt = (
-            update(t.products)
-            .where(c.id == bindparam("b_id"))
-            .values(
-                embedding=bindparam("b_embedding", type_=c.embedding.type),
-                text_hash=bindparam("b_text_hash"),
-                embedding_model=bindparam("b_model"),
-                updated_at=bindparam("b_updated_at", type_=c.updated_at.type),
-            )
-        )
+    async def save_product_embeddings(
+        self, rows: Sequence[tuple[str, Sequence[float], str, str, ProductRecord]]
+    ) -> list[bool | None]:
+        """``save_product_embedding`` for each ``(id, vector, text_hash, model, source)`` in one
+        transaction; per row, in order: True stored, False kept out by the fence, None no such row."""
+        if not rows:
+            return []
         now = _now()
+        params = [embedding_params(id, src, vec, digest, model, now) for id, vec, digest, model, src in rows]
+        first: dict[str, int] = {}  # product id -> its first row
+        for i, row in enumerate(rows):
+            first.setdefault(row[0], i)
+        stored: list[bool | None] = [None] * len(rows)
         async with self._tx() as conn:
-            found = set((await conn.execute(_PRODUCT_IDS_IN, {"ids": ids})).scalars())
-            params = [
-                {"b_id": id, "b_embedding": list(vector), "b_text_hash": digest, "b_model": model, "b_updated_at": now}
-                for id, vector, digest, model in rows
-                if id in found
-            ]
-            if params:
-                await conn.execute(stmt, params)
-        return set(ids) - found
+            await conn.execute(SAVE_EMBEDDING, [params[i] for i in first.values()])
+            # An executemany does not say which rows the fence kept out (one statement per row cost
+            # four times as much on SQLite). The rows it wrote carry this group's ``now`` and stay
+            # locked until the commit; a row kept out has another timestamp. No row: no product.
+            for id, updated_at in (await conn.execute(_PRODUCT_UPDATED_AT, {"ids": list(first)})).all():
+                stored[first[id]] = updated_at == now
+            for i, (id, *_) in enumerate(rows):
+                # The same product again in this group (a stale run and a newer one): one by one, after.
+                if first[id] != i and stored[first[id]] is not None:
+                    stored[i] = bool((await conn.execute(SAVE_EMBEDDING, params[i])).rowcount)
+        return stored
 
     async def save_product_enrichment(
-        self, id: str, enrichment: dict[str, Any], version: int, prompt_version: str | None
+        self, id: str, enrichment: dict[str, Any], version: int, prompt_version: str | None, *, source: ProductRecord
     ) -> bool:
-        """Store the enrichment unless the row already has a newer version (then return False)."""
-        values = {"enrichment": enrichment, "enrichment_version": version, "prompt_version": prompt_version}
-        return await self._update(
-            t.products, id, {**values, "updated_at": _now()}, t.products.c.enrichment_version <= version
-        )
+        """Store the enrichment made from ``source``, unless the product's text or price changed since
+        ``source`` was read or it has a newer enrichment version (then return False)."""
+        params = enrichment_params(id, source, enrichment, version, prompt_version, _now())
+        return await self._write(t.products, id, SAVE_ENRICHMENT, params)
 
     async def find_products(
         self,
@@ -274,9 +308,15 @@ class SqlStore:
         row = await self._upsert(t.taste_profiles, {**values, "updated_at": _now()})
         return TasteProfileRecord.model_validate(row)
 
-    async def save_taste_profile_vector(self, id: str, vector: Sequence[float], model: str) -> None:
+    async def save_taste_profile_vector(
+        self, id: str, vector: Sequence[float], model: str, *, source: TasteProfileRecord
+    ) -> bool:
+        """Store the vector of ``source``'s answers, unless the profile's answers changed since
+        ``source`` was read (then return False)."""
+        c = t.taste_profiles.c
         values = {"vector": list(vector), "vector_model": model, "updated_at": _now()}
-        await self._update(t.taste_profiles, id, values)
+        same_answers = t.json_equals(c.answers, bindparam("f_answers", source.answers, type_=c.answers.type))
+        return await self._update(t.taste_profiles, id, values, same_answers)
 
     # curated collections
 
@@ -384,18 +424,21 @@ class SqlStore:
         values = {"status": "SENT", "sent_at": now, "last_error": None, "updated_at": now}
         return await self._update(t.notification_schedules, id, values, t.notification_schedules.c.status != "SENT")
 
-    async def mark_schedule_failed(self, id: str, error: str) -> bool:
-        """PENDING or SENDING → FAILED with ``error``; False if the row was in another state."""
+    async def mark_schedule_failed(self, id: str, error: str, *, claim: ScheduleRecord | None = None) -> bool:
+        """PENDING or SENDING → FAILED with ``error``; False if the row was in another state or, given
+        ``claim``, another run has claimed it since."""
         c = t.notification_schedules.c
         values = {"status": "FAILED", "last_error": error[:MAX_ERROR_CHARS], "updated_at": _now()}
-        return await self._update(t.notification_schedules, id, values, c.status.in_(("PENDING", "SENDING")))
+        where = c.status.in_(("PENDING", "SENDING"))
+        return await self._update(t.notification_schedules, id, values, where, *_still_claimed(claim))
 
-    async def release_schedule(self, id: str, error: str | None) -> bool:
-        """SENDING → PENDING so that a retry can claim it again; False if it was not SENDING."""
+    async def release_schedule(self, id: str, error: str | None, *, claim: ScheduleRecord | None = None) -> bool:
+        """SENDING → PENDING so that a retry can claim it again; False if it was not SENDING or,
+        given ``claim``, another run has claimed it since."""
         c = t.notification_schedules.c
         error = None if error is None else error[:MAX_ERROR_CHARS]
         values = {"status": "PENDING", "claimed_at": None, "last_error": error, "updated_at": _now()}
-        return await self._update(t.notification_schedules, id, values, c.status == "SENDING")
+        return await self._update(t.notification_schedules, id, values, c.status == "SENDING", *_still_claimed(claim))
 
 
 def store_from_settings() -> SqlStore:

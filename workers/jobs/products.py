@@ -57,7 +57,10 @@ async def product_embedding(ctx: dict[str, Any], payload: ProductEmbeddingJobPay
         return ProductEmbeddingJobResult(**done, reason="text unchanged (previous_text_hash)")
     embeddings = res.embeddings
     vector = await embeddings.embed(text)  # shares a request with the process's other embedding jobs
-    await io.save_product_embedding(product.id, vector, digest, embeddings.embedding_model)
+    # Written only if the product still has this text: a run left behind, or one that read the text
+    # just before an edit, never replaces the vector of the newer text.
+    if not await io.save_product_embedding(product.id, vector, digest, embeddings.embedding_model, source=product):
+        return ProductEmbeddingJobResult(**done, reason="the product's text changed during this run: vector not stored")
     return ProductEmbeddingJobResult(
         status="processed", product_id=product.id, text_hash=digest, model=embeddings.embedding_model, dims=len(vector)
     )
@@ -102,12 +105,14 @@ async def product_enrichment(ctx: dict[str, Any], payload: ProductEnrichmentJobP
         schema_name="product_enrichment",
     )
     stored_now = await res.store.save_product_enrichment(
-        product.id, enrichment.model_dump(mode="json"), current, payload.prompt_version
+        product.id, enrichment.model_dump(mode="json"), current, payload.prompt_version, source=product
     )
+    # Not stored if the product changed meanwhile (text or price) or a newer version was stored.
+    fenced = "the product changed or a newer enrichment was stored during this run: enrichment not stored"
     return ProductEnrichmentJobResult(
         status="processed" if stored_now else "skipped",
         product_id=product.id,
         enrichment_version=current,
         prompt_version=payload.prompt_version,
-        reason=None if stored_now else "a newer enrichment was stored meanwhile",
+        reason=None if stored_now else fenced,
     )

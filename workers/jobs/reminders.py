@@ -43,16 +43,18 @@ async def reminder_dispatch(ctx: dict[str, Any], payload: ReminderDispatchJobPay
         occasion_id=payload.occasion_id,
         scheduled_for=payload.scheduled_for,
     )
+    # Released or failed only under this run's claim: if it stalled and another run claimed the
+    # schedule meanwhile, that run's claim stands.
     try:
         await res.notifier.send(notification)
     except RetryableJobError as exc:
         if ctx.get("last_attempt"):
-            await store.mark_schedule_failed(payload.schedule_id, str(exc))
+            await store.mark_schedule_failed(payload.schedule_id, str(exc), claim=schedule)
         else:
-            await store.release_schedule(payload.schedule_id, str(exc))
+            await store.release_schedule(payload.schedule_id, str(exc), claim=schedule)
         raise
     except PermanentJobError as exc:
-        await store.mark_schedule_failed(payload.schedule_id, str(exc))
+        await store.mark_schedule_failed(payload.schedule_id, str(exc), claim=schedule)
         raise
     await store.mark_schedule_sent(payload.schedule_id)
     return ReminderDispatchJobResult(

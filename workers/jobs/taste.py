@@ -46,7 +46,11 @@ async def taste_profile_embedding(
         raise PermanentJobError(f"taste profile {profile.id!r} has no answers to embed")
     embeddings = res.embeddings
     vector = await embeddings.embed(text)  # shares a request with the process's other embedding jobs
-    await res.store.save_taste_profile_vector(profile.id, vector, embeddings.embedding_model)
+    # Written only if the profile still has these answers: a stale vector would stay for good, as
+    # the next run skips a profile that has one.
+    if not await res.store.save_taste_profile_vector(profile.id, vector, embeddings.embedding_model, source=profile):
+        reason = "the profile's answers changed during this run: vector not stored"
+        return TasteProfileEmbeddingJobResult(status="skipped", taste_profile_id=profile.id, reason=reason)
     return TasteProfileEmbeddingJobResult(
         status="processed", taste_profile_id=profile.id, model=embeddings.embedding_model, dims=len(vector)
     )
