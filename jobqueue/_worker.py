@@ -25,6 +25,7 @@ from typing import Any
 
 import arq
 import arq.worker
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from jobqueue import _redis_errors
@@ -106,6 +107,7 @@ class _RunLoop:
         self.next_due: float | None = None  # loop time the next delayed job falls due
         self.next_claim = 0.0  # loop time of the next claim without a wake-up
         self.listener: asyncio.Task[None] | None = None
+        self.waiter: Redis | None = None
         self.serial = 0
 
     def free_slots(self) -> int:
@@ -123,7 +125,8 @@ class _RunLoop:
             self.listener = asyncio.create_task(self._listen(), name=f"jobqueue-marker-{self.state.queue.name}")
         loop = asyncio.get_running_loop()
         worker = self.worker
-        deadline = loop.time() + ITERATION_S
+        # As long as arq's own poll step at least: arq sleeps out the rest of a step between iterations.
+        deadline = loop.time() + max(ITERATION_S, worker.poll_delay_s)
         while True:
             now = loop.time()
             free = self.free_slots()
@@ -150,7 +153,7 @@ class _RunLoop:
                 if not worker.burst:
                     return
                 await worker.heart_beat()  # a burst worker stays here until done: arq's cron checks
-                deadline = now + ITERATION_S
+                deadline = now + max(ITERATION_S, worker.poll_delay_s)
             timeout = deadline - now
             if free:
                 timeout = min(timeout, self.next_claim - now)
@@ -195,10 +198,14 @@ class _RunLoop:
         state = self.state
         marker = state.queue.keys.marker
         block = min(MARKER_BLOCK_S, max(get_settings().redis_timeout / 2, 0.1))
+        # A connection of its own: a blocking call never shares the worker's pool with its runs.
+        shared = state.redis.connection_pool
+        pool = type(shared)(connection_class=shared.connection_class, max_connections=1, **shared.connection_kwargs)
+        self.waiter = Redis(connection_pool=pool)
         while True:
             await self.has_room.wait()
             try:
-                popped = await state.redis.bzpopmin(marker, block)
+                popped = await self.waiter.bzpopmin(marker, block)
             except (RedisError, *_redis_errors.TRANSIENT) as exc:
                 # The claim loop meets the same error and decides; here, only wait and try again.
                 logger.debug("%s: waiting on the queue's marker failed: %s", state.queue.name, exc)
@@ -210,11 +217,14 @@ class _RunLoop:
                 self.wake.set()
             else:
                 # Full since the pop began: leave the wake-up to another worker of the queue.
-                await state.redis.zadd(marker, {popped[1]: popped[2]}, lt=True)
+                await self.waiter.zadd(marker, {popped[1]: popped[2]}, lt=True)
 
     async def stop(self) -> None:
         await cancel_and_wait(self.listener)
         self.listener = None
+        if self.waiter is not None:
+            await self.waiter.aclose(close_connection_pool=True)
+            self.waiter = None
 
 
 def install() -> None:

@@ -76,7 +76,7 @@ def test_importing_jobqueue_and_a_settings_class_touches_no_redis():
     )
     env = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "PYTHONPATH": str(ROOT), "PATH": ""}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=30, check=True)
-    assert out.stdout.strip() == b"jq:product-embedding:queue"
+    assert out.stdout.strip() == b"jq:product-embedding:cron"
 
 
 async def test_a_redis_that_never_answers_times_out_with_a_clear_error(monkeypatch):
