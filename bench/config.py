@@ -11,6 +11,7 @@ ARQ_QUEUE: Final = "bench:arq"  # raw arq's queue zset
 OWNED_PATTERNS: Final = ("jq:*", "arq:*", "bench:*")  # the only keys the benchmark deletes
 
 CONCURRENCY: Final = 10  # processing: jobs run at once on both sides
+WIDE_CONCURRENCY: Final = 100  # processing, the wide row: jobs run at once on both sides
 LIKE_FOR_LIKE_POLL_S: Final = 0.01  # processing: the poll delay both sides get for the fair ratio
 ARQ_DEFAULT_POLL_S: Final = 0.5  # arq's own default poll_delay
 ARQ_GATHER: Final = 100  # bulk on the arq side: enqueue_job calls gathered at a time

@@ -176,9 +176,10 @@ def run_worker(env: dict[str, str]) -> None:
 
 
 def worker_main() -> None:
-    """The child: arq's ``Worker`` running the real ``EmbeddingSettings``, in burst mode."""
-    from arq.worker import Worker, get_kwargs
+    """The child: jobqueue's ``Worker`` running the real ``EmbeddingSettings``, in burst mode."""
+    from arq.worker import get_kwargs
 
+    from jobqueue.worker import Worker
     from workers.settings import embedding_settings
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

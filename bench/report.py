@@ -9,7 +9,15 @@ import arq.version
 import redis
 from redis.utils import HIREDIS_AVAILABLE
 
-from bench.config import ARQ_DEFAULT_POLL_S, ARQ_GATHER, CONCURRENCY, LIKE_FOR_LIKE_POLL_S, OURS_BULK, Config
+from bench.config import (
+    ARQ_DEFAULT_POLL_S,
+    ARQ_GATHER,
+    CONCURRENCY,
+    LIKE_FOR_LIKE_POLL_S,
+    OURS_BULK,
+    WIDE_CONCURRENCY,
+    Config,
+)
 from jobqueue import QueueOptions
 
 OURS, ARQ = "jobqueue", "raw arq"
@@ -24,6 +32,12 @@ ROWS = (
         f"process no-op, both poll_delay {LIKE_FOR_LIKE_POLL_S} (jobs/s)",
         ("process@0.01", OURS),
         ("process@0.01", ARQ),
+        0,
+    ),
+    (
+        f"process no-op, concurrency {WIDE_CONCURRENCY}, both poll_delay {LIKE_FOR_LIKE_POLL_S} (jobs/s)",
+        ("process@c100", OURS),
+        ("process@c100", ARQ),
         0,
     ),
     (

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import jobqueue
 from bench import measure
-from bench.config import CONCURRENCY, LIKE_FOR_LIKE_POLL_S, WARMUP_JOBS, Config
+from bench.config import CONCURRENCY, LIKE_FOR_LIKE_POLL_S, WARMUP_JOBS, WIDE_CONCURRENCY, Config
 from bench.server import Admin
 from bench.sides import Ours, RawArq, Side
 
@@ -56,12 +56,17 @@ async def run_repeat(cfg: Config, admin: Admin, ours: Ours, arq: RawArq, repeat:
         keep("enqueue", side, await isolated(admin, lambda s=side: measure.enqueue_rate(s, n)), "jobs/s")
     for side in sides:
         keep("bulk", side, await isolated(admin, lambda s=side: measure.bulk_rate(s, n)), "jobs/s")
-    for name, poll in (("process@0.01", LIKE_FOR_LIKE_POLL_S), ("process@defaults", None)):
+    processing = (
+        ("process@0.01", LIKE_FOR_LIKE_POLL_S, CONCURRENCY),
+        ("process@defaults", None, CONCURRENCY),
+        ("process@c100", LIKE_FOR_LIKE_POLL_S, WIDE_CONCURRENCY),
+    )
+    for name, poll, concurrency in processing:
         for side in sides:
             jobs = cfg.slow_jobs if side is arq and poll is None else n
 
-            async def drain(s: Side = side, jobs: int = jobs, poll: float | None = poll) -> float:
-                return await measure.process_rate(s, jobs, concurrency=CONCURRENCY, poll_delay=poll)
+            async def drain(s: Side = side, jobs: int = jobs, poll: float | None = poll, c: int = concurrency) -> float:
+                return await measure.process_rate(s, jobs, concurrency=c, poll_delay=poll)
 
             keep(name, side, await isolated(admin, drain), "jobs/s")
     for side in sides:

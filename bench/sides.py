@@ -13,10 +13,12 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.worker import Worker, func, get_kwargs
+from arq.worker import func, get_kwargs
 
 import jobqueue
 from bench.config import ARQ_DEFAULT_POLL_S, ARQ_GATHER, ARQ_QUEUE, FUNCTION, QUEUE
+from jobqueue._worker import ArqWorker as Worker  # arq's own class, for the raw side
+from jobqueue.worker import Worker as JobqueueWorker
 
 OnStart = Callable[[str], None]  # called with the product id when a job's handler starts
 
@@ -76,10 +78,9 @@ class Ours:
             overrides["poll_delay"] = poll_delay
         options = jobqueue.queue_options(QUEUE, **overrides)
         settings = jobqueue.build_worker_settings(QUEUE, handler, options=options)
-        return Worker(**get_kwargs(settings), burst=burst, handle_signals=False)
+        return JobqueueWorker(**get_kwargs(settings), burst=burst, handle_signals=False)
 
     def completed(self, worker: Worker) -> int:
-        # arq counts each of our runs as retried (they end with Retry()); ours are in our state.
         return worker.ctx["jobqueue"].counters["completed"]
 
 

@@ -115,9 +115,12 @@ def build_worker_settings(
         )
     opts = options or queue_options(q.name)
     if opts.tick_interval >= opts.worker_lease / 3:
-        raise ConfigurationError(
-            f"{q.name}: tick_interval ({opts.tick_interval:g}s) must be shorter than a third of worker_lease "
-            f"({opts.worker_lease:g}s): the tick renews the leases of running jobs"
+        logger.warning(
+            "%s: tick_interval (%gs) is not shorter than a third of worker_lease (%gs): running jobs' leases "
+            "may expire and their jobs run again",
+            q.name,
+            opts.tick_interval,
+            opts.worker_lease,
         )
     spec = RunSpec(handler, q.payload_model, q.function)
 
