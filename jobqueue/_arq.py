@@ -40,6 +40,8 @@ _ARQ_LINES = {
         "self.allow_pick_jobs: bool = True",
         "self.ctx = ctx or {}",
     ],
+    "handle_sig": ["self.main_task and self.main_task.cancel()"],
+    "_wait_for_tasks_to_complete": ["self.main_task and self.main_task.cancel()"],
     "_jobs_started": ["return self.jobs_complete + self.jobs_retried + self.jobs_failed + len(self.tasks)"],
 }
 

@@ -63,11 +63,24 @@ class Worker(ArqWorker):
                 del self.functions[name]
         self.ctx[WORKER_KEY] = self
         self._loop_state: _RunLoop | None = None
+        self.stopping = False  # a stop was asked for: the loop ends even if a cancellation got lost
+
+    def handle_sig(self, signum: Any) -> None:
+        self.stopping = True
+        super().handle_sig(signum)
+
+    async def _wait_for_tasks_to_complete(self, signum: Any) -> None:
+        await super()._wait_for_tasks_to_complete(signum)
+        self.stopping = True
 
     async def _poll_iteration(self) -> None:
         if self.run_spec is None:
             await super()._poll_iteration()
             return
+        if self.stopping:
+            # arq cancelled the main task to stop; a cancellation absorbed on the way (Python 3.11's
+            # asyncio.timeout inside a Redis read can) must not keep the worker running.
+            raise asyncio.CancelledError
         state: WorkerState | None = self.ctx.get(STATE_KEY)
         if state is None:
             raise RuntimeError("jobqueue's worker state is missing: the settings class's on_startup did not run")
@@ -102,13 +115,19 @@ class _RunLoop:
         self.worker = worker
         self.state = state
         self.spec = spec
-        self.wake = asyncio.Event()  # a marker was popped, or a slot freed
+        self.woken = False  # a marker was popped, or a slot freed, since the last claim
+        self.event = asyncio.Event()  # set by a wake-up or by the loop's own timer
         self.has_room = asyncio.Event()  # free slots, and picking allowed: the marker is worth popping
         self.next_due: float | None = None  # loop time the next delayed job falls due
         self.next_claim = 0.0  # loop time of the next claim without a wake-up
         self.listener: asyncio.Task[None] | None = None
         self.waiter: Redis | None = None
         self.serial = 0
+
+    def wake(self) -> None:
+        """Have the loop claim again now."""
+        self.woken = True
+        self.event.set()
 
     def free_slots(self) -> int:
         worker = self.worker
@@ -127,12 +146,12 @@ class _RunLoop:
         worker = self.worker
         # As long as arq's own poll step at least: arq sleeps out the rest of a step between iterations.
         deadline = loop.time() + max(ITERATION_S, worker.poll_delay_s)
-        while True:
+        while not worker.stopping:
             now = loop.time()
             free = self.free_slots()
             due = self.next_due is not None and now >= self.next_due
-            if free and (self.wake.is_set() or due or now >= self.next_claim):
-                self.wake.clear()
+            if free and (self.woken or due or now >= self.next_claim):
+                self.woken = False
                 claim = await self.state.claim(free)
                 self._start(claim)
                 now = loop.time()
@@ -159,12 +178,15 @@ class _RunLoop:
                 timeout = min(timeout, self.next_claim - now)
                 if self.next_due is not None:
                     timeout = min(timeout, self.next_due - now)
-            if timeout > 0:
+            if timeout > 0 and not self.woken:
+                # A timer, not asyncio.timeout: on Python 3.11 a timeout that fires as the worker is
+                # cancelled (SIGTERM) can absorb the cancellation, and the worker would never stop.
+                alarm = loop.call_later(timeout, self.event.set)
                 try:
-                    async with asyncio.timeout(timeout):
-                        await self.wake.wait()
-                except TimeoutError:
-                    pass
+                    await self.event.wait()
+                finally:
+                    alarm.cancel()
+                    self.event.clear()
 
     async def _drained(self) -> bool:
         """Burst mode: nothing of the queue's is left, waiting, delayed or running anywhere."""
@@ -185,7 +207,7 @@ class _RunLoop:
             return  # a graceful stop: the job was handed back; arq's close() waits for this task
         finally:
             worker.job_counter -= 1
-            self.wake.set()
+            self.wake()
         if outcome.kind == "completed":
             worker.jobs_complete += 1
         elif outcome.kind == "failed":
@@ -214,7 +236,7 @@ class _RunLoop:
             if popped is None:
                 continue
             if self.free_slots():
-                self.wake.set()
+                self.wake()
             else:
                 # Full since the pop began: leave the wake-up to another worker of the queue.
                 await self.waiter.zadd(marker, {popped[1]: popped[2]}, lt=True)

@@ -90,7 +90,7 @@ async def test_a_delayed_job_survives_stopping_and_starting_dev(tmp_path, monkey
         handle = await jobqueue.enqueue_product_embedding("demo-p01", delay=3600)
         assert await handle.status() == "delayed"
         await jobqueue.close_queues()
-        assert await dev.interrupt() == 0
+        assert await dev.interrupt() == 0, dev.output()[-3000:]
     assert not redis_answers(env["REDIS_URL"])
     with DevProcess([BIN / "jobqueue", "dev", "--fake-llm", *ONE_WORKER], cwd=tmp_path, env=env) as dev:
         await dev.wait_for_output(READY_ONE)
@@ -179,7 +179,7 @@ def test_each_worker_class_serves_the_queue_dev_waits_for():
 
     assert set(WORKER_QUEUES) == set(workers.__all__)
     for name, queue in WORKER_QUEUES.items():
-        assert getattr(workers, name).queue_name == QueueKeys(queue).queue
+        assert getattr(workers, name).queue_name == QueueKeys(queue).cron
 
 
 async def test_a_worker_that_dies_stops_the_rest_with_exit_code_1(tmp_path):

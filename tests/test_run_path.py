@@ -25,7 +25,7 @@ from jobqueue import _scripts, _worker
 from jobqueue import product_embedding_queue as embeddings
 from jobqueue._redis_settings import bound_reads, redis_settings_from_url
 from jobqueue._state import Outcome, Run, WorkerState
-from jobqueue.constants import PARKED_SCORE
+from jobqueue.constants import PARKED_SCORE, RECORD_RETRY_S
 from jobqueue.errors import ConfigurationError
 from jobqueue.settings import get_settings
 from jobqueue.worker import Worker, build_worker_settings
@@ -244,3 +244,29 @@ def test_importing_jobqueue_worker_makes_arqs_create_worker_build_ours():
     worker = arq.worker.create_worker(settings_for(), handle_signals=False)
     assert isinstance(worker, Worker) and worker.run_spec is not None
     assert "product_embedding" not in worker.functions  # nothing of arq's can run a queue job
+
+
+async def test_a_worker_whose_redis_goes_silent_exits_non_zero_in_bounded_time():
+    # A paused server keeps every connection open and answers nothing: the worker's calls time out
+    # after JOBQUEUE_REDIS_TIMEOUT, CLAIM retries them for RECORD_RETRY_S (20 s), then the worker
+    # exits non-zero instead of hanging, for a supervisor to restart it.
+    with private_valkey() as server:
+        probe = redis.Redis.from_url(server.connection_url)
+        env = {"REDIS_URL": server.connection_url, "JOBQUEUE_REDIS_TIMEOUT": "1"}
+        with WorkerProcess(SETTINGS, **env) as worker:
+            await worker.wait_for(lambda: _said(worker, "started"), timeout=20, what="the worker to start")
+            probe.execute_command("CLIENT", "PAUSE", 30_000, "ALL")  # the server answers again after 30 s
+            silent_at = time.monotonic()
+            await worker.wait_for(lambda: _exited(worker), timeout=29, what="the worker to exit")
+            took = time.monotonic() - silent_at
+            assert worker.proc is not None and worker.proc.returncode != 0
+            assert took < RECORD_RETRY_S + 1 + 8, took  # about 20 s + the read timeout, some slack
+        probe.close()
+
+
+async def _said(worker: WorkerProcess, text: str) -> bool:
+    return text in worker.output()
+
+
+async def _exited(worker: WorkerProcess) -> bool:
+    return worker.proc is not None and worker.proc.poll() is not None
