@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jobqueue.constants import ARQ_IN_PROGRESS_PREFIX, ARQ_JOB_PREFIX, ARQ_RETRY_PREFIX, KEY_PREFIX
+from jobqueue.constants import ARQ_JOB_PREFIX, KEY_PREFIX
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,14 +72,6 @@ class QueueKeys:
     @staticmethod
     def arq_job(job_id: str) -> str:
         return ARQ_JOB_PREFIX + job_id
-
-    @staticmethod
-    def arq_in_progress(job_id: str) -> str:
-        return ARQ_IN_PROGRESS_PREFIX + job_id
-
-    @staticmethod
-    def arq_retry(job_id: str) -> str:
-        return ARQ_RETRY_PREFIX + job_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,10 @@ class Worker(ArqWorker):
         self._loop_state: _RunLoop | None = None
         self.stopping = False  # a stop was asked for: the loop ends even if a cancellation got lost
 
+    async def main(self) -> None:
+        self.stopping = False  # arq --watch runs the same Worker again after a reload
+        await super().main()
+
     def handle_sig(self, signum: Any) -> None:
         self.stopping = True
         super().handle_sig(signum)

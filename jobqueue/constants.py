@@ -21,8 +21,6 @@ QUEUE_NAMES: Final = {q.name: q.value for q in QueueName}
 # Redis keys: everything of ours lives under KEY_PREFIX; arq's own keys keep arq's prefixes.
 KEY_PREFIX: Final = "jq"
 ARQ_JOB_PREFIX: Final = "arq:job:"
-ARQ_IN_PROGRESS_PREFIX: Final = "arq:in-progress:"
-ARQ_RETRY_PREFIX: Final = "arq:retry:"
 
 # Priorities: 1 is the most urgent. Ready jobs are scored seq - (11 - p) * K + p / 16 in arq's
 # queue zset, far below any timestamp; delayed jobs are scored at their due time + p / 16.
@@ -62,11 +60,6 @@ RETURN_BATCH: Final = 100
 # Per-minute completed/failed/retried history kept in Redis, per queue.
 METRICS_KEEP_MINUTES: Final = 24 * 60
 
-# arq must never give up on a job by itself: attempts are counted by jobqueue's own wrapper.
-ARQ_MAX_TRIES: Final = 1_000_000
-# arq treats its own timeout as final and deletes the job, so it must never fire: it is ours plus
-# the cancel grace, the time an outcome may take to record, and this margin.
-ARQ_TIMEOUT_MARGIN_S: Final = 10.0
 # How long a worker keeps trying to record a run's start or outcome while Redis is away or busy.
 RECORD_RETRY_S: Final = 20.0
 # Clean and drain work in batches of this many jobs per script call (a few ms of Redis each).
