@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from jobqueue import _redis_errors
+from jobqueue._pool import tune_pool
 from jobqueue._runner import STATE_KEY, RunSpec, run_claimed
 from jobqueue._state import Claim, WorkerState
 from jobqueue._tasks import cancel_and_wait
@@ -227,6 +228,7 @@ class _RunLoop:
         # A connection of its own: a blocking call never shares the worker's pool with its runs.
         shared = state.redis.connection_pool
         pool = type(shared)(connection_class=shared.connection_class, max_connections=1, **shared.connection_kwargs)
+        tune_pool(pool)
         self.waiter = Redis(connection_pool=pool)
         while True:
             await self.has_room.wait()
