@@ -50,7 +50,8 @@ local function bump(base, now, field)
   redis.call('PEXPIRE', key, METRICS_TTL_MS)
 end
 
-local function place_job(queue, seq, completed, failed, base, id, job, p, due, now, K)
+-- `quiet`: the caller wakes the workers itself (once for a whole bulk enqueue).
+local function place_job(queue, seq, completed, failed, base, id, job, p, due, now, K, quiet)
   local score
   if due > now then
     score = due_score(due, p)
@@ -59,10 +60,12 @@ local function place_job(queue, seq, completed, failed, base, id, job, p, due, n
   end
   redis.call('SET', 'arq:job:' .. id, job)
   redis.call('ZADD', queue, score, id)
-  if due > now then
-    mark(base, due)
-  else
-    mark(base, 0)
+  if not quiet then
+    if due > now then
+      mark(base, due)
+    else
+      mark(base, 0)
+    end
   end
   -- A new job starts with fresh attempts and no pending rerun; a finished run's record goes (its
   -- done key and its place in completed/failed go together).

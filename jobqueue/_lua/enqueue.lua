@@ -10,6 +10,7 @@ local now = redis_now()
 local queue, active, seq = base .. 'queue', base .. 'active', base .. 'seq'
 local completed, failed = base .. 'completed', base .. 'failed'
 local codes = {}
+local wake = nil  -- when idle workers should look: 0 for a ready job, else the earliest due time
 for i = 2, #ARGV, 4 do
   local id, head, p, when = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
   local due = 0
@@ -33,10 +34,16 @@ for i = 2, #ARGV, 4 do
     codes[#codes + 1] = 2
   elseif redis.call('EXISTS', 'arq:job:' .. id) == 0 then
     -- No job key: nothing queued under this id.
-    place_job(queue, seq, completed, failed, base, id, job, p, due, now, PRIORITY_BAND)
+    place_job(queue, seq, completed, failed, base, id, job, p, due, now, PRIORITY_BAND, true)
+    if wake == nil or due < wake then
+      wake = due
+    end
     codes[#codes + 1] = 1
   else
     codes[#codes + 1] = 0
   end
+end
+if wake ~= nil then
+  mark(base, wake)
 end
 return codes
