@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from jobqueue._arq import INVALID_JOB_KEY, job_deserializer
+from jobqueue._hooks import run_hooks
 from jobqueue._json import dumps
 from jobqueue._state import Claimed, Outcome, Run
 from jobqueue._validate import describe
@@ -92,6 +93,7 @@ async def run_claimed(state: WorkerState, spec: RunSpec, base_ctx: dict[str, Any
         state.running.pop(run.token, None)
     worker_metrics().observe(state.queue.name, outcome.kind, time.monotonic() - run.monotonic_start)
     _log(state, run, outcome)
+    await run_hooks(state, base_ctx, run, outcome)  # after FINISH: the job's outcome is recorded
     return outcome
 
 

@@ -77,6 +77,7 @@ class Outcome:
     error: str = ""
     delay_ms: int = 0
     body: str = ""  # the record as JSON, when already serialized
+    code: int = 0  # FINISH's answer once sent: 1 or 2 recorded, -1 stale (nothing changed), 0 not recorded
 
 
 @dataclass(slots=True)
@@ -94,6 +95,7 @@ class WorkerState:
     )
     tick_task: asyncio.Task[None] | None = None
     renewed_at: float = 0.0  # monotonic time of the last lease renewal
+    hooks: Any = None  # jobqueue._hooks.WorkerHooks, when the settings class has on_completed/on_failed
 
     async def call(self, script: _scripts.Script, keys: list[str], args: list[Any]) -> Any:
         """A script call that waits out Redis being away, busy or read-only for ``RECORD_RETRY_S``."""
@@ -178,6 +180,7 @@ class WorkerState:
             )
         if code != -1:
             self.counters[{"retry": "retried", "handback": "handed_back"}.get(outcome.kind, outcome.kind)] += 1
+        outcome.code = int(code)
         return int(code)
 
     # -- the tick --------------------------------------------------------------------------

@@ -54,6 +54,8 @@ DEFAULT_POLL_DELAY_S: Final = 0.02
 DEFAULT_TICK_INTERVAL_S: Final = 1.0
 DEFAULT_WORKER_LEASE_S: Final = 30.0
 DEFAULT_CANCEL_GRACE_S: Final = 5.0
+# An on_completed/on_failed hook that runs longer than this is cancelled (and logged).
+HOOK_TIMEOUT_S: Final = 5.0
 PROMOTE_BATCH: Final = 1000
 # Runs whose lease expired, returned to the queue per tick (the rest on the next ticks).
 RETURN_BATCH: Final = 100

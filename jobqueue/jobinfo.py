@@ -58,28 +58,32 @@ def _priority_from_score(score: float | None) -> int | None:
     return p if 1 <= p <= 10 else None
 
 
+def record_info(queue: Queue, job_id: str, state: JobState, record: dict[str, Any]) -> JobInfo:
+    """The snapshot of a finished job, from the record FINISH stored (or was given)."""
+    return JobInfo(
+        job_id=job_id,
+        queue_name=queue.name,
+        state=state,
+        function=record.get("function", queue.function),
+        payload=record.get("payload", {}),
+        priority=record.get("priority"),
+        attempts_made=record.get("attempts", 0),
+        enqueued_at=ms_to_datetime(record.get("enqueued_at")),
+        started_at=ms_to_datetime(record.get("started_at")),
+        finished_at=ms_to_datetime(record.get("finished_at")),
+        error=record.get("error"),
+        error_type=record.get("error_type"),
+        result=record.get("result"),
+        traceback=record.get("traceback"),
+    )
+
+
 def build_info(queue: Queue, job_id: str, replies: list[Any]) -> JobInfo | None:
     state = state_from(replies)
     score = replies[1]
     raw_job, raw_done, info, active_value = replies[6:10]
     if raw_done is not None and state in ("completed", "failed"):
-        record = loads(raw_done)
-        return JobInfo(
-            job_id=job_id,
-            queue_name=queue.name,
-            state=state,
-            function=record.get("function", queue.function),
-            payload=record.get("payload", {}),
-            priority=record.get("priority"),
-            attempts_made=record.get("attempts", 0),
-            enqueued_at=ms_to_datetime(record.get("enqueued_at")),
-            started_at=ms_to_datetime(record.get("started_at")),
-            finished_at=ms_to_datetime(record.get("finished_at")),
-            error=record.get("error"),
-            error_type=record.get("error_type"),
-            result=record.get("result"),
-            traceback=record.get("traceback"),
-        )
+        return record_info(queue, job_id, state, loads(raw_done))
     if raw_job is None:
         return None
     try:

@@ -24,6 +24,7 @@ from arq.worker import func
 from redis.exceptions import RedisError
 
 from jobqueue import _arq, _redis_errors, _worker
+from jobqueue._hooks import OutcomeHook, WorkerHooks
 from jobqueue._json import dumps_bytes
 from jobqueue._pool import tune_pool
 from jobqueue._redis_settings import LazyRedisSettings, bound_reads
@@ -95,12 +96,16 @@ def build_worker_settings(
     cron_jobs: Sequence[CronJob] = (),
     on_startup: Hook | None = None,
     on_shutdown: Hook | None = None,
+    on_completed: OutcomeHook | None = None,
+    on_failed: OutcomeHook | None = None,
     **overrides: Any,
 ) -> type:
     """A flat arq ``WorkerSettings`` class running ``handler(ctx, payload)`` for ``queue``.
 
     ``options`` defaults to ``queue_options(queue)`` (per-queue defaults and environment);
-    ``on_startup``/``on_shutdown`` run after/before jobqueue's own; ``overrides`` are set on the
+    ``on_startup``/``on_shutdown`` run after/before jobqueue's own; ``on_completed(ctx, job, result)``
+    and ``on_failed(ctx, job, error)`` run in the worker once per job that ends completed or failed,
+    after its outcome is recorded (``job`` is its ``JobInfo``; see ``jobqueue._hooks``); ``overrides`` are set on the
     class as they are (an arq ``Worker`` argument such as ``burst``, ``handle_signals``,
     ``job_completion_wait`` or ``health_check_interval``). Arguments that would give arq a say in
     how the queue's jobs run (``retry_jobs``, ``allow_abort_jobs``, ``max_tries``, ...) raise
@@ -114,6 +119,7 @@ def build_worker_settings(
             + "; ".join(f"{name} ({REFUSED_OVERRIDES[name]})" for name in refused)
         )
     opts = options or queue_options(q.name)
+    hooks = WorkerHooks.build(on_completed, on_failed)
     if opts.tick_interval >= opts.worker_lease / 3:
         logger.warning(
             "%s: tick_interval (%gs) is not shorter than a third of worker_lease (%gs): running jobs' leases "
@@ -139,7 +145,7 @@ def build_worker_settings(
         worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         tune_pool(ctx["redis"].connection_pool)
         bound_reads(ctx["redis"].connection_pool)
-        state = WorkerState(q, opts, worker_id, ctx["redis"])
+        state = WorkerState(q, opts, worker_id, ctx["redis"], hooks=hooks)
         ctx[STATE_KEY] = state
         await warn_unless_noeviction(state.redis, q.name)
         try:

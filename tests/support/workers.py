@@ -116,6 +116,38 @@ EmbeddingTestSettings = build_worker_settings(
 )
 
 
+HOOKS_KEY = "jq:test:hooks"
+
+
+async def record_completed(ctx: dict[str, Any], job: Any, result: Any) -> None:
+    """An ``on_completed`` hook: appends what it was given to ``jq:test:hooks``."""
+    entry = {"hook": "completed", "job_id": job.job_id, "state": job.state, "pid": os.getpid()}
+    entry |= {"result": result.model_dump(mode="json"), "finished": job.finished_at is not None}
+    await ctx["redis"].rpush(HOOKS_KEY, json.dumps(entry))
+
+
+async def record_failed(ctx: dict[str, Any], job: Any, error: str) -> None:
+    """An ``on_failed`` hook: appends what it was given to ``jq:test:hooks``."""
+    entry = {"hook": "failed", "job_id": job.job_id, "state": job.state, "pid": os.getpid(), "error": error}
+    entry |= {"error_type": job.error_type, "attempts": job.attempts_made}
+    await ctx["redis"].rpush(HOOKS_KEY, json.dumps(entry))
+
+
+async def hooks_called(redis: Any) -> list[dict[str, Any]]:
+    return [json.loads(r) for r in await redis.lrange(HOOKS_KEY, 0, -1)]
+
+
+# For subprocess workers with outcome hooks: `arq tests.support.workers.EmbeddingHookSettings`
+EmbeddingHookSettings = build_worker_settings(
+    "product-embedding",
+    record_handler,
+    name="EmbeddingHookSettings",
+    options=test_options(attempts=2),
+    on_completed=record_completed,
+    on_failed=record_failed,
+)
+
+
 def make_worker(settings: type, **kwargs: Any) -> Worker:
     """An in-process burst worker (stops when the queue is empty)."""
     return Worker(**{**get_kwargs(settings), "burst": True, "handle_signals": False, **kwargs})
