@@ -34,6 +34,7 @@ from jobqueue.errors import (
     RedisUnavailableError,
     RetryableJobError,
 )
+from jobqueue.events import JobEvent
 from jobqueue.job import JobHandle, JobInfo, JobState
 from jobqueue.options import QueueOptions, queue_options
 from jobqueue.payloads import (
@@ -76,6 +77,7 @@ __all__ = [
     "EntityNotFoundError",
     "InvalidJobError",
     "JobError",
+    "JobEvent",
     "JobFailedError",
     "JobHandle",
     "JobInfo",

@@ -56,6 +56,11 @@ class QueueKeys:
     def workers(self) -> str:
         return self.base + "workers"
 
+    @property
+    def events(self) -> str:
+        """The queue's events stream (``jobqueue.events``), written by the scripts."""
+        return self.base + "events"
+
     def done(self, job_id: str) -> str:
         return self.base + "done:" + job_id
 

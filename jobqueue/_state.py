@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from jobqueue import _redis_errors, _scripts
 from jobqueue._json import dumps
-from jobqueue.constants import PROMOTE_BATCH, RECORD_RETRY_S, RETURN_BATCH
+from jobqueue.constants import EVENT_RESULT_MAX, EVENT_TEXT_MAX, PROMOTE_BATCH, RECORD_RETRY_S, RETURN_BATCH
 from jobqueue.metrics import worker_metrics
 from jobqueue.options import QueueOptions
 from jobqueue.queue import Queue
@@ -154,6 +154,8 @@ class WorkerState:
             body,
             outcome.delay_ms,
             run.priority,
+            run.attempt,
+            *_event_detail(outcome),
         ]
         try:
             code = await self.call(_scripts.FINISH, [k.queue, k.active, k.seq, k.completed, k.failed], args)
@@ -232,6 +234,16 @@ class WorkerState:
                 worker_metrics().beat(self.queue.name)
             except (RedisError, *_redis_errors.TRANSIENT) as exc:
                 logger.warning("%s: worker tick failed, will retry: %s", self.queue.name, _redis_errors.describe(exc))
+
+
+def _event_detail(outcome: Outcome) -> tuple[str, str]:
+    """What FINISH's event carries besides the attempt: a small result, or the error and its type."""
+    if outcome.kind == "completed":
+        result = dumps(outcome.record.get("result"))
+        return (result if len(result) <= EVENT_RESULT_MAX else ""), ""
+    if outcome.kind == "failed":
+        return (outcome.record.get("error") or "")[:EVENT_TEXT_MAX], outcome.record.get("error_type") or ""
+    return outcome.error[:EVENT_TEXT_MAX], ""
 
 
 def _text(value: Any) -> str:

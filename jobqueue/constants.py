@@ -81,6 +81,19 @@ DEFAULT_REDIS_TIMEOUT_S: Final = 5.0
 # How long a starting worker waits for Redis to answer before it exits.
 DEFAULT_REDIS_STARTUP_WAIT_S: Final = 30.0
 
+# Events (jobqueue.events): each queue's stream keeps about this many (JOBQUEUE_EVENTS_MAXLEN).
+DEFAULT_EVENTS_MAXLEN: Final = 10_000
+# A completed event carries the job's result as JSON when it is at most this long; an error or a
+# log line is cut to EVENT_TEXT_MAX characters.
+EVENT_RESULT_MAX: Final = 512
+EVENT_TEXT_MAX: Final = 1000
+# One XREAD of events() or of result()'s listener blocks at most this long before it asks again.
+EVENTS_BLOCK_S: Final = 5.0
+EVENTS_READ_COUNT: Final = 500
+# result() waits on the events stream; it also looks at the job at least this often, in case an
+# event was missed (the stream off, trimmed, or Redis briefly away).
+RESULT_RECHECK_S: Final = 1.0
+
 # Recurring schedules (jobqueue.schedules), fired by a task in every worker of their queue.
 # A worker's scheduler sleeps at most this long, so new and changed schedules are seen promptly.
 SCHEDULER_MAX_WAIT_S: Final = 1.0

@@ -47,6 +47,7 @@ for _, id in ipairs(ids) do
   if old then
     redis.call('DEL', 'arq:job:' .. id, 'arq:retry:' .. id, base .. 'info:' .. id, base .. 'rerun:' .. id)
     redis.call('ZREM', KEYS[1], id)
+    emit(base, 'removed', id)
     out[#out + 1] = id
   else
     kept = kept + 1

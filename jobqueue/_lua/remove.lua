@@ -10,6 +10,7 @@ local found = redis.call('ZREM', KEYS[1], id) + redis.call('ZREM', KEYS[3], id) 
 found = found + redis.call('DEL', 'arq:job:' .. id, 'arq:retry:' .. id, base .. 'done:' .. id, base .. 'info:' .. id,
   base .. 'rerun:' .. id)
 if found > 0 then
+  emit(base, 'removed', id)
   return 1
 end
 return 0
