@@ -98,9 +98,15 @@ async def _finished_info(state: WorkerState, run: Run, outcome: Outcome) -> JobI
     """The job as FINISH recorded it: its stored record, or (when a rerun has already replaced it,
     or retention removed it) the record this run sent, without a finish time."""
     record = outcome.record
-    raw = await state.redis.get(state.queue.keys.done(run.job_id))
+    keys = state.queue.keys
+    pipe = state.redis.pipeline(transaction=True)
+    pipe.get(keys.done(run.job_id))
+    pipe.get(keys.progress(run.job_id))
+    raw, raw_progress = await pipe.execute()
+    progress = None
     if raw is not None:
         stored = loads(raw)
         if stored.get("run") == run.token:
             record = stored
-    return record_info(state.queue, run.job_id, outcome.kind, record)  # type: ignore[arg-type]
+            progress = None if raw_progress is None else loads(raw_progress)
+    return record_info(state.queue, run.job_id, outcome.kind, record, progress)  # type: ignore[arg-type]

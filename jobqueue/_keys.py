@@ -67,6 +67,14 @@ class QueueKeys:
     def info(self, job_id: str) -> str:
         return self.base + "info:" + job_id
 
+    def progress(self, job_id: str) -> str:
+        """The job's last progress value, as JSON (``update_progress``)."""
+        return self.base + "progress:" + job_id
+
+    def logs(self, job_id: str) -> str:
+        """The job's log lines, a bounded list (``add_job_log``)."""
+        return self.base + "logs:" + job_id
+
     def minute(self, minute: int) -> str:
         """Completed/failed/retried counts of one minute (minutes since the epoch)."""
         return self.base + "m:" + str(minute)

@@ -36,6 +36,8 @@ logger = logging.getLogger("jobqueue.worker")
 
 Handler = Callable[[dict[str, Any], Any], Awaitable[Any]]
 STATE_KEY = "jobqueue"
+# The run a handler's ctx belongs to: update_progress and add_job_log write with its token.
+RUN_KEY = "jobqueue_run"
 
 
 def _error_text(exc: BaseException) -> str:
@@ -77,6 +79,7 @@ async def run_claimed(state: WorkerState, spec: RunSpec, base_ctx: dict[str, Any
         "job_try": run.attempt,
         "enqueue_time": dt.datetime.fromtimestamp(enqueued_ms / 1000, dt.UTC),
         "last_attempt": run.attempt >= state.options.attempts,
+        RUN_KEY: run,
     }
     try:
         try:

@@ -93,6 +93,11 @@ EVENTS_READ_COUNT: Final = 500
 # result() waits on the events stream; it also looks at the job at least this often, in case an
 # event was missed (the stream off, trimmed, or Redis briefly away).
 RESULT_RECHECK_S: Final = 1.0
+# Progress and logs from a handler (jobqueue.progress): a progress object's JSON is at most this
+# long; each job keeps its last LOG_LINES_KEPT log lines, each cut to LOG_LINE_MAX characters.
+PROGRESS_MAX_BYTES: Final = 4096
+LOG_LINES_KEPT: Final = 1000
+LOG_LINE_MAX: Final = 2000
 
 # Recurring schedules (jobqueue.schedules), fired by a task in every worker of their queue.
 # A worker's scheduler sleeps at most this long, so new and changed schedules are seen promptly.

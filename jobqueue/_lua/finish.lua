@@ -34,7 +34,7 @@ redis.call('HDEL', KEYS[2], id)
 
 local function drop(set, ids)
   for _, old_id in ipairs(ids) do
-    redis.call('DEL', base .. 'done:' .. old_id)
+    redis.call('DEL', base .. 'done:' .. old_id, base .. 'progress:' .. old_id, base .. 'logs:' .. old_id)
     redis.call('ZREM', set, old_id)
   end
 end

@@ -1,7 +1,8 @@
 """Job handlers and worker settings the tests run, in-process or as ``arq`` subprocesses.
 
 A test steers a job through Redis: ``jq:test:behaviour:<product_id>`` holds JSON such as
-``{"fail": 2}`` (raise on the first two attempts), ``{"permanent": true}``, ``{"block": true}``
+``{"fail": 2}`` (raise on the first two attempts), ``{"permanent": true}``, ``{"progress": [10, 50]}``
+and ``{"logs": ["a"]}`` (report them, first thing), ``{"block": true}``
 (wait until ``jq:test:release:<product_id>`` exists; with ``"per_try": true`` each attempt waits
 for ``...:<attempt>``), ``{"retry_after": 0.3}`` or ``{"sleep_then_slow_cancel": 6}`` (run until
 cancelled, then take 6 s to clean up and count ``jq:test:cleaned:<product_id>``). Every run start is
@@ -19,7 +20,14 @@ from typing import Any
 import redis.asyncio as aioredis
 from arq.worker import get_kwargs
 
-from jobqueue import PermanentJobError, ProductEmbeddingJobPayload, ProductEmbeddingJobResult, RetryableJobError
+from jobqueue import (
+    PermanentJobError,
+    ProductEmbeddingJobPayload,
+    ProductEmbeddingJobResult,
+    RetryableJobError,
+    add_job_log,
+    update_progress,
+)
 from jobqueue.options import QueueOptions
 from jobqueue.worker import Worker, build_worker_settings
 
@@ -63,6 +71,10 @@ async def record_handler(ctx: dict[str, Any], payload: ProductEmbeddingJobPayloa
         "triggered_by": payload.triggered_by,
     }
     await redis.rpush(RUNS_KEY, json.dumps(run))
+    for value in behaviour.get("progress", []):
+        await update_progress(ctx, value)
+    for line in behaviour.get("logs", []):
+        await add_job_log(ctx, f"{line} (try {ctx['job_try']})")
     if behaviour.get("block"):
         # "per_try": each attempt waits for its own key (release_key(pid, try)).
         key = release_key(pid, ctx["job_try"]) if behaviour.get("per_try") else release_key(pid)
