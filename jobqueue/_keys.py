@@ -75,6 +75,10 @@ class QueueKeys:
         """The job's log lines, a bounded list (``add_job_log``)."""
         return self.base + "logs:" + job_id
 
+    def cancel(self, job_id: str) -> str:
+        """Set by ``cancel_job`` while the job runs: its worker cancels the run (``jobqueue._cancel``)."""
+        return self.base + "cancel:" + job_id
+
     def minute(self, minute: int) -> str:
         """Completed/failed/retried counts of one minute (minutes since the epoch)."""
         return self.base + "m:" + str(minute)

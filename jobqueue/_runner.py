@@ -85,9 +85,12 @@ async def run_claimed(state: WorkerState, spec: RunSpec, base_ctx: dict[str, Any
         try:
             outcome = await _execute(state, ctx, spec, payload, run, interrupted=claimed.code == 4)
         except asyncio.CancelledError:
-            # A graceful stop (SIGTERM, Ctrl-C) cancels runs: hand the job back; no attempt spent.
-            await asyncio.shield(state.finish(run, Outcome("handback")))
-            raise
+            if run.cancel_reason is None:
+                # A graceful stop (SIGTERM, Ctrl-C) cancels runs: hand the job back; no attempt spent.
+                await asyncio.shield(state.finish(run, Outcome("handback")))
+                raise
+            # cancel_job (jobqueue._cancel): the job ends failed, whatever attempts remain.
+            outcome = cancelled(state, run, _record(state, run, payload))
         except Exception as exc:  # a bug of ours must not leave the job active: record it like a handler's
             logger.exception("%s: job %s: the worker failed around its handler", state.queue.name, run.job_id)
             outcome = _handler_error(state, run, _record(state, run, payload), exc)
@@ -201,6 +204,13 @@ async def _execute(
         else:
             return Outcome("completed", completed, body=body)
     return _handler_error(state, run, record, exc)
+
+
+def cancelled(state: WorkerState, run: Run, record: dict[str, Any]) -> Outcome:
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()  # the cancellation was cancel_job's, handled here: the run goes on to FINISH
+    return _failed(state, run, record, f"JobCancelled: {run.cancel_reason}", "JobCancelled")
 
 
 class ResultError(Exception):

@@ -42,6 +42,7 @@ class Run:
     priority: int
     enqueued_ms: int = 0
     monotonic_start: float = field(default_factory=time.monotonic)
+    cancel_reason: str | None = None  # set when cancel_job asked for this run to stop
 
 
 @dataclass(slots=True)

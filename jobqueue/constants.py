@@ -98,6 +98,12 @@ RESULT_RECHECK_S: Final = 1.0
 PROGRESS_MAX_BYTES: Final = 4096
 LOG_LINES_KEPT: Final = 1000
 LOG_LINE_MAX: Final = 2000
+# cancel_job of a running job: its worker looks for cancel flags of its runs this often, and a
+# flag no run took (its job returned to the queue, then removed) expires after CANCEL_FLAG_TTL_S.
+CANCEL_CHECK_S: Final = 0.5
+CANCEL_FLAG_TTL_S: Final = 24 * 3600.0
+# How often cancel_job reads a job again that changed between its read and its script.
+CANCEL_TRIES: Final = 5
 
 # Recurring schedules (jobqueue.schedules), fired by a task in every worker of their queue.
 # A worker's scheduler sleeps at most this long, so new and changed schedules are seen promptly.

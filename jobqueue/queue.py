@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from jobqueue import _result_wait, _scripts, _validate
+from jobqueue._cancel import QueueCancel
 from jobqueue._inspection import QueueInspection
 from jobqueue._json import dumps, loads
 from jobqueue._keys import QueueKeys
@@ -34,7 +35,7 @@ class PreparedJob:
     when: str  # "0" now, "+<ms>" after a delay, "@<epoch ms>" at a time
 
 
-class Queue(QueueInspection, QueueOperations, QueueEvents):
+class Queue(QueueInspection, QueueOperations, QueueEvents, QueueCancel):
     """A named queue whose jobs run one job function on the workers of that queue.
 
     The module-level queue objects (``product_embedding_queue``, ...) are instances of this class;

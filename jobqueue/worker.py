@@ -24,6 +24,7 @@ from arq.worker import func
 from redis.exceptions import RedisError
 
 from jobqueue import _arq, _redis_errors, _worker
+from jobqueue._cancel import watch_cancels
 from jobqueue._hooks import OutcomeHook, WorkerHooks
 from jobqueue._json import dumps_bytes
 from jobqueue._pool import tune_pool
@@ -68,6 +69,8 @@ REFUSED_OVERRIDES = {
 }
 
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
+# The ctx key of the task that stops runs whose job cancel_job cancelled (jobqueue._cancel).
+CANCELS_KEY = "jobqueue_cancels"
 
 
 async def warn_unless_noeviction(redis: Any, queue: str) -> str | None:
@@ -153,6 +156,8 @@ def build_worker_settings(
         except (RedisError, OSError) as exc:
             logger.warning("%s: first worker tick failed, will retry: %s", q.name, _redis_errors.describe(exc))
         state.tick_task = asyncio.create_task(state.run_ticks(), name=f"jobqueue-tick-{q.name}")
+        worker_tasks = ctx[WORKER_KEY].tasks
+        ctx[CANCELS_KEY] = asyncio.create_task(watch_cancels(state, worker_tasks), name=f"jobqueue-cancels-{q.name}")
         ctx[SCHEDULER_KEY] = start_scheduler(q, ctx["redis"])  # recurring schedules: jobqueue._scheduler
         logger.info(
             "%s: worker %s started (concurrency %d) in jobqueue.worker.Worker", q.name, worker_id, opts.concurrency
@@ -167,6 +172,7 @@ def build_worker_settings(
                 await on_shutdown(ctx)
         finally:
             await stop_scheduler(ctx.pop(SCHEDULER_KEY, None))
+            await cancel_and_wait(ctx.pop(CANCELS_KEY, None))
             state: WorkerState | None = ctx.get(STATE_KEY)
             if state is not None and state.tick_task is not None:
                 await cancel_and_wait(state.tick_task)

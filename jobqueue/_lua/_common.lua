@@ -84,7 +84,7 @@ local function place_job(queue, seq, completed, failed, base, id, job, p, due, n
   -- A new job starts with fresh attempts, progress and logs, and no pending rerun; a finished run's
   -- record goes (its done key and its place in completed/failed go together).
   redis.call('DEL', base .. 'info:' .. id, 'arq:retry:' .. id, base .. 'rerun:' .. id, base .. 'progress:' .. id,
-    base .. 'logs:' .. id)
+    base .. 'logs:' .. id, base .. 'cancel:' .. id)
   if redis.call('DEL', base .. 'done:' .. id) > 0 then
     redis.call('ZREM', completed, id)
     redis.call('ZREM', failed, id)

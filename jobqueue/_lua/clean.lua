@@ -46,7 +46,7 @@ for _, id in ipairs(ids) do
   end
   if old then
     redis.call('DEL', 'arq:job:' .. id, 'arq:retry:' .. id, base .. 'info:' .. id, base .. 'rerun:' .. id,
-      base .. 'progress:' .. id, base .. 'logs:' .. id)
+      base .. 'progress:' .. id, base .. 'logs:' .. id, base .. 'cancel:' .. id)
     redis.call('ZREM', KEYS[1], id)
     emit(base, 'removed', id)
     out[#out + 1] = id

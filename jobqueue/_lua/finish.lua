@@ -55,7 +55,7 @@ if outcome == 'completed' or outcome == 'failed' then
     set, keep, age, field = KEYS[5], tonumber(ARGV[4]), tonumber(ARGV[5]), 'f'
   end
   redis.call('ZREM', KEYS[1], id)
-  redis.call('DEL', 'arq:job:' .. id, 'arq:retry:' .. id, info)
+  redis.call('DEL', 'arq:job:' .. id, 'arq:retry:' .. id, info, base .. 'cancel:' .. id)
   redis.call('SET', base .. 'done:' .. id, string.sub(body, 1, -2) .. ',"finished_at":' .. now .. '}')
   redis.call('ZADD', set, now, id)
   bump(base, now, field)

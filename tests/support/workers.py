@@ -32,6 +32,8 @@ from jobqueue.options import QueueOptions
 from jobqueue.worker import Worker, build_worker_settings
 
 RUNS_KEY = "jq:test:runs"
+# Ids of jobs whose blocked handler was cancelled (by a stop or by cancel_job), in order.
+CANCELLED_KEY = "jq:test:cancelled"
 
 
 def behaviour_key(product_id: str) -> str:
@@ -78,8 +80,12 @@ async def record_handler(ctx: dict[str, Any], payload: ProductEmbeddingJobPayloa
     if behaviour.get("block"):
         # "per_try": each attempt waits for its own key (release_key(pid, try)).
         key = release_key(pid, ctx["job_try"]) if behaviour.get("per_try") else release_key(pid)
-        while not await redis.exists(key):
-            await asyncio.sleep(0.01)
+        try:
+            while not await redis.exists(key):
+                await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            await asyncio.shield(redis.rpush(CANCELLED_KEY, ctx["job_id"]))
+            raise
     if "sleep_then_slow_cancel" in behaviour:
         # Runs past any timeout, then takes this long to clean up once cancelled.
         try:
