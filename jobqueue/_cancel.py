@@ -5,7 +5,8 @@ A waiting, delayed or paused job ends at once, in one script: ``failed`` with er
 owns the run looks for flags of its runs every ``CANCEL_CHECK_S``, cancels the run's handler (which
 gets ``asyncio.CancelledError``), and FINISH records the same ``failed``/``JobCancelled`` outcome,
 not retried. A flag is for the job, not for one run: should the run's worker die before it saw the
-flag, the job's next run (after its lease expired) is cancelled the same way.
+flag (the job returns when its lease expires), or the attempt end in a retry first, the job's next
+run is cancelled the same way.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ Events and their ``data`` (besides the job id every event has):
 - ``removed``   a waiting, delayed or finished job was removed (``remove_job``), or a waiting or
                 delayed one by ``clean``/``drain`` (finished records removed by retention or
                 ``clean`` emit nothing: their outcome was an event already)
+- ``cancelled`` ``cancel_job`` was accepted: ``reason``, ``running`` (True: its worker stops it; the
+                job's end is a ``failed`` event either way)
 """
 
 from __future__ import annotations
@@ -36,9 +38,21 @@ if TYPE_CHECKING:
 
     from jobqueue._keys import QueueKeys
 
-EVENT_NAMES = ("added", "rerun", "active", "progress", "completed", "retrying", "failed", "stalled", "removed")
+EVENT_NAMES = (
+    "added",
+    "rerun",
+    "active",
+    "progress",
+    "completed",
+    "retrying",
+    "failed",
+    "stalled",
+    "removed",
+    "cancelled",
+)
 _INT_FIELDS = frozenset({"attempt", "priority", "due", "delay"})
 _JSON_FIELDS = frozenset({"result", "progress"})
+_FLAG_FIELDS = frozenset({"result_truncated", "running"})
 _EVENT_ID = re.compile(r"^\d+(-\d+)?$")
 
 
@@ -77,8 +91,8 @@ def parse_event(event_id: bytes | str, fields: dict[bytes, bytes]) -> JobEvent:
                 data[key] = loads(value)
             except ValueError:
                 data[key] = value
-        elif key == "result_truncated":
-            data[key] = True
+        elif key in _FLAG_FIELDS:
+            data[key] = value == "1"
         else:
             data[key] = value
     ms = int(eid.split("-")[0])

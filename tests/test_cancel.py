@@ -60,7 +60,7 @@ async def test_a_job_that_is_not_running_ends_failed_at_once(state):
         await handle.result(timeout=1)
     events = await _events_of(handle.job_id)
     assert [e.name for e in events] == ["added", "cancelled", "failed"]
-    assert events[1].data == {"reason": "superseded by a newer import", "running": "0"}
+    assert events[1].data == {"reason": "superseded by a newer import", "running": False}
     assert events[2].data["error_type"] == "JobCancelled"
     # ended for good: a worker finds nothing to run
     await embeddings.resume()
