@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -107,10 +106,16 @@ async def leave(listener: ResultListener, job_id: str, event: asyncio.Event) -> 
         await cancel_and_wait(listener.task)
 
 
-async def wait_woken(event: asyncio.Event, seconds: float) -> Any:
-    """Wait until ``event`` is set or ``seconds`` pass."""
+async def wait_woken(event: asyncio.Event, seconds: float) -> None:
+    """Wait until ``event`` is set or ``seconds`` pass.
+
+    ``asyncio.wait`` rather than ``asyncio.timeout``: on Python 3.11 a timeout that expires as the
+    caller is cancelled can absorb the cancellation, and a cancelled ``result()`` would wait on.
+    """
+    if event.is_set() or seconds <= 0:
+        return
+    waiter = asyncio.ensure_future(event.wait())
     try:
-        async with asyncio.timeout(seconds):
-            await event.wait()
-    except TimeoutError:
-        pass
+        await asyncio.wait({waiter}, timeout=seconds)
+    finally:
+        waiter.cancel()

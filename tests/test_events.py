@@ -238,3 +238,13 @@ def _run_cli(*args: str) -> None:
         run(list(args))
     except SystemExit as exc:
         assert exc.code in (0, None)
+
+
+async def test_a_cancelled_result_call_stops_and_leaves_no_listener():
+    handle = await jobqueue.enqueue_product_embedding("e-never-run")
+    waiter = asyncio.create_task(handle.result())
+    await wait_for(lambda: _listening(handle.job_id), what="result() to wait on the events")
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(waiter, 2)
+    assert _result_wait._listeners == {}
