@@ -34,6 +34,7 @@ from jobqueue.errors import (
     RedisUnavailableError,
     RetryableJobError,
 )
+from jobqueue.events import JobEvent
 from jobqueue.job import JobHandle, JobInfo, JobState
 from jobqueue.options import QueueOptions, queue_options
 from jobqueue.payloads import (
@@ -45,6 +46,7 @@ from jobqueue.payloads import (
     ReminderDispatchJobPayload,
     TasteProfileEmbeddingJobPayload,
 )
+from jobqueue.progress import add_job_log, update_progress
 from jobqueue.queue import Queue
 from jobqueue.queues import (
     QUEUES,
@@ -76,6 +78,7 @@ __all__ = [
     "EntityNotFoundError",
     "InvalidJobError",
     "JobError",
+    "JobEvent",
     "JobFailedError",
     "JobHandle",
     "JobInfo",
@@ -103,6 +106,7 @@ __all__ = [
     "Settings",
     "TasteProfileEmbeddingJobPayload",
     "TasteProfileEmbeddingJobResult",
+    "add_job_log",
     "build_worker_settings",
     "check_queues_health",
     "close_queues",
@@ -126,5 +130,6 @@ __all__ = [
     "remove_schedule",
     "schedule_daily_curated_collections",
     "taste_profile_embedding_queue",
+    "update_progress",
     "upsert_schedule",
 ]

@@ -50,6 +50,14 @@ class QueueInspection:
         width = len(replies) // len(job_ids)
         return [build_info(self, job_id, replies[i * width : (i + 1) * width]) for i, job_id in enumerate(job_ids)]  # type: ignore[arg-type]
 
+    async def get_job_logs(self, job_id: str, start: int = 0, end: int = -1) -> list[str]:
+        """The job's log lines (``add_job_log``), oldest first; ``start``/``end`` as in LRANGE.
+        Empty when the job logged nothing or is gone."""
+        self.own_id(job_id)
+        async with redis_errors():
+            lines = await get_redis().lrange(self.keys.logs(job_id), start, end)
+        return [line.decode(errors="replace") for line in lines]
+
     async def get_jobs(self, status: str, start: int = 0, end: int = 99) -> list[JobInfo]:
         """Jobs in ``status`` from position ``start`` to ``end`` inclusive.
 

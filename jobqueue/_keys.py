@@ -56,11 +56,28 @@ class QueueKeys:
     def workers(self) -> str:
         return self.base + "workers"
 
+    @property
+    def events(self) -> str:
+        """The queue's events stream (``jobqueue.events``), written by the scripts."""
+        return self.base + "events"
+
     def done(self, job_id: str) -> str:
         return self.base + "done:" + job_id
 
     def info(self, job_id: str) -> str:
         return self.base + "info:" + job_id
+
+    def progress(self, job_id: str) -> str:
+        """The job's last progress value, as JSON (``update_progress``)."""
+        return self.base + "progress:" + job_id
+
+    def logs(self, job_id: str) -> str:
+        """The job's log lines, a bounded list (``add_job_log``)."""
+        return self.base + "logs:" + job_id
+
+    def cancel(self, job_id: str) -> str:
+        """Set by ``cancel_job`` while the job runs: its worker cancels the run (``jobqueue._cancel``)."""
+        return self.base + "cancel:" + job_id
 
     def minute(self, minute: int) -> str:
         """Completed/failed/retried counts of one minute (minutes since the epoch)."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from jobqueue._arq import INVALID_JOB_KEY, job_deserializer
+from jobqueue._hooks import run_hooks
 from jobqueue._json import dumps
 from jobqueue._state import Claimed, Outcome, Run
 from jobqueue._validate import describe
@@ -35,6 +36,8 @@ logger = logging.getLogger("jobqueue.worker")
 
 Handler = Callable[[dict[str, Any], Any], Awaitable[Any]]
 STATE_KEY = "jobqueue"
+# The run a handler's ctx belongs to: update_progress and add_job_log write with its token.
+RUN_KEY = "jobqueue_run"
 
 
 def _error_text(exc: BaseException) -> str:
@@ -76,14 +79,18 @@ async def run_claimed(state: WorkerState, spec: RunSpec, base_ctx: dict[str, Any
         "job_try": run.attempt,
         "enqueue_time": dt.datetime.fromtimestamp(enqueued_ms / 1000, dt.UTC),
         "last_attempt": run.attempt >= state.options.attempts,
+        RUN_KEY: run,
     }
     try:
         try:
             outcome = await _execute(state, ctx, spec, payload, run, interrupted=claimed.code == 4)
         except asyncio.CancelledError:
-            # A graceful stop (SIGTERM, Ctrl-C) cancels runs: hand the job back; no attempt spent.
-            await asyncio.shield(state.finish(run, Outcome("handback")))
-            raise
+            if run.cancel_reason is None:
+                # A graceful stop (SIGTERM, Ctrl-C) cancels runs: hand the job back; no attempt spent.
+                await asyncio.shield(state.finish(run, Outcome("handback")))
+                raise
+            # cancel_job (jobqueue._cancel): the job ends failed, whatever attempts remain.
+            outcome = cancelled(state, run, _record(state, run, payload))
         except Exception as exc:  # a bug of ours must not leave the job active: record it like a handler's
             logger.exception("%s: job %s: the worker failed around its handler", state.queue.name, run.job_id)
             outcome = _handler_error(state, run, _record(state, run, payload), exc)
@@ -92,6 +99,7 @@ async def run_claimed(state: WorkerState, spec: RunSpec, base_ctx: dict[str, Any
         state.running.pop(run.token, None)
     worker_metrics().observe(state.queue.name, outcome.kind, time.monotonic() - run.monotonic_start)
     _log(state, run, outcome)
+    await run_hooks(state, base_ctx, run, outcome)  # after FINISH: the job's outcome is recorded
     return outcome
 
 
@@ -196,6 +204,13 @@ async def _execute(
         else:
             return Outcome("completed", completed, body=body)
     return _handler_error(state, run, record, exc)
+
+
+def cancelled(state: WorkerState, run: Run, record: dict[str, Any]) -> Outcome:
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()  # the cancellation was cancel_job's, handled here: the run goes on to FINISH
+    return _failed(state, run, record, f"JobCancelled: {run.cancel_reason}", "JobCancelled")
 
 
 class ResultError(Exception):

@@ -1,4 +1,9 @@
-"""The Lua scripts, read once from ``_lua/`` (each after ``_common.lua``) and called by SHA."""
+"""The Lua scripts, read once from ``_lua/`` (each after ``_common.lua``) and called by SHA.
+
+The events stream's bound (``JOBQUEUE_EVENTS_MAXLEN``) is a setting, read on first use, never at
+import: each script is rendered with it then (and again should the setting change), so the
+scripts' argument lists stay as they are.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from jobqueue.constants import METRICS_KEEP_MINUTES, PARKED_SCORE, PRIORITY_BAND
+from jobqueue.settings import get_settings
 
 
 def _read(name: str) -> str:
@@ -17,7 +23,7 @@ def _read(name: str) -> str:
 
 
 class Script:
-    """One Lua script: its text and SHA1, computed once."""
+    """One Lua script: its text and SHA1, computed once per value of the events stream's bound."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -27,15 +33,32 @@ class Script:
             .replace("{{METRICS_TTL_MS}}", str(METRICS_KEEP_MINUTES * 60_000))
             .replace("{{PARKED}}", str(PARKED_SCORE))
         )
-        self.text = common + _read(name)
-        self.sha = hashlib.sha1(self.text.encode()).hexdigest()
+        self._template = common + _read(name)
+        self._rendered: tuple[int, str, str] | None = None  # (events maxlen, text, sha)
+
+    def _render(self) -> tuple[int, str, str]:
+        maxlen = get_settings().events_maxlen
+        rendered = self._rendered
+        if rendered is None or rendered[0] != maxlen:
+            text = self._template.replace("{{EVENTS_MAXLEN}}", str(maxlen))
+            rendered = self._rendered = (maxlen, text, hashlib.sha1(text.encode()).hexdigest())
+        return rendered
+
+    @property
+    def text(self) -> str:
+        return self._render()[1]
+
+    @property
+    def sha(self) -> str:
+        return self._render()[2]
 
     async def __call__(self, redis: Redis, keys: list[str], args: list[Any]) -> Any:
+        _, text, sha = self._render()
         try:
-            return await redis.evalsha(self.sha, len(keys), *keys, *args)
+            return await redis.evalsha(sha, len(keys), *keys, *args)
         except NoScriptError:
-            await redis.script_load(self.text)
-            return await redis.evalsha(self.sha, len(keys), *keys, *args)
+            await redis.script_load(text)
+            return await redis.evalsha(sha, len(keys), *keys, *args)
 
     def queue_in(self, pipe: Any, keys: list[str], args: list[Any]) -> None:
         """Add a call to a pipeline; ``run_pipeline`` loads the script if Redis lacks it."""
@@ -66,3 +89,5 @@ PROMOTE = Script("promote")
 SCHEDULE_UPSERT = Script("schedule_upsert")
 SCHEDULE_FIRE = Script("schedule_fire")
 SCHEDULE_REMOVE = Script("schedule_remove")
+PROGRESS = Script("progress")
+CANCEL = Script("cancel")

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from jobqueue import _redis_errors, _scripts
 from jobqueue._json import dumps
-from jobqueue.constants import PROMOTE_BATCH, RECORD_RETRY_S, RETURN_BATCH
+from jobqueue.constants import EVENT_RESULT_MAX, EVENT_TEXT_MAX, PROMOTE_BATCH, RECORD_RETRY_S, RETURN_BATCH
 from jobqueue.metrics import worker_metrics
 from jobqueue.options import QueueOptions
 from jobqueue.queue import Queue
@@ -42,6 +42,7 @@ class Run:
     priority: int
     enqueued_ms: int = 0
     monotonic_start: float = field(default_factory=time.monotonic)
+    cancel_reason: str | None = None  # set when cancel_job asked for this run to stop
 
 
 @dataclass(slots=True)
@@ -77,6 +78,7 @@ class Outcome:
     error: str = ""
     delay_ms: int = 0
     body: str = ""  # the record as JSON, when already serialized
+    code: int = 0  # FINISH's answer once sent: 1 or 2 recorded, -1 stale (nothing changed), 0 not recorded
 
 
 @dataclass(slots=True)
@@ -94,6 +96,7 @@ class WorkerState:
     )
     tick_task: asyncio.Task[None] | None = None
     renewed_at: float = 0.0  # monotonic time of the last lease renewal
+    hooks: Any = None  # jobqueue._hooks.WorkerHooks, when the settings class has on_completed/on_failed
 
     async def call(self, script: _scripts.Script, keys: list[str], args: list[Any]) -> Any:
         """A script call that waits out Redis being away, busy or read-only for ``RECORD_RETRY_S``."""
@@ -152,6 +155,8 @@ class WorkerState:
             body,
             outcome.delay_ms,
             run.priority,
+            run.attempt,
+            *_event_detail(outcome),
         ]
         try:
             code = await self.call(_scripts.FINISH, [k.queue, k.active, k.seq, k.completed, k.failed], args)
@@ -178,6 +183,7 @@ class WorkerState:
             )
         if code != -1:
             self.counters[{"retry": "retried", "handback": "handed_back"}.get(outcome.kind, outcome.kind)] += 1
+        outcome.code = int(code)
         return int(code)
 
     # -- the tick --------------------------------------------------------------------------
@@ -229,6 +235,16 @@ class WorkerState:
                 worker_metrics().beat(self.queue.name)
             except (RedisError, *_redis_errors.TRANSIENT) as exc:
                 logger.warning("%s: worker tick failed, will retry: %s", self.queue.name, _redis_errors.describe(exc))
+
+
+def _event_detail(outcome: Outcome) -> tuple[str, str]:
+    """What FINISH's event carries besides the attempt: a small result, or the error and its type."""
+    if outcome.kind == "completed":
+        result = dumps(outcome.record.get("result"))
+        return (result if len(result) <= EVENT_RESULT_MAX else ""), ""
+    if outcome.kind == "failed":
+        return (outcome.record.get("error") or "")[:EVENT_TEXT_MAX], outcome.record.get("error_type") or ""
+    return outcome.error[:EVENT_TEXT_MAX], ""
 
 
 def _text(value: Any) -> str:

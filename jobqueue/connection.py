@@ -41,6 +41,14 @@ def get_redis() -> Redis:
     return _client
 
 
+def dedicated_client() -> Redis:
+    """A client of one connection, made like the shared one, for a blocking call (XREAD BLOCK)
+    that must not hold a connection of the shared pool; the caller closes it (``aclose()``)."""
+    shared = get_redis().connection_pool
+    pool = type(shared)(connection_class=shared.connection_class, max_connections=1, **shared.connection_kwargs)
+    return Redis.from_pool(pool)
+
+
 class redis_errors:  # lower-case: used like the context-manager function it replaced
     """Bound the calls inside to ``JOBQUEUE_REDIS_TIMEOUT`` (times ``scale``, for big pipelines)
     and turn Redis errors into jobqueue's, naming the redacted URL: unreachable, busy, loading or

@@ -54,6 +54,8 @@ DEFAULT_POLL_DELAY_S: Final = 0.02
 DEFAULT_TICK_INTERVAL_S: Final = 1.0
 DEFAULT_WORKER_LEASE_S: Final = 30.0
 DEFAULT_CANCEL_GRACE_S: Final = 5.0
+# An on_completed/on_failed hook that runs longer than this is cancelled (and logged).
+HOOK_TIMEOUT_S: Final = 5.0
 PROMOTE_BATCH: Final = 1000
 # Runs whose lease expired, returned to the queue per tick (the rest on the next ticks).
 RETURN_BATCH: Final = 100
@@ -78,6 +80,30 @@ RESULT_POLL_MAX_S: Final = 0.2
 DEFAULT_REDIS_TIMEOUT_S: Final = 5.0
 # How long a starting worker waits for Redis to answer before it exits.
 DEFAULT_REDIS_STARTUP_WAIT_S: Final = 30.0
+
+# Events (jobqueue.events): each queue's stream keeps about this many (JOBQUEUE_EVENTS_MAXLEN).
+DEFAULT_EVENTS_MAXLEN: Final = 10_000
+# A completed event carries the job's result as JSON when it is at most this long; an error or a
+# log line is cut to EVENT_TEXT_MAX characters.
+EVENT_RESULT_MAX: Final = 512
+EVENT_TEXT_MAX: Final = 1000
+# One XREAD of events() or of result()'s listener blocks at most this long before it asks again.
+EVENTS_BLOCK_S: Final = 5.0
+EVENTS_READ_COUNT: Final = 500
+# result() waits on the events stream; it also looks at the job at least this often, in case an
+# event was missed (the stream off, trimmed, or Redis briefly away).
+RESULT_RECHECK_S: Final = 1.0
+# Progress and logs from a handler (jobqueue.progress): a progress object's JSON is at most this
+# long; each job keeps its last LOG_LINES_KEPT log lines, each cut to LOG_LINE_MAX characters.
+PROGRESS_MAX_BYTES: Final = 4096
+LOG_LINES_KEPT: Final = 1000
+LOG_LINE_MAX: Final = 2000
+# cancel_job of a running job: its worker looks for cancel flags of its runs this often, and a
+# flag no run took (its job returned to the queue, then removed) expires after CANCEL_FLAG_TTL_S.
+CANCEL_CHECK_S: Final = 0.5
+CANCEL_FLAG_TTL_S: Final = 24 * 3600.0
+# How often cancel_job reads a job again that changed between its read and its script.
+CANCEL_TRIES: Final = 5
 
 # Recurring schedules (jobqueue.schedules), fired by a task in every worker of their queue.
 # A worker's scheduler sleeps at most this long, so new and changed schedules are seen promptly.

@@ -67,6 +67,7 @@ class JobInfo:
     error_type: str | None = None
     result: Any = None
     traceback: str | None = None
+    progress: Any = None  # the last update_progress value: a number from 0 to 100 or a JSON object
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (datetimes as ISO-8601)."""

@@ -49,6 +49,7 @@ def info_commands(pipe: Any, keys: QueueKeys, job_id: str) -> None:
     pipe.get(keys.done(job_id))
     pipe.hgetall(keys.info(job_id))
     pipe.hget(keys.active, job_id)
+    pipe.get(keys.progress(job_id))
 
 
 def _priority_from_score(score: float | None) -> int | None:
@@ -58,28 +59,37 @@ def _priority_from_score(score: float | None) -> int | None:
     return p if 1 <= p <= 10 else None
 
 
+def record_info(queue: Queue, job_id: str, state: JobState, record: dict[str, Any], progress: Any = None) -> JobInfo:
+    """The snapshot of a finished job, from the record FINISH stored (or was given)."""
+    return JobInfo(
+        job_id=job_id,
+        queue_name=queue.name,
+        state=state,
+        function=record.get("function", queue.function),
+        payload=record.get("payload", {}),
+        priority=record.get("priority"),
+        attempts_made=record.get("attempts", 0),
+        enqueued_at=ms_to_datetime(record.get("enqueued_at")),
+        started_at=ms_to_datetime(record.get("started_at")),
+        finished_at=ms_to_datetime(record.get("finished_at")),
+        error=record.get("error"),
+        error_type=record.get("error_type"),
+        result=record.get("result"),
+        traceback=record.get("traceback"),
+        progress=progress,
+    )
+
+
+def _progress(raw: bytes | None) -> Any:
+    return None if raw is None else loads(raw)
+
+
 def build_info(queue: Queue, job_id: str, replies: list[Any]) -> JobInfo | None:
     state = state_from(replies)
     score = replies[1]
-    raw_job, raw_done, info, active_value = replies[6:10]
+    raw_job, raw_done, info, active_value, raw_progress = replies[6:11]
     if raw_done is not None and state in ("completed", "failed"):
-        record = loads(raw_done)
-        return JobInfo(
-            job_id=job_id,
-            queue_name=queue.name,
-            state=state,
-            function=record.get("function", queue.function),
-            payload=record.get("payload", {}),
-            priority=record.get("priority"),
-            attempts_made=record.get("attempts", 0),
-            enqueued_at=ms_to_datetime(record.get("enqueued_at")),
-            started_at=ms_to_datetime(record.get("started_at")),
-            finished_at=ms_to_datetime(record.get("finished_at")),
-            error=record.get("error"),
-            error_type=record.get("error_type"),
-            result=record.get("result"),
-            traceback=record.get("traceback"),
-        )
+        return record_info(queue, job_id, state, loads(raw_done), _progress(raw_progress))
     if raw_job is None:
         return None
     try:
@@ -107,4 +117,5 @@ def build_info(queue: Queue, job_id: str, replies: list[Any]) -> JobInfo | None:
         due_at=ms_to_datetime(score) if state == "delayed" else None,
         started_at=started,
         error=info[b"error"].decode() if b"error" in info else None,
+        progress=_progress(raw_progress),
     )

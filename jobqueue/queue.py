@@ -1,4 +1,4 @@
-"""One queue: enqueue, wait for results; inspection and operations come from two mixins."""
+"""One queue: enqueue, wait for results; inspection, operations and events come from mixins."""
 
 from __future__ import annotations
 
@@ -10,16 +10,19 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from jobqueue import _scripts, _validate
+from jobqueue import _result_wait, _scripts, _validate
+from jobqueue._cancel import QueueCancel
 from jobqueue._inspection import QueueInspection
 from jobqueue._json import dumps, loads
 from jobqueue._keys import QueueKeys
 from jobqueue._operations import QueueOperations
 from jobqueue.connection import get_redis, redis_errors
-from jobqueue.constants import BULK_CHUNK, RESULT_POLL_MAX_S, RESULT_POLL_MIN_S
+from jobqueue.constants import BULK_CHUNK, RESULT_POLL_MAX_S, RESULT_POLL_MIN_S, RESULT_RECHECK_S
 from jobqueue.errors import InvalidJobError, JobFailedError, JobNotFoundError, JobResultTimeoutError
+from jobqueue.events import QueueEvents
 from jobqueue.job import JobHandle, JobState
 from jobqueue.jobinfo import state_commands, state_from
+from jobqueue.settings import get_settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +35,7 @@ class PreparedJob:
     when: str  # "0" now, "+<ms>" after a delay, "@<epoch ms>" at a time
 
 
-class Queue(QueueInspection, QueueOperations):
+class Queue(QueueInspection, QueueOperations, QueueEvents, QueueCancel):
     """A named queue whose jobs run one job function on the workers of that queue.
 
     The module-level queue objects (``product_embedding_queue``, ...) are instances of this class;
@@ -154,16 +157,52 @@ class Queue(QueueInspection, QueueOperations):
             return state_from(await pipe.execute())
 
     async def wait_for_result(self, job_id: str, *, timeout: float | None = None) -> Any:
+        """The job's result once it has finished (see ``JobHandle.result``): woken by the queue's
+        events (``jobqueue._result_wait``), polling only when the events stream is turned off."""
         self.own_id(job_id)
         deadline = None if timeout is None else time.monotonic() + timeout
+        raw, state = await self._look(job_id)
+        if raw is not None and state in ("completed", "failed"):
+            return self._outcome(loads(raw))
+        if get_settings().events_maxlen == 0:
+            return await self._poll_result(job_id, deadline, timeout)
+        listener, woken = _result_wait.listen(self.keys.events, job_id)
+        try:
+            await _result_wait.wait_woken(listener.ready, self._wait(deadline))
+            while True:
+                woken.clear()
+                raw, state = await self._look(job_id)
+                if raw is not None and state in ("completed", "failed"):
+                    return self._outcome(loads(raw))
+                if state == "unknown":
+                    raise JobNotFoundError(f"job {job_id} not found in queue {self.name}")
+                wait = self._wait(deadline)
+                if wait <= 0:
+                    raise JobResultTimeoutError(f"job {job_id} did not finish within {timeout}s (state: {state})")
+                await _result_wait.wait_woken(woken, wait)
+        finally:
+            await _result_wait.leave(listener, job_id, woken)
+
+    @staticmethod
+    def _wait(deadline: float | None) -> float:
+        """How long to wait before looking at the job again: at most ``RESULT_RECHECK_S``."""
+        if deadline is None:
+            return RESULT_RECHECK_S
+        return min(RESULT_RECHECK_S, deadline - time.monotonic())
+
+    async def _look(self, job_id: str) -> tuple[bytes | None, JobState]:
+        """The job's record (None until it has finished) and its state, read together."""
+        async with redis_errors():
+            pipe = get_redis().pipeline(transaction=True)
+            pipe.get(self.keys.done(job_id))
+            state_commands(pipe, self.keys, job_id)
+            raw, *rest = await pipe.execute()
+        return raw, state_from(rest)
+
+    async def _poll_result(self, job_id: str, deadline: float | None, timeout: float | None) -> Any:
         pause = RESULT_POLL_MIN_S
         while True:
-            async with redis_errors():
-                pipe = get_redis().pipeline(transaction=True)
-                pipe.get(self.keys.done(job_id))
-                state_commands(pipe, self.keys, job_id)
-                raw, *rest = await pipe.execute()
-            state = state_from(rest)
+            raw, state = await self._look(job_id)
             if raw is not None and state in ("completed", "failed"):
                 return self._outcome(loads(raw))
             if state == "unknown":

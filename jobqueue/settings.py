@@ -16,7 +16,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobqueue._env import read_settings
-from jobqueue.constants import DEFAULT_REDIS_STARTUP_WAIT_S, DEFAULT_REDIS_TIMEOUT_S
+from jobqueue.constants import DEFAULT_EVENTS_MAXLEN, DEFAULT_REDIS_STARTUP_WAIT_S, DEFAULT_REDIS_TIMEOUT_S
 
 
 class Settings(BaseSettings):
@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     redis_startup_wait: float = Field(
         DEFAULT_REDIS_STARTUP_WAIT_S, ge=0, validation_alias="JOBQUEUE_REDIS_STARTUP_WAIT"
     )
+    # About this many events are kept per queue (XADD MAXLEN ~); 0 writes no events at all.
+    events_maxlen: int = Field(DEFAULT_EVENTS_MAXLEN, ge=0, validation_alias="JOBQUEUE_EVENTS_MAXLEN")
 
     llm_provider: str = "openai"
     llm_model: str = "gpt-4o-mini"

@@ -24,6 +24,8 @@ from arq.worker import func
 from redis.exceptions import RedisError
 
 from jobqueue import _arq, _redis_errors, _worker
+from jobqueue._cancel import watch_cancels
+from jobqueue._hooks import OutcomeHook, WorkerHooks
 from jobqueue._json import dumps_bytes
 from jobqueue._pool import tune_pool
 from jobqueue._redis_settings import LazyRedisSettings, bound_reads
@@ -67,6 +69,8 @@ REFUSED_OVERRIDES = {
 }
 
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
+# The ctx key of the task that stops runs whose job cancel_job cancelled (jobqueue._cancel).
+CANCELS_KEY = "jobqueue_cancels"
 
 
 async def warn_unless_noeviction(redis: Any, queue: str) -> str | None:
@@ -95,12 +99,16 @@ def build_worker_settings(
     cron_jobs: Sequence[CronJob] = (),
     on_startup: Hook | None = None,
     on_shutdown: Hook | None = None,
+    on_completed: OutcomeHook | None = None,
+    on_failed: OutcomeHook | None = None,
     **overrides: Any,
 ) -> type:
     """A flat arq ``WorkerSettings`` class running ``handler(ctx, payload)`` for ``queue``.
 
     ``options`` defaults to ``queue_options(queue)`` (per-queue defaults and environment);
-    ``on_startup``/``on_shutdown`` run after/before jobqueue's own; ``overrides`` are set on the
+    ``on_startup``/``on_shutdown`` run after/before jobqueue's own; ``on_completed(ctx, job, result)``
+    and ``on_failed(ctx, job, error)`` run in the worker once per job that ends completed or failed,
+    after its outcome is recorded (``job`` is its ``JobInfo``; see ``jobqueue._hooks``); ``overrides`` are set on the
     class as they are (an arq ``Worker`` argument such as ``burst``, ``handle_signals``,
     ``job_completion_wait`` or ``health_check_interval``). Arguments that would give arq a say in
     how the queue's jobs run (``retry_jobs``, ``allow_abort_jobs``, ``max_tries``, ...) raise
@@ -114,6 +122,7 @@ def build_worker_settings(
             + "; ".join(f"{name} ({REFUSED_OVERRIDES[name]})" for name in refused)
         )
     opts = options or queue_options(q.name)
+    hooks = WorkerHooks.build(on_completed, on_failed)
     if opts.tick_interval >= opts.worker_lease / 3:
         logger.warning(
             "%s: tick_interval (%gs) is not shorter than a third of worker_lease (%gs): running jobs' leases "
@@ -139,7 +148,7 @@ def build_worker_settings(
         worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         tune_pool(ctx["redis"].connection_pool)
         bound_reads(ctx["redis"].connection_pool)
-        state = WorkerState(q, opts, worker_id, ctx["redis"])
+        state = WorkerState(q, opts, worker_id, ctx["redis"], hooks=hooks)
         ctx[STATE_KEY] = state
         await warn_unless_noeviction(state.redis, q.name)
         try:
@@ -147,6 +156,8 @@ def build_worker_settings(
         except (RedisError, OSError) as exc:
             logger.warning("%s: first worker tick failed, will retry: %s", q.name, _redis_errors.describe(exc))
         state.tick_task = asyncio.create_task(state.run_ticks(), name=f"jobqueue-tick-{q.name}")
+        worker_tasks = ctx[WORKER_KEY].tasks
+        ctx[CANCELS_KEY] = asyncio.create_task(watch_cancels(state, worker_tasks), name=f"jobqueue-cancels-{q.name}")
         ctx[SCHEDULER_KEY] = start_scheduler(q, ctx["redis"])  # recurring schedules: jobqueue._scheduler
         logger.info(
             "%s: worker %s started (concurrency %d) in jobqueue.worker.Worker", q.name, worker_id, opts.concurrency
@@ -161,6 +172,7 @@ def build_worker_settings(
                 await on_shutdown(ctx)
         finally:
             await stop_scheduler(ctx.pop(SCHEDULER_KEY, None))
+            await cancel_and_wait(ctx.pop(CANCELS_KEY, None))
             state: WorkerState | None = ctx.get(STATE_KEY)
             if state is not None and state.tick_task is not None:
                 await cancel_and_wait(state.tick_task)

@@ -10,6 +10,21 @@ local METRICS_TTL_MS = {{METRICS_TTL_MS}}
 -- (it is far in the future), and expired leases are found by one range query. Delayed jobs are
 -- scored below PARKED.
 local PARKED = {{PARKED}}
+-- Events: about this many are kept in each queue's stream (0: none are written).
+local EVENTS_MAXLEN = {{EVENTS_MAXLEN}}
+
+-- Append one event to the queue's stream, in the step that makes the transition it reports.
+-- `fields` holds more field/value pairs (attempt, error, ...). The entry id is Redis' own time.
+local function emit(base, name, id, fields)
+  if EVENTS_MAXLEN <= 0 then
+    return
+  end
+  local command = {'XADD', base .. 'events', 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'event', name, 'job', id}
+  for _, value in ipairs(fields or {}) do
+    command[#command + 1] = value
+  end
+  redis.call(unpack(command))
+end
 
 local function lease_score(expiry)
   return string.format('%.0f', PARKED + expiry)
@@ -60,16 +75,21 @@ local function place_job(queue, seq, completed, failed, base, id, job, p, due, n
   end
   redis.call('SET', 'arq:job:' .. id, job)
   redis.call('ZADD', queue, score, id)
-  if not quiet then
-    if due > now then
+  if due > now then
+    if not quiet then
       mark(base, due)
-    else
+    end
+    emit(base, 'added', id, {'priority', p, 'due', string.format('%d', due)})
+  else
+    if not quiet then
       mark(base, 0)
     end
+    emit(base, 'added', id, {'priority', p})
   end
-  -- A new job starts with fresh attempts and no pending rerun; a finished run's record goes (its
-  -- done key and its place in completed/failed go together).
-  redis.call('DEL', base .. 'info:' .. id, 'arq:retry:' .. id, base .. 'rerun:' .. id)
+  -- A new job starts with fresh attempts, progress and logs, and no pending rerun; a finished run's
+  -- record goes (its done key and its place in completed/failed go together).
+  redis.call('DEL', base .. 'info:' .. id, 'arq:retry:' .. id, base .. 'rerun:' .. id, base .. 'progress:' .. id,
+    base .. 'logs:' .. id, base .. 'cancel:' .. id)
   if redis.call('DEL', base .. 'done:' .. id) > 0 then
     redis.call('ZREM', completed, id)
     redis.call('ZREM', failed, id)
@@ -98,6 +118,7 @@ end
 local function return_run(queue, active, seq, completed, failed, base, id, now, K, default_p)
   local owner = redis.call('HGET', active, id)
   redis.call('HDEL', active, id)
+  emit(base, 'stalled', id, {'attempt', redis.call('HGET', base .. 'info:' .. id, 'attempts') or '0'})
   if owner and redis.call('EXISTS', 'arq:job:' .. id) == 1 then
     local _, _, _, score = parse_owner(owner)
     redis.call('ZADD', queue, ready_score(seq, score_priority(score, default_p), K), id)

@@ -61,13 +61,13 @@ for i = 1, #head, 2 do
     redis.call('HSET', KEYS[2], id, worker .. '|' .. token .. '|' .. now .. '|' .. score)
     local info = base .. 'info:' .. id
     local made = tonumber(redis.call('HGET', info, 'attempts') or '0')
-    if made >= allowed then
-      reply[#reply + 1], reply[#reply + 2], reply[#reply + 3], reply[#reply + 4], reply[#reply + 5] =
-        id, token, job, 4, made
-    else
-      reply[#reply + 1], reply[#reply + 2], reply[#reply + 3], reply[#reply + 4], reply[#reply + 5] =
-        id, token, job, 1, redis.call('HINCRBY', info, 'attempts', 1)
+    local code, attempt = 4, made
+    if made < allowed then
+      code, attempt = 1, redis.call('HINCRBY', info, 'attempts', 1)
     end
+    reply[#reply + 1], reply[#reply + 2], reply[#reply + 3], reply[#reply + 4], reply[#reply + 5] =
+      id, token, job, code, attempt
+    emit(base, 'active', id, {'attempt', attempt})
   end
 end
 

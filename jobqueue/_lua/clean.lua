@@ -16,7 +16,7 @@ if state == 'completed' or state == 'failed' then
   local n = math.min(most, batch)
   local ids = redis.call('ZRANGEBYSCORE', set, '-inf', cutoff, 'LIMIT', 0, n)
   for _, id in ipairs(ids) do
-    redis.call('DEL', base .. 'done:' .. id)
+    redis.call('DEL', base .. 'done:' .. id, base .. 'progress:' .. id, base .. 'logs:' .. id)
     redis.call('ZREM', set, id)
     out[#out + 1] = id
   end
@@ -45,8 +45,10 @@ for _, id in ipairs(ids) do
     old = ok and type(job) == 'table' and (tonumber(job['et']) or 0) <= cutoff
   end
   if old then
-    redis.call('DEL', 'arq:job:' .. id, 'arq:retry:' .. id, base .. 'info:' .. id, base .. 'rerun:' .. id)
+    redis.call('DEL', 'arq:job:' .. id, 'arq:retry:' .. id, base .. 'info:' .. id, base .. 'rerun:' .. id,
+      base .. 'progress:' .. id, base .. 'logs:' .. id, base .. 'cancel:' .. id)
     redis.call('ZREM', KEYS[1], id)
+    emit(base, 'removed', id)
     out[#out + 1] = id
   else
     kept = kept + 1

@@ -31,6 +31,7 @@ for i = 2, #ARGV, 4 do
     -- Tied to the run that is active now: its end (FINISH, or the return of an expired lease)
     -- consumes it; a job is never created beside a run that still owns the id.
     redis.call('SET', base .. 'rerun:' .. id, job)
+    emit(base, 'rerun', id, {'priority', p})
     codes[#codes + 1] = 2
   elseif redis.call('EXISTS', 'arq:job:' .. id) == 0 then
     -- No job key: nothing queued under this id.

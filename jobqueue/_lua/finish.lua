@@ -8,6 +8,8 @@
 -- ARGV[8] outcome: completed | failed | retry | handback
 -- ARGV[9] completed/failed: the record JSON, holding "run": <token> (the script adds finished_at);
 -- retry: the error   ARGV[10] retry delay (ms)   ARGV[11] priority
+-- ARGV[12] the run's attempt   ARGV[13] for the event: completed: the result as JSON ('' when too
+-- long to carry), failed/retry: the error, cut short   ARGV[14] failed: the error's type
 -- Returns 1 recorded, 2 recorded and a rerun placed, 3 already recorded by this same run (a FINISH
 -- sent again after its first reply was lost), -1 not the owner (nothing changed).
 local base, id, token, outcome, body = ARGV[1], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
@@ -32,7 +34,7 @@ redis.call('HDEL', KEYS[2], id)
 
 local function drop(set, ids)
   for _, old_id in ipairs(ids) do
-    redis.call('DEL', base .. 'done:' .. old_id)
+    redis.call('DEL', base .. 'done:' .. old_id, base .. 'progress:' .. old_id, base .. 'logs:' .. old_id)
     redis.call('ZREM', set, old_id)
   end
 end
@@ -53,11 +55,20 @@ if outcome == 'completed' or outcome == 'failed' then
     set, keep, age, field = KEYS[5], tonumber(ARGV[4]), tonumber(ARGV[5]), 'f'
   end
   redis.call('ZREM', KEYS[1], id)
-  redis.call('DEL', 'arq:job:' .. id, 'arq:retry:' .. id, info)
+  redis.call('DEL', 'arq:job:' .. id, 'arq:retry:' .. id, info, base .. 'cancel:' .. id)
   redis.call('SET', base .. 'done:' .. id, string.sub(body, 1, -2) .. ',"finished_at":' .. now .. '}')
   redis.call('ZADD', set, now, id)
   bump(base, now, field)
   trim(set, keep, age)
+  if outcome == 'completed' then
+    if ARGV[13] == '' then
+      emit(base, 'completed', id, {'attempt', ARGV[12], 'result_truncated', '1'})
+    else
+      emit(base, 'completed', id, {'attempt', ARGV[12], 'result', ARGV[13]})
+    end
+  else
+    emit(base, 'failed', id, {'attempt', ARGV[12], 'error', ARGV[13], 'error_type', ARGV[14]})
+  end
 elseif outcome == 'retry' then
   local delay = tonumber(ARGV[10])
   redis.call('HSET', info, 'error', body, 'failed_at', now, 'run', token)
@@ -69,6 +80,7 @@ elseif outcome == 'retry' then
     mark(base, 0)
   end
   bump(base, now, 'r')
+  emit(base, 'retrying', id, {'attempt', ARGV[12], 'error', ARGV[13], 'delay', ARGV[10]})
 else
   -- handback: a graceful stop; the run did not happen, so it costs no attempt. The job waits again
   -- at its priority, behind the jobs already waiting there.

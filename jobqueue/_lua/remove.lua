@@ -9,7 +9,10 @@ end
 local found = redis.call('ZREM', KEYS[1], id) + redis.call('ZREM', KEYS[3], id) + redis.call('ZREM', KEYS[4], id)
 found = found + redis.call('DEL', 'arq:job:' .. id, 'arq:retry:' .. id, base .. 'done:' .. id, base .. 'info:' .. id,
   base .. 'rerun:' .. id)
+-- Progress and logs go with the job, but alone they do not make a job that was found.
+redis.call('DEL', base .. 'progress:' .. id, base .. 'logs:' .. id, base .. 'cancel:' .. id)
 if found > 0 then
+  emit(base, 'removed', id)
   return 1
 end
 return 0

@@ -1,4 +1,4 @@
-"""Operations commands: stats, pause/resume, clean, retry, remove, promote, drain, job, jobs, workers,
+"""Operations commands: stats, pause/resume, clean, retry, remove, cancel, promote, drain, job, jobs, workers,
 dashboard. Errors (unknown queue or job, bad argument, Redis down) are one line and exit code 1."""
 
 from __future__ import annotations
@@ -100,6 +100,19 @@ def remove(queue: QueueArg, job_id: Annotated[str, typer.Argument(show_default=F
     if not run_async(lambda: q.remove_job(job_id)):
         raise JobNotFoundError(f"job {job_id} not found in queue {q.name}")
     print(f"{q.name}: removed {job_id}")
+
+
+@app.command()
+def cancel(
+    queue: QueueArg,
+    job_id: Annotated[str, typer.Argument(show_default=False)],
+    reason: Annotated[str | None, typer.Option(help="Recorded in the job's error.")] = None,
+) -> None:
+    """Cancel a job of QUEUE: it ends failed (JobCancelled); a running one within about a second."""
+    q = get_queue(queue)
+    state = run_async(lambda: q.cancel_job(job_id, reason))
+    what = "its worker stops it within about a second" if state == "active" else "failed (JobCancelled)"
+    print(f"{q.name}: cancelled {job_id} ({state}): {what}")
 
 
 @app.command()

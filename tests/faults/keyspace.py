@@ -5,15 +5,18 @@ A key is legitimate when it has a TTL (it goes by itself), or when it belongs to
 | key (queue ``Q``)                                   | legitimate without a TTL when            |
 |-----------------------------------------------------|------------------------------------------|
 | ``jq:Q:queue``, ``active``, ``completed``, ``failed``, ``seq``, ``paused``, ``workers`` | always: one per queue |
+| ``jq:Q:events``                                     | always: one per queue, bounded by ``JOBQUEUE_EVENTS_MAXLEN`` |
 | ``jq:Q:done:<id>``                                  | ``<id>`` is in ``completed`` or ``failed`` (a retained record) |
 | ``jq:Q:info:<id>``, ``jq:Q:rerun:<id>``             | ``<id>`` is a live job: in ``queue`` or ``active`` |
+| ``jq:Q:progress:<id>``, ``jq:Q:logs:<id>``          | ``<id>`` is a live job or a retained record |
 | ``arq:job:<id>``                                    | ``<id>`` is in some queue's ``queue``     |
 | ``jq:schedules:ids``, ``jq:schedules:due:<queue>``   | always: the recurring schedules' indexes |
 | ``jq:schedules:def:<id>``                           | ``<id>`` is in ``jq:schedules:ids`` (a live schedule) |
 | ``jq:test:*``                                       | always: the tests' own instrumentation     |
 
-Everything else needs a TTL: worker heartbeats ``jq:Q:worker:<id>``, arq's ``arq:in-progress:<id>``,
-``arq:retry:<id>`` and ``arq:result:<id>``, arq's ``jq:Q:queue:health-check``, rate-limit windows.
+Everything else needs a TTL: worker heartbeats ``jq:Q:worker:<id>``, cancel flags ``jq:Q:cancel:<id>``,
+arq's ``arq:in-progress:<id>``, ``arq:retry:<id>`` and ``arq:result:<id>``, arq's
+``jq:Q:queue:health-check``, rate-limit windows.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ import redis
 
 from jobqueue.constants import QUEUE_NAMES
 
-QUEUE_SINGLETONS = ("queue", "active", "completed", "failed", "seq", "paused", "workers")
+QUEUE_SINGLETONS = ("queue", "active", "completed", "failed", "seq", "paused", "workers", "events")
 RECORD_KINDS = ("done",)
 LIVE_JOB_KINDS = ("info", "rerun")
+JOB_DATA_KINDS = ("progress", "logs")  # kept while the job is live and with its record
 
 
 @dataclass
@@ -96,6 +100,7 @@ def _classify(
         job_id = parts[3]
         kind = f"jq:Q:{parts[2]}:<id>"
         ok = (parts[2] in RECORD_KINDS and job_id in records) or (parts[2] in LIVE_JOB_KINDS and job_id in live)
+        ok = ok or (parts[2] in JOB_DATA_KINDS and (job_id in live or job_id in records))
     else:
         kind, ok = "other", False
     audit.by_kind[kind] += 1

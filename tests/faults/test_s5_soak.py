@@ -31,13 +31,15 @@ def used_memory(client) -> int:
 
 
 def retained_bytes(client) -> int:
-    """What the retained records take: each ``done`` key and the ``completed`` set itself."""
+    """What retention keeps: each ``done`` key, the ``completed`` set itself, and the events stream
+    (bounded by ``JOBQUEUE_EVENTS_MAXLEN``, not by the number of jobs run)."""
     keys = embeddings.keys
     ids = [m.decode() for m in client.zrange(keys.completed, 0, -1)]
     pipe = client.pipeline(transaction=False)
     for job_id in ids:
         pipe.memory_usage(keys.done(job_id), samples=0)
     pipe.memory_usage(keys.completed, samples=0)
+    pipe.memory_usage(keys.events, samples=0)
     return sum(v or 0 for v in pipe.execute())
 
 

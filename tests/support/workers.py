@@ -1,7 +1,8 @@
 """Job handlers and worker settings the tests run, in-process or as ``arq`` subprocesses.
 
 A test steers a job through Redis: ``jq:test:behaviour:<product_id>`` holds JSON such as
-``{"fail": 2}`` (raise on the first two attempts), ``{"permanent": true}``, ``{"block": true}``
+``{"fail": 2}`` (raise on the first two attempts), ``{"permanent": true}``, ``{"progress": [10, 50]}``
+and ``{"logs": ["a"]}`` (report them, first thing), ``{"block": true}``
 (wait until ``jq:test:release:<product_id>`` exists; with ``"per_try": true`` each attempt waits
 for ``...:<attempt>``), ``{"retry_after": 0.3}`` or ``{"sleep_then_slow_cancel": 6}`` (run until
 cancelled, then take 6 s to clean up and count ``jq:test:cleaned:<product_id>``). Every run start is
@@ -19,11 +20,20 @@ from typing import Any
 import redis.asyncio as aioredis
 from arq.worker import get_kwargs
 
-from jobqueue import PermanentJobError, ProductEmbeddingJobPayload, ProductEmbeddingJobResult, RetryableJobError
+from jobqueue import (
+    PermanentJobError,
+    ProductEmbeddingJobPayload,
+    ProductEmbeddingJobResult,
+    RetryableJobError,
+    add_job_log,
+    update_progress,
+)
 from jobqueue.options import QueueOptions
 from jobqueue.worker import Worker, build_worker_settings
 
 RUNS_KEY = "jq:test:runs"
+# Ids of jobs whose blocked handler was cancelled (by a stop or by cancel_job), in order.
+CANCELLED_KEY = "jq:test:cancelled"
 
 
 def behaviour_key(product_id: str) -> str:
@@ -63,11 +73,19 @@ async def record_handler(ctx: dict[str, Any], payload: ProductEmbeddingJobPayloa
         "triggered_by": payload.triggered_by,
     }
     await redis.rpush(RUNS_KEY, json.dumps(run))
+    for value in behaviour.get("progress", []):
+        await update_progress(ctx, value)
+    for line in behaviour.get("logs", []):
+        await add_job_log(ctx, f"{line} (try {ctx['job_try']})")
     if behaviour.get("block"):
         # "per_try": each attempt waits for its own key (release_key(pid, try)).
         key = release_key(pid, ctx["job_try"]) if behaviour.get("per_try") else release_key(pid)
-        while not await redis.exists(key):
-            await asyncio.sleep(0.01)
+        try:
+            while not await redis.exists(key):
+                await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            await asyncio.shield(redis.rpush(CANCELLED_KEY, ctx["job_id"]))
+            raise
     if "sleep_then_slow_cancel" in behaviour:
         # Runs past any timeout, then takes this long to clean up once cancelled.
         try:
@@ -113,6 +131,38 @@ EmbeddingTestSettings = build_worker_settings(
         concurrency=int(os.environ.get("JOBQUEUE_TEST_CONCURRENCY", "1")),
         attempts=int(os.environ.get("JOBQUEUE_TEST_ATTEMPTS", "3")),
     ),
+)
+
+
+HOOKS_KEY = "jq:test:hooks"
+
+
+async def record_completed(ctx: dict[str, Any], job: Any, result: Any) -> None:
+    """An ``on_completed`` hook: appends what it was given to ``jq:test:hooks``."""
+    entry = {"hook": "completed", "job_id": job.job_id, "state": job.state, "pid": os.getpid()}
+    entry |= {"result": result.model_dump(mode="json"), "finished": job.finished_at is not None}
+    await ctx["redis"].rpush(HOOKS_KEY, json.dumps(entry))
+
+
+async def record_failed(ctx: dict[str, Any], job: Any, error: str) -> None:
+    """An ``on_failed`` hook: appends what it was given to ``jq:test:hooks``."""
+    entry = {"hook": "failed", "job_id": job.job_id, "state": job.state, "pid": os.getpid(), "error": error}
+    entry |= {"error_type": job.error_type, "attempts": job.attempts_made}
+    await ctx["redis"].rpush(HOOKS_KEY, json.dumps(entry))
+
+
+async def hooks_called(redis: Any) -> list[dict[str, Any]]:
+    return [json.loads(r) for r in await redis.lrange(HOOKS_KEY, 0, -1)]
+
+
+# For subprocess workers with outcome hooks: `arq tests.support.workers.EmbeddingHookSettings`
+EmbeddingHookSettings = build_worker_settings(
+    "product-embedding",
+    record_handler,
+    name="EmbeddingHookSettings",
+    options=test_options(attempts=2),
+    on_completed=record_completed,
+    on_failed=record_failed,
 )
 
 
