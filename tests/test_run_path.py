@@ -270,3 +270,15 @@ async def _said(worker: WorkerProcess, text: str) -> bool:
 
 async def _exited(worker: WorkerProcess) -> bool:
     return worker.proc is not None and worker.proc.poll() is not None
+
+
+async def test_a_returned_run_waits_behind_the_jobs_already_waiting_at_its_priority(redis_client):
+    await jobqueue.enqueue_product_embedding("first")
+    taken = await _claim(redis_client, "c1", most=1)
+    assert taken[4] == b"product-embedding:first"
+    await jobqueue.enqueue_product_embeddings(["second", "third"])
+    # Its worker died: the lease runs out, and another worker's tick returns the job.
+    await redis_client.zadd(embeddings.keys.queue, {"product-embedding:first": PARKED_SCORE}, xx=True)
+    await WorkerState(embeddings, options_for(), "w2", redis_client).tick()
+    order = (await _claim(redis_client, "c2", most=3))[4::5]
+    assert [i.decode() for i in order] == [f"product-embedding:{p}" for p in ("second", "third", "first")]
