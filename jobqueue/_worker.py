@@ -183,7 +183,7 @@ class _RunLoop:
                 timeout = min(timeout, self.next_claim - now)
                 if self.next_due is not None:
                     timeout = min(timeout, self.next_due - now)
-            if timeout > 0 and not self.woken:
+            if timeout > 0 and not (self.woken and free):  # woken while full: wait for a slot
                 # A timer, not asyncio.timeout: on Python 3.11 a timeout that fires as the worker is
                 # cancelled (SIGTERM) can absorb the cancellation, and the worker would never stop.
                 alarm = loop.call_later(timeout, self.event.set)

@@ -47,7 +47,9 @@ async def test_job_of_a_killed_worker_runs_again_and_counts_are_repaired(redis_c
             timeout=15,
             what="both jobs to complete",
         )
-        first, second, third = await runs(redis_client)
+        recorded = await runs(redis_client)
+        assert len(recorded) == 3, recorded
+        first, second, third = recorded
         assert (first["product_id"], first["try"], first["pid"]) == ("victim", 1, doomed.pid)
         assert (second["product_id"], second["try"], second["pid"]) == ("victim", 2, survivor.pid)
         assert third["product_id"] == "bystander"

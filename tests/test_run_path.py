@@ -31,7 +31,14 @@ from jobqueue.settings import get_settings
 from jobqueue.worker import Worker, build_worker_settings
 from tests.support.private_valkey import private_valkey
 from tests.support.waiting import WorkerProcess, wait_for
-from tests.support.workers import RUNS_KEY, RunningWorker, counts, run_burst, runs, settings_for
+from tests.support.workers import (
+    RUNS_KEY,
+    RunningWorker,
+    counts,
+    run_burst,
+    runs,
+    settings_for,
+)
 from tests.support.workers import test_options as options_for
 
 SETTINGS = "tests.support.workers.EmbeddingTestSettings"
@@ -282,3 +289,31 @@ async def test_a_returned_run_waits_behind_the_jobs_already_waiting_at_its_prior
     await WorkerState(embeddings, options_for(), "w2", redis_client).tick()
     order = (await _claim(redis_client, "c2", most=3))[4::5]
     assert [i.decode() for i in order] == [f"product-embedding:{p}" for p in ("second", "third", "first")]
+
+
+async def test_a_wake_up_while_the_worker_is_full_waits_for_a_slot_instead_of_spinning():
+    # A wake-up that lands while the worker's slots are all taken (a marker popped during a claim
+    # that filled them) must leave the loop waiting for a slot. A loop that spun on it left the
+    # running handlers a turn every half second: a 10-step run took 10 s.
+    async with RunningWorker(settings_for(concurrency=1)) as worker:
+        await wait_for(lambda: _looping(worker), what="the worker's loop to start")
+        worker.job_counter += 1  # the one slot is taken
+        worker._loop_state.wake()
+        turns, t0 = 0, time.monotonic()
+        while time.monotonic() - t0 < 0.3:
+            await asyncio.sleep(0.01)
+            turns += 1
+        worker.job_counter -= 1
+    assert turns >= 10, turns  # about 25 when the loop waits; 1 when it spins
+
+
+async def _looping(worker: Worker) -> bool:
+    return worker._loop_state is not None
+
+
+async def _count_runs(redis_client, n: int) -> bool:
+    return len(await runs(redis_client)) >= n
+
+
+async def _completed(n: int) -> bool:
+    return (await embeddings.get_job_counts())["completed"] >= n
