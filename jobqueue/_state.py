@@ -188,9 +188,8 @@ class WorkerState:
 
     # -- the tick --------------------------------------------------------------------------
 
-    async def tick(self) -> bool:
-        """Heartbeat, renew own leases (every third of a lease), return expired runs; says whether
-        the queue is paused."""
+    async def tick(self) -> None:
+        """Heartbeat, renew own leases (every third of a lease), return expired runs."""
         k, o = self.queue.keys, self.options
         info = dumps(
             {
@@ -206,9 +205,9 @@ class WorkerState:
         renew = time.monotonic() - self.renewed_at >= o.worker_lease / 3
         if renew:
             owned = [v for run in list(self.running.values()) for v in (run.job_id, run.token)]
-        paused, returned, now = await _scripts.TICK(
+        returned, now = await _scripts.TICK(
             self.redis,
-            [k.queue, k.active, k.seq, k.paused, k.workers, k.completed, k.failed],
+            [k.queue, k.active, k.seq, k.workers, k.completed, k.failed],
             [
                 k.base,
                 self.worker_id,
@@ -225,7 +224,6 @@ class WorkerState:
             self.started_ms = int(now)
         if returned:
             logger.warning("%s: %d run(s) whose lease expired returned to the queue", self.queue.name, returned)
-        return bool(paused)
 
     async def run_ticks(self) -> None:
         while True:

@@ -127,7 +127,6 @@ class _RunLoop:
         self.next_claim = 0.0  # loop time of the next claim without a wake-up
         self.listener: asyncio.Task[None] | None = None
         self.waiter: Redis | None = None
-        self.serial = 0
 
     def wake(self) -> None:
         """Have the loop claim again now."""

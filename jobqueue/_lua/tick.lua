@@ -1,18 +1,18 @@
 -- A worker's periodic step: heartbeat, renewal of its own runs' leases (when it passes them), and
 -- return of runs whose lease expired (their worker died, hung, or lost its outcome).
--- KEYS[1] queue zset   KEYS[2] active hash   KEYS[3] FIFO sequence   KEYS[4] paused flag
--- KEYS[5] workers zset   KEYS[6] completed zset   KEYS[7] failed zset
+-- KEYS[1] queue zset   KEYS[2] active hash   KEYS[3] FIFO sequence   KEYS[4] workers zset
+-- KEYS[5] completed zset   KEYS[6] failed zset
 -- ARGV[1] queue key prefix   ARGV[2] worker id   ARGV[3] lease (ms)   ARGV[4] default priority
 -- ARGV[5] most runs returned per tick   ARGV[6] worker info JSON
 -- then pairs of job id, run token: the runs this worker owns now, when their leases are to be renewed
--- Returns {paused (0/1), returned, now}
+-- Returns {returned, now}
 local base, wid, lease = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local default_p, K = tonumber(ARGV[4]), PRIORITY_BAND
 local now = redis_now()
 
 redis.call('SET', base .. 'worker:' .. wid, ARGV[6], 'PX', lease)
-redis.call('ZADD', KEYS[5], now, wid)
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - 10 * lease)
+redis.call('ZADD', KEYS[4], now, wid)
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - 10 * lease)
 
 -- Renew only what this worker still owns: a run returned meanwhile belongs to someone else now.
 for i = 7, #ARGV, 2 do
@@ -30,7 +30,7 @@ end
 -- the cost does not grow with the number of running jobs.
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], PARKED, lease_score(now), 'LIMIT', 0, tonumber(ARGV[5]))
 for _, id in ipairs(expired) do
-  return_run(KEYS[1], KEYS[2], KEYS[3], KEYS[6], KEYS[7], base, id, now, K, default_p)
+  return_run(KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6], base, id, now, K, default_p)
 end
 
-return {redis.call('EXISTS', KEYS[4]), #expired, now}
+return {#expired, now}
