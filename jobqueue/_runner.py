@@ -25,6 +25,7 @@ from jobqueue._json import dumps
 from jobqueue._state import Claimed, Outcome, Run
 from jobqueue._validate import describe
 from jobqueue.backoff import exponential_backoff
+from jobqueue.constants import MAX_PRIORITY, MIN_PRIORITY
 from jobqueue.errors import PermanentJobError, RetryableJobError
 from jobqueue.metrics import worker_metrics
 
@@ -68,10 +69,10 @@ async def run_claimed(state: WorkerState, spec: RunSpec, base_ctx: dict[str, Any
     """Run one claimed job to its end and record the outcome with FINISH."""
     job = spec.read_job(claimed.job)
     payload, priority = job["a"][0], job["a"][1]
-    if not isinstance(priority, int) or not 1 <= priority <= 10:
+    if not isinstance(priority, int) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
         priority = state.queue.default_priority
     enqueued_ms = job["et"] if isinstance(job.get("et"), int) else 0
-    run = Run(claimed.job_id, claimed.token, claimed.attempt, int(time.time() * 1000), priority, enqueued_ms)
+    run = Run(claimed.job_id, claimed.token, claimed.attempt, claimed.started_ms, priority, enqueued_ms)
     state.running[run.token] = run
     ctx = {
         **base_ctx,

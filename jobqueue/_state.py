@@ -55,6 +55,7 @@ class Claimed:
     job: bytes
     code: int
     attempt: int
+    started_ms: int  # Redis' clock when CLAIM took it: the run's start, comparable across hosts
 
 
 @dataclass(slots=True)
@@ -134,7 +135,7 @@ class WorkerState:
         status, now, next_due, more = (int(v) for v in reply[:4])
         values = reply[4:]
         jobs = [
-            Claimed(_text(values[i]), _text(values[i + 1]), values[i + 2], int(values[i + 3]), int(values[i + 4]))
+            Claimed(_text(values[i]), _text(values[i + 1]), values[i + 2], int(values[i + 3]), int(values[i + 4]), now)
             for i in range(0, len(values), 5)
         ]
         return Claim(jobs, status == 2, now, next_due if next_due >= 0 else None, bool(more))
