@@ -4,6 +4,7 @@ import json
 import time
 
 import jobqueue
+from jobqueue.events import parse_event
 from jobqueue import product_embedding_queue as embeddings
 from tests.support.waiting import WorkerProcess, wait_for
 from tests.support.workers import (
@@ -45,8 +46,14 @@ async def test_pause_holds_across_two_worker_processes_and_resume_continues(redi
         await embeddings.resume()
         assert not await embeddings.is_paused()
         await wait_for(lambda: _completed(10), timeout=15, what="all jobs to complete")
-    started = [r["product_id"] for r in sorted(await runs(redis_client), key=lambda r: r["at"])]
+    # The order CLAIM took them in is the order of its `active` events, written in the same step.
+    # (Handler start times are not: a run claimed later may record its start before an earlier one
+    # on the other worker has had its turn on a busy machine.)
+    entries = await redis_client.xrange(embeddings.keys.events)
+    claimed = [parse_event(eid, fields) for eid, fields in entries]
+    started = [e.job_id.removeprefix("product-embedding:") for e in claimed if e.name == "active"]
     urgent = {pid for pid, priority in plan if priority == 1}
+    assert len(started) == 10
     assert set(started[:5]) == urgent
 
 
