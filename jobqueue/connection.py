@@ -20,15 +20,15 @@ _client: Redis | None = None
 _client_loop: asyncio.AbstractEventLoop | None = None
 
 
-def _new_client() -> Redis:
-    settings = get_settings()
+def client_for_url(url: str) -> Redis:
+    """A client for ``url``, made the one way every jobqueue client is made."""
     # No socket_timeout: redis-py then wraps every send in asyncio.wait_for, a task per command
     # (about a third of an enqueue's CPU). redis_errors() bounds each call with one timeout.
-    return Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=settings.redis_timeout,
-        health_check_interval=30,
-    )
+    return Redis.from_url(url, socket_connect_timeout=get_settings().redis_timeout, health_check_interval=30)
+
+
+def _new_client() -> Redis:
+    return client_for_url(get_settings().redis_url)
 
 
 def get_redis() -> Redis:
