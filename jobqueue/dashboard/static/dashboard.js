@@ -1,4 +1,6 @@
-// The jobqueue dashboard: one page over the JSON API, re-read every few seconds.
+// The jobqueue dashboard: one page over the JSON API. Each view is re-read when the queues' event
+// stream (/api/events, Server-Sent Events) says something moved, and every few seconds besides;
+// without the stream (refused, or Redis away) it is re-read every POLL_MS.
 // Everything shown is set with textContent (never innerHTML), so payloads and errors stay text.
 "use strict";
 
@@ -7,7 +9,13 @@ const BASE = meta("jq-base");
 const CSRF = meta("jq-csrf");
 const POLL_MS = Number(meta("jq-poll")) || 2000;
 const STATES = ["waiting", "active", "delayed", "paused", "completed", "failed"];
+const CANCELLABLE = ["waiting", "active", "delayed", "paused"];
 const PAGE_SIZE = 20;
+// With the live stream open, views are re-read on events, and on a timer this much slower only
+// for what has no event (heartbeats, the minute of the charts).
+const LIVE_POLL_MS = POLL_MS * 5;
+const LIVE_RETRY_MS = 10000; // a refused or closed stream is tried again this often
+const LOG_TAIL = 200;
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -27,6 +35,7 @@ const enc = encodeURIComponent;
 const fmtTime = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
 const fmtSeconds = (s) => (s === null || s === undefined ? "—" : s < 1 ? `${Math.round(s * 1000)} ms` : `${s.toFixed(2)} s`);
 const fmtPercent = (r) => `${(r * 100).toFixed(1)}%`;
+const fmtClock = (ms) => new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 const fmtBytes = (b) => (b > 1048576 ? `${(b / 1048576).toFixed(1)} MiB` : `${(b / 1024).toFixed(0)} KiB`);
 
 function showMessage(text) {
@@ -58,35 +67,91 @@ async function act(question, path, body = {}) {
   await refresh();
 }
 
-function chart(history, width = 360, height = 60) {
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("class", "chart");
-  svg.setAttribute("width", width);
-  svg.setAttribute("height", height);
-  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+const SVG = "http://www.w3.org/2000/svg";
+
+function svgEl(tag, attrs = {}, text = null) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  if (text !== null) node.textContent = text;
+  return node;
+}
+
+// The smallest of 1, 2, 5, 10, 20, 50, ... at or above n: the top of a chart's scale.
+function niceCeil(n) {
+  let step = 1;
+  while (true) {
+    for (const m of [1, 2, 5]) if (m * step >= n) return m * step;
+    step *= 10;
+  }
+}
+
+// Completed (stacked under failed) jobs per minute, with a y axis in jobs/min and a time axis.
+function chart(history, width = 360, height = 96) {
+  const left = 40, right = 8, top = 8, bottom = 18;
+  const plotW = width - left - right, plotH = height - top - bottom;
   const n = history.minutes.length;
-  const top = Math.max(1, ...history.completed.map((c, i) => c + history.failed[i]));
-  const bar = width / n;
+  const totals = history.completed.map((c, i) => c + history.failed[i]);
+  const ymax = niceCeil(Math.max(1, ...totals));
+  const svg = svgEl("svg", { class: "chart", width, height, viewBox: `0 0 ${width} ${height}`, role: "img" });
+  svg.append(svgEl("title", {}, `completed and failed jobs per minute, last ${n} minutes`));
+  const yOf = (v) => top + plotH - (v / ymax) * plotH;
+  for (const v of ymax >= 2 ? [0, ymax / 2, ymax] : [0, ymax]) {
+    svg.append(svgEl("line", { class: "grid", x1: left, x2: left + plotW, y1: yOf(v), y2: yOf(v) }));
+    svg.append(svgEl("text", { class: "axis", x: left - 4, y: yOf(v) + 3, "text-anchor": "end" }, v === ymax ? `${v}/min` : String(v)));
+  }
+  const bar = plotW / n;
   history.minutes.forEach((start, i) => {
-    let y = height;
+    let y = top + plotH;
     for (const kind of ["completed", "failed"]) {
-      const h = (history[kind][i] / top) * (height - 4);
+      const h = (history[kind][i] / ymax) * plotH;
       if (h <= 0) continue;
       y -= h;
-      const rect = document.createElementNS(ns, "rect");
-      rect.setAttribute("class", kind);
-      rect.setAttribute("x", i * bar);
-      rect.setAttribute("y", y);
-      rect.setAttribute("width", Math.max(bar - 1, 1));
-      rect.setAttribute("height", h);
-      const title = document.createElementNS(ns, "title");
-      title.textContent = `${new Date(start).toLocaleTimeString()}: ${history.completed[i]} completed, ${history.failed[i]} failed`;
-      rect.append(title);
+      const rect = svgEl("rect", { class: kind, x: left + i * bar, y, width: Math.max(bar - 1, 1), height: h });
+      rect.append(svgEl("title", {}, `${fmtClock(start)}: ${history.completed[i]} completed, ${history.failed[i]} failed`));
       svg.append(rect);
     }
   });
+  svg.append(svgEl("line", { class: "axis-line", x1: left, x2: left + plotW, y1: top + plotH, y2: top + plotH }));
+  const base = top + plotH + 13;
+  svg.append(svgEl("text", { class: "axis", x: left, y: base }, fmtClock(history.minutes[0])));
+  svg.append(svgEl("text", { class: "axis", x: left + plotW / 2, y: base, "text-anchor": "middle" }, fmtClock(history.minutes[Math.floor(n / 2)])));
+  svg.append(svgEl("text", { class: "axis", x: left + plotW, y: base, "text-anchor": "end" }, "now"));
   return svg;
+}
+
+function legend() {
+  return el("div", { class: "legend" }, el("span", { class: "key completed", text: "completed" }), el("span", { class: "key failed", text: "failed" }));
+}
+
+// A progress value as a bar: a number is a percent; an object may give "percent" (else "done" of
+// "total"), a "step" name and "step_number" of "steps". Anything else is shown as its JSON.
+function progressOf(value) {
+  if (typeof value === "number") return { percent: value, label: `${Math.round(value)}%` };
+  if (value === null || typeof value !== "object") return { percent: null, label: "" };
+  let percent = typeof value.percent === "number" ? value.percent : null;
+  if (percent === null && typeof value.done === "number" && typeof value.total === "number" && value.total > 0) percent = (100 * value.done) / value.total;
+  const parts = [];
+  if (typeof value.step === "string") parts.push(value.step);
+  if (typeof value.step_number === "number" && typeof value.steps === "number") parts.push(`${value.step_number} of ${value.steps}`);
+  if (percent !== null) parts.push(`${Math.round(percent)}%`);
+  return { percent, label: parts.length ? parts.join(" · ") : JSON.stringify(value) };
+}
+
+function fillProgress(box, value) {
+  const { percent, label } = progressOf(value);
+  const bar = el("progress", { max: "100", value: percent === null ? null : String(Math.min(Math.max(percent, 0), 100)) });
+  box.replaceChildren(...(value === null || value === undefined ? [el("span", { class: "muted", text: "—" })] : [bar, el("span", { class: "progress-label", text: label })]));
+}
+
+// A progress cell or field for a job; live progress events find it by data-progress.
+function progressBox(jobId, value) {
+  const box = el("span", { class: "progress", "data-progress": jobId });
+  fillProgress(box, value);
+  return box;
+}
+
+function showProgress(jobId, value) {
+  for (const box of document.querySelectorAll("[data-progress]")) if (box.dataset.progress === jobId) fillProgress(box, value);
 }
 
 // --- views: each builds its skeleton once and returns a refresh function ---------------------
@@ -94,10 +159,10 @@ function chart(history, width = 360, height = 60) {
 function overviewView(root) {
   root.append(el("h1", { text: "Queues" }));
   const body = el("tbody");
-  const heads = ["queue", "state", ...STATES, "workers", "done/min", "failure rate", "p50", "p95"];
+  const heads = ["queue", "state", ...STATES, "workers", "done/h", "failure rate", "p50", "p95"];
   root.append(el("table", { id: "queues" }, el("thead", {}, el("tr", {}, heads.map((h) => el("th", { text: h })))), body));
   const charts = el("div", { id: "charts" });
-  root.append(el("h2", { text: "Last hour: completed and failed per minute" }), charts);
+  root.append(el("h2", { text: "Last hour: completed and failed jobs per minute" }), legend(), charts);
   const schedules = el("tbody");
   const scheduleHeads = ["kind", "id", "queue", "pattern", "zone", "next run", "fired", ""];
   root.append(
@@ -118,7 +183,7 @@ function overviewView(root) {
           el("td", {}, el("span", { class: q.paused ? "badge paused" : "badge", text: q.paused ? "paused" : "running" })),
           STATES.map((s) => el("td", { class: "num", "data-count": s, text: q.counts[s] })),
           el("td", { class: "num" }, el("a", { href: `#/workers/${enc(q.name)}`, text: q.workers })),
-          el("td", { class: "num", text: q.throughput_per_minute.toFixed(1) }),
+          el("td", { class: "num", "data-done": "", title: `${q.completed} completed in the last ${q.window_minutes} min (${q.throughput_per_minute} per minute)`, text: doneInWindow(q) }),
           el("td", { class: "num", text: fmtPercent(q.failure_rate) }),
           el("td", { class: "num", text: fmtSeconds(q.duration_p50) }),
           el("td", { class: "num", text: fmtSeconds(q.duration_p95) }),
@@ -127,6 +192,12 @@ function overviewView(root) {
     );
     charts.replaceChildren(...data.queues.map((q) => el("div", {}, el("div", { class: "muted", text: q.name }), chart(q.history))));
   };
+}
+
+// Completed jobs per hour: the window's count when the window is the hour (so 2 jobs read 2, never 0.0).
+function doneInWindow(q) {
+  const perHour = (q.completed * 60) / q.window_minutes;
+  return Number.isInteger(perHour) ? String(perHour) : perHour.toFixed(1);
 }
 
 function scheduleRow(row) {
@@ -187,17 +258,18 @@ function queueView(root, name, state, page) {
   const body = el("tbody");
   const pager = el("div", { class: "toolbar" });
   root.append(chartBox, tabs);
-  const heads = ["job", "priority", "attempts", "enqueued", state === "delayed" ? "due" : "finished", "error", ""];
+  const timeHead = { delayed: "due", active: "started", completed: "finished", failed: "finished" }[state] || "due";
+  const heads = ["job", "priority", "attempts", "enqueued", timeHead, state === "active" ? "progress" : "error", ""];
   root.append(el("table", { id: "jobs" }, el("thead", {}, el("tr", {}, heads.map((h) => el("th", { text: h })))), body), pager);
 
-  return async () => {
+  const refresh = async () => {
     const [detail, list] = await Promise.all([api(`/queues/${q}`), api(`/queues/${q}/jobs?state=${state}&page=${page}&size=${PAGE_SIZE}`)]);
     const badge = document.getElementById("queue-state");
     badge.textContent = detail.paused ? "paused" : "running";
     badge.className = detail.paused ? "badge paused" : "badge";
     pauseButton.textContent = detail.paused ? "Resume" : "Pause";
     pauseButton.onclick = () => act(`${detail.paused ? "Resume" : "Pause"} ${name}?`, `/queues/${q}/${detail.paused ? "resume" : "pause"}`);
-    chartBox.replaceChildren(chart(detail.history, 720, 80));
+    chartBox.replaceChildren(legend(), chart(detail.history, 720, 120));
     tabs.replaceChildren(
       ...STATES.map((s) => el("a", { href: `#/queue/${q}/${s}`, class: s === state ? "current" : null, "data-state": s }, `${s} (${detail.counts[s]})`)),
     );
@@ -207,7 +279,9 @@ function queueView(root, name, state, page) {
         const buttons = [];
         if (job.state === "failed") buttons.push(el("button", { class: "retry", onclick: () => act(`Retry ${job.job_id}?`, `/jobs/${id}/retry`) }, "Retry"));
         if (job.state === "delayed") buttons.push(el("button", { class: "promote", onclick: () => act(`Run ${job.job_id} now?`, `/jobs/${id}/promote`) }, "Promote"));
+        if (CANCELLABLE.includes(job.state)) buttons.push(el("button", { class: "danger cancel", onclick: () => cancel(job) }, "Cancel"));
         if (job.state !== "active") buttons.push(el("button", { class: "danger remove", onclick: () => act(`Remove ${job.job_id}?`, `/jobs/${id}/remove`) }, "Remove"));
+        const when = { delayed: job.due_at, active: job.started_at, completed: job.finished_at, failed: job.finished_at }[state] ?? job.due_at;
         return el(
           "tr",
           { "data-job": job.job_id },
@@ -215,8 +289,8 @@ function queueView(root, name, state, page) {
           el("td", { class: "num", text: job.priority ?? "—" }),
           el("td", { class: "num", text: job.attempts_made }),
           el("td", { text: fmtTime(job.enqueued_at) }),
-          el("td", { text: fmtTime(state === "delayed" ? job.due_at : job.finished_at) }),
-          el("td", { class: "error", title: job.error || "", text: job.error || "" }),
+          el("td", { text: fmtTime(when) }),
+          state === "active" ? el("td", {}, progressBox(job.job_id, job.progress)) : el("td", { class: "error", title: job.error || "", text: job.error || "" }),
           el("td", {}, buttons),
         );
       }),
@@ -228,24 +302,43 @@ function queueView(root, name, state, page) {
       el("a", { href: page < pages ? `#/queue/${q}/${state}/${page + 1}` : null }, "next ›"),
     );
   };
+  refresh.live = `queue=${q}`;
+  return refresh;
+}
+
+// Cancel: a waiting, delayed or paused job ends failed at once; a running one within about a second.
+function cancel(job) {
+  const running = job.state === "active" ? " Its worker stops it within about a second." : "";
+  return act(`Cancel ${job.job_id}? It ends failed (JobCancelled) and is not retried.${running}`, `/jobs/${enc(job.job_id)}/cancel`);
 }
 
 function jobView(root, jobId) {
   const box = el("div");
-  root.append(el("h1", { text: `Job ${jobId}` }), box);
   const id = enc(jobId);
-  return async () => {
-    let job;
+  // Kept across refreshes: the timeline grows from the last event read; the logs are re-read.
+  const timeline = el("ol", { id: "job-timeline", class: "timeline" });
+  const logs = el("pre", { id: "job-logs", class: "logs" });
+  const logsHead = el("h2", { text: "Logs" });
+  let lastEvent = null;
+  root.append(el("h1", { text: `Job ${jobId}` }), box, logsHead, logs, el("h2", { text: "Timeline" }), timeline);
+  const refresh = async () => {
+    let job, lines, events;
     try {
-      job = await api(`/jobs/${id}`);
+      [job, lines, events] = await Promise.all([
+        api(`/jobs/${id}`),
+        api(`/jobs/${id}/logs?tail=${LOG_TAIL}`),
+        api(`/jobs/${id}/events${lastEvent ? `?since=${enc(lastEvent)}` : ""}`),
+      ]);
     } catch (err) {
       box.replaceChildren(el("p", { class: "muted", text: err.message }));
       return;
     }
+    refresh.pollAlways = job.state === "active"; // log lines come without events
     const q = enc(job.queue_name);
     const buttons = [];
     if (job.state === "failed") buttons.push(el("button", { id: "job-retry", onclick: () => act(`Retry ${jobId}?`, `/jobs/${id}/retry`) }, "Retry"));
     if (job.state === "delayed") buttons.push(el("button", { id: "job-promote", onclick: () => act(`Run ${jobId} now?`, `/jobs/${id}/promote`) }, "Promote"));
+    if (CANCELLABLE.includes(job.state)) buttons.push(el("button", { class: "danger", id: "job-cancel", onclick: () => cancel(job) }, "Cancel"));
     if (job.state !== "active") buttons.push(el("button", { class: "danger", id: "job-remove", onclick: () => act(`Remove ${jobId}?`, `/jobs/${id}/remove`) }, "Remove"));
     const field = (label, value) => [el("dt", { text: label }), el("dd", {}, value)];
     const parts = [
@@ -254,6 +347,7 @@ function jobView(root, jobId) {
         "dl",
         {},
         field("state", el("span", { id: "job-state", class: `badge ${job.state}`, text: job.state })),
+        field("progress", progressBox(jobId, job.progress)),
         field("function", job.function),
         field("priority", job.priority ?? "—"),
         field("attempts", job.attempts_made),
@@ -269,7 +363,35 @@ function jobView(root, jobId) {
       job.result !== null && job.result !== undefined ? [el("h2", { text: "Result" }), el("pre", { id: "job-result", text: JSON.stringify(job.result, null, 2) })] : null,
     ];
     box.replaceChildren(...parts.flat().filter((part) => part !== null));
+    logsHead.textContent = lines.lines.length >= LOG_TAIL ? `Logs (the last ${LOG_TAIL} lines)` : "Logs";
+    logs.textContent = lines.lines.length ? lines.lines.join("\n") : "no log lines";
+    logs.classList.toggle("muted", !lines.lines.length);
+    lastEvent = events.last_id;
+    timeline.append(...events.events.map(timelineItem));
+    if (!timeline.children.length) timeline.append(el("li", { class: "muted empty", text: "no events kept for this job" }));
+    else timeline.querySelector(".empty")?.remove();
   };
+  refresh.live = `job=${id}`;
+  refresh.everyEvent = true; // each event of the job may add to its timeline
+  return refresh;
+}
+
+// One event of the timeline: its time, name and what it carries.
+function timelineItem(event) {
+  const data = { ...event.data };
+  const attempt = data.attempt;
+  delete data.attempt;
+  let detail = "";
+  if (event.name === "progress") detail = progressOf(data.progress).label;
+  else if (Object.keys(data).length) detail = Object.entries(data).map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`).join(", ");
+  return el(
+    "li",
+    { "data-event": event.name },
+    el("time", { datetime: event.timestamp, text: new Date(event.timestamp).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", fractionalSecondDigits: 3, hour12: false }) }),
+    el("span", { class: `badge ${event.name}`, text: event.name }),
+    attempt !== undefined ? el("span", { class: "muted", text: `attempt ${attempt}` }) : null,
+    detail ? el("span", { class: "detail", text: detail }) : null,
+  );
 }
 
 function workersView(root, name) {
@@ -279,7 +401,7 @@ function workersView(root, name) {
     el("h1", {}, `Workers of `, el("a", { href: `#/queue/${enc(name)}`, text: name })),
     el("table", { id: "workers" }, el("thead", {}, el("tr", {}, heads.map((h) => el("th", { text: h })))), body),
   );
-  return async () => {
+  const refresh = async () => {
     const data = await api(`/queues/${enc(name)}/workers`);
     body.replaceChildren(
       ...data.workers.map((w) =>
@@ -288,11 +410,16 @@ function workersView(root, name) {
     );
     if (!data.workers.length) body.append(el("tr", {}, el("td", { colspan: heads.length, class: "muted", text: "no live workers" })));
   };
+  refresh.live = `queue=${enc(name)}`;
+  return refresh;
 }
 
-// --- routing and polling ------------------------------------------------------------------
+// --- routing, live events and polling ---------------------------------------------------------
 
 let current = null;
+let inFlight = null; // one refresh at a time, so a view's incremental reads never interleave
+let again = false;
+let lastRefresh = 0;
 
 function route() {
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
@@ -303,19 +430,86 @@ function route() {
   else if (parts[0] === "job" && parts[1]) current = jobView(root, parts.slice(1).join("/"));
   else if (parts[0] === "workers" && parts[1]) current = workersView(root, parts[1]);
   else current = overviewView(root);
+  connectLive(current.live || "");
   refresh();
 }
 
 async function refresh() {
-  const view = current;
+  if (inFlight) {
+    again = true;
+    return inFlight;
+  }
+  inFlight = (async () => {
+    do {
+      again = false;
+      const view = current;
+      try {
+        await view();
+        lastRefresh = Date.now();
+        document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+      } catch (err) {
+        if (view === current) showMessage(err.message);
+      }
+    } while (again);
+  })();
   try {
-    await view();
-    document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
-  } catch (err) {
-    if (view === current) showMessage(err.message);
+    await inFlight;
+  } finally {
+    inFlight = null;
+  }
+}
+
+// The stream of the current view's events: progress is shown as it comes; any other event (any
+// event at all, for a job's own view) re-reads the view, at most once per SOON_MS.
+const live = { source: null, params: null, open: false, retry: null, soon: null };
+const SOON_MS = 100;
+
+function setLive(open) {
+  live.open = open;
+  const badge = document.getElementById("live");
+  badge.textContent = open ? "live" : `polling every ${POLL_MS / 1000} s`;
+  badge.className = open ? "badge" : "badge off";
+}
+
+function connectLive(params) {
+  if (live.source && live.params === params && live.source.readyState !== EventSource.CLOSED) return;
+  if (live.source) live.source.close();
+  clearTimeout(live.retry);
+  live.params = params;
+  const source = new EventSource(`${BASE}/api/events${params ? `?${params}` : ""}`);
+  live.source = source;
+  source.onopen = () => {
+    setLive(true);
+    refresh(); // what moved before the stream opened
+  };
+  source.onmessage = (message) => onEvents(JSON.parse(message.data));
+  source.onerror = () => {
+    // CONNECTING: the browser reconnects by itself, resuming after the last event. CLOSED: the
+    // server refused (too many streams, Redis away): poll, and try again later.
+    if (source.readyState !== EventSource.CLOSED || live.source !== source) return;
+    setLive(false);
+    live.retry = setTimeout(() => live.source === source && connectLive(params), LIVE_RETRY_MS);
+  };
+}
+
+function onEvents(events) {
+  let moved = false;
+  for (const event of events) {
+    if (event.name === "progress") showProgress(event.job_id, event.data.progress);
+    if (event.name !== "progress" || current.everyEvent) moved = true;
+  }
+  if (moved && !live.soon) {
+    live.soon = setTimeout(() => {
+      live.soon = null;
+      refresh();
+    }, SOON_MS);
   }
 }
 
 window.addEventListener("hashchange", route);
+setLive(false);
 route();
-setInterval(refresh, POLL_MS);
+setInterval(() => {
+  const quiet = live.open && !current.pollAlways;
+  if (!quiet || Date.now() - lastRefresh >= LIVE_POLL_MS) refresh();
+}, POLL_MS);
