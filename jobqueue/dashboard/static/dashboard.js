@@ -124,15 +124,18 @@ function legend() {
 }
 
 // A progress value as a bar: a number is a percent; an object may give "percent" (else "done" of
-// "total"), a "step" name and "step_number" of "steps". Anything else is shown as its JSON.
+// "of" or "total"), a "step" name and "step_number" of "steps". Anything else is shown as its JSON.
 function progressOf(value) {
   if (typeof value === "number") return { percent: value, label: `${Math.round(value)}%` };
   if (value === null || typeof value !== "object") return { percent: null, label: "" };
-  let percent = typeof value.percent === "number" ? value.percent : null;
-  if (percent === null && typeof value.done === "number" && typeof value.total === "number" && value.total > 0) percent = (100 * value.done) / value.total;
+  const num = (v) => typeof v === "number" && Number.isFinite(v);
+  const total = num(value.of) ? value.of : value.total;
+  let percent = num(value.percent) ? value.percent : null;
+  if (percent === null && num(value.done) && num(total) && total > 0) percent = (100 * value.done) / total;
   const parts = [];
   if (typeof value.step === "string") parts.push(value.step);
-  if (typeof value.step_number === "number" && typeof value.steps === "number") parts.push(`${value.step_number} of ${value.steps}`);
+  if (num(value.step_number) && num(value.steps)) parts.push(`${value.step_number} of ${value.steps}`);
+  else if (num(value.done) && num(total)) parts.push(`${value.done} of ${total}`);
   if (percent !== null) parts.push(`${Math.round(percent)}%`);
   return { percent, label: parts.length ? parts.join(" · ") : JSON.stringify(value) };
 }
