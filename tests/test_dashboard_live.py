@@ -4,8 +4,13 @@ connection closed when the client leaves."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,9 +19,9 @@ import httpx
 import jobqueue
 from jobqueue import product_embedding_queue as embeddings
 from jobqueue.dashboard import create_app
-from jobqueue.dashboard.live import CLIENT_NAME
+from jobqueue.dashboard.live import CLIENT_NAME, STREAM_LIFETIME_S
 from tests.support.dashboard import serving
-from tests.support.waiting import wait_for
+from tests.support.waiting import ROOT, free_port, wait_for
 from tests.support.workers import RunningWorker, behaviour_key, release_key, run_burst, settings_for
 
 TOKEN = "t0ken"
@@ -146,3 +151,49 @@ async def test_a_stream_ends_after_its_lifetime_and_says_when_to_reconnect(redis
             got = [m async for m in messages(response)]  # ends by itself
     assert got == [{"retry": "1000"}]
     await wait_for(lambda: _none(live_clients(redis_client)), what="the stream's connection to close")
+
+
+async def test_stop_ends_open_streams_at_once_and_refuses_new_ones():
+    app = create_app(token=TOKEN)
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, headers=AUTH) as c:
+        async with c.stream("GET", "/api/events") as response:
+            stream = messages(response)
+            assert (await anext(stream))["retry"] == "1000"
+            app.state.live_streams.stop()
+            assert [m async for m in stream] == []  # the response ends, long before its lifetime
+        refused = await c.get("/api/events")
+        assert refused.status_code == 503 and "the server is stopping" in refused.json()["error"]
+
+
+async def test_jobqueue_dashboard_stops_at_once_with_a_page_open(redis_url):
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for name in ("TOKEN", "USER", "PASSWORD"):
+        env.pop(f"JOBQUEUE_DASHBOARD_{name}", None)
+    command = [sys.executable, "-m", "jobqueue.cli", "dashboard", "--port", str(port)]
+    server = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
+            await wait_for(lambda: _answers(c), timeout=20, what="jobqueue dashboard to listen")
+            async with c.stream("GET", "/api/events") as response:
+                stream = messages(response)
+                assert (await anext(stream))["retry"] == "1000"
+                started = time.monotonic()
+                server.send_signal(signal.SIGINT)
+                assert [m async for m in stream] == []
+                await asyncio.to_thread(server.wait, 20)
+                assert time.monotonic() - started < STREAM_LIFETIME_S / 2
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    output = server.communicate()[0].decode()
+    # 130: uvicorn stops on SIGINT, then lets it end the process as Ctrl-C does
+    assert server.returncode == 130 and "Traceback" not in output and "ERROR" not in output, output
+
+
+async def _answers(c: httpx.AsyncClient) -> bool:
+    try:
+        return (await c.get("/api/queues")).status_code == 200
+    except httpx.TransportError:
+        return False

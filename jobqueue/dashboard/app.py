@@ -98,7 +98,7 @@ def create_app(
         if close_pool_on_shutdown:
             await close_queues()
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", index),
             Route("/metrics", metrics),
@@ -119,3 +119,5 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    app.state.live_streams = live  # jobqueue.dashboard.live.serve stops them when the server stops
+    return app

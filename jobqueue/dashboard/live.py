@@ -8,7 +8,8 @@ and the browser does that work, not the page's script. The cost is one Redis con
 page (a dedicated one: XREAD BLOCK must never hold a connection of the shared pool), so streams are
 bounded three ways: at most ``max_streams`` per dashboard process (more get 503 and the page keeps
 polling), each ends after ``STREAM_LIFETIME_S`` (the browser reconnects where it left off, and a
-server shutting down waits at most that long), and a client that leaves is noticed at once (the
+server shutting down waits at most that long, or not at all when run by ``serve`` as
+``jobqueue dashboard`` runs it), and a client that leaves is noticed at once (the
 server's disconnect message) or at the next heartbeat, every ``EVENTS_BLOCK_S``; its connection is
 closed then.
 
@@ -19,6 +20,7 @@ XREAD returned for the chosen queues (``queue=``) and job (``job=``); its ``id``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -29,6 +31,7 @@ from typing import Any
 
 import anyio
 from redis.asyncio import Redis
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
@@ -62,7 +65,19 @@ class LiveStreams:
             raise ValueError(f"max_live_streams must be 0 or more, got {limit}")
         self.limit = limit
         self.lifetime = STREAM_LIFETIME_S if lifetime is None else lifetime
-        self.open = 0
+        self.streams: set[EventStream] = set()
+        self.stopped = False
+
+    @property
+    def open(self) -> int:
+        return len(self.streams)
+
+    def stop(self) -> None:
+        """End every open stream now and refuse new ones (503): for a server about to stop, which
+        would otherwise wait for each stream's lifetime (``serve`` calls it)."""
+        self.stopped = True
+        for stream in list(self.streams):
+            stream.end()
 
     async def endpoint(self, request: Request) -> EventStream:
         """``GET /api/events?queue=&job=``: the stream (bad parameters are a 400 before it starts)."""
@@ -103,14 +118,22 @@ class EventStream:
         self.keys = {q.name: q.keys.events for q in queues}
         self.cursor = cursor
         self.job = job
+        self._ending = False
+        self._scope: anyio.CancelScope | None = None
+
+    def end(self) -> None:
+        """Send the last chunk and finish the response (the client's EventSource reconnects)."""
+        self._ending = True
+        if self._scope is not None:
+            self._scope.cancel()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         streams = self.streams
-        if streams.open >= streams.limit:
-            message = f"too many live streams open ({streams.limit}); the page polls instead"
-            await JSONResponse({"error": message}, status_code=503)(scope, receive, send)
+        if streams.stopped or streams.open >= streams.limit:
+            why = "the server is stopping" if streams.stopped else f"too many live streams open ({streams.limit})"
+            await JSONResponse({"error": f"{why}; the page polls instead"}, status_code=503)(scope, receive, send)
             return
-        streams.open += 1
+        streams.streams.add(self)
         client = dedicated_client()
         try:
             try:
@@ -128,7 +151,11 @@ class EventStream:
                 (b"x-accel-buffering", b"no"),  # nginx: pass each message on at once
             ]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
+            left = False
             async with anyio.create_task_group() as group:
+                self._scope = group.cancel_scope
+                if self._ending:
+                    group.cancel_scope.cancel()
 
                 async def pump() -> None:
                     await self._pump(client, send)
@@ -137,11 +164,13 @@ class EventStream:
                 group.start_soon(pump)
                 while (await receive())["type"] != "http.disconnect":
                     pass
+                left = True
                 group.cancel_scope.cancel()
+            if not left:  # its lifetime is over, Redis went away, or the server is stopping
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            streams.open -= 1
-            with anyio.CancelScope(shield=True):
-                await client.aclose()
+            streams.streams.discard(self)
+            await asyncio.shield(client.aclose())  # closed even when the request is cancelled
 
     async def _pump(self, client: Redis, send: Send) -> None:
         await send({"type": "http.response.body", "body": f"retry: {RECONNECT_MS}\n\n".encode(), "more_body": True})
@@ -157,7 +186,6 @@ class EventStream:
                 await send({"type": "http.response.body", "body": body.encode(), "more_body": True})
         except (RedisUnavailableError, RedisCommandError) as exc:
             logger.warning("dashboard live stream ended: %s", exc)  # the browser reconnects
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _message(self, reply: list[Any]) -> str:
         queue_of = {key: name for name, key in self.keys.items()}
@@ -204,3 +232,19 @@ async def job_events(job_id: str, since: str | None = None) -> tuple[list[JobEve
             break
         start = "(" + last
     return found, last
+
+
+def serve(app: Starlette, **config: Any) -> None:
+    """Run the dashboard app with uvicorn (``uvicorn.Config`` options in ``config``) and, when it
+    stops, end the open pages' streams first: a server cannot tell its app it is stopping, and
+    would otherwise wait out every stream's lifetime before it exits."""
+    import uvicorn
+
+    live: LiveStreams = app.state.live_streams
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            live.stop()
+            await super().shutdown(sockets)
+
+    Server(uvicorn.Config(app, **config)).run()
