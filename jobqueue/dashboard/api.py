@@ -1,4 +1,4 @@
-"""The dashboard's JSON API (documented in the README); the page uses nothing else."""
+"""The dashboard's JSON API (documented in the README and docs/dashboard-live.md); the page uses nothing else."""
 
 from __future__ import annotations
 
