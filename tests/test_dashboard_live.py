@@ -197,3 +197,21 @@ async def _answers(c: httpx.AsyncClient) -> bool:
         return (await c.get("/api/queues")).status_code == 200
     except httpx.TransportError:
         return False
+
+
+async def test_a_compact_stream_stays_small_however_busy_the_queue(redis_client):
+    async with serving(create_app(token=TOKEN)) as url, httpx.AsyncClient(base_url=url, headers=AUTH) as c:
+        path = "/api/events?queue=product-embedding&compact=1"
+        async with c.stream("GET", path) as response:
+            stream = messages(response)
+            assert (await anext(stream))["retry"] == "1000"
+            await jobqueue.enqueue_product_embeddings([f"p{i}" for i in range(1200)])  # 1200 "added" events
+            (newest,) = [i.decode() for i, _ in await redis_client.xrevrange(embeddings.keys.events, count=1)]
+            got = []
+            async for message in stream:
+                got.append(message)
+                if message["id"] == f"product-embedding:{newest}":
+                    break
+    # One event per message (the queue's last), and a full read behind skips to the newest event.
+    assert all(len(m["events"]) == 1 and m["events"][0]["name"] == "added" for m in got)
+    assert len(got) <= 4

@@ -15,7 +15,10 @@ closed then.
 
 Each message's data is a JSON list of events (``JobEvent.to_dict()`` plus ``queue``), all that one
 XREAD returned for the chosen queues (``queue=``) and job (``job=``); its ``id`` is the cursor
-``<queue>:<event id>,...`` the stream resumes after.
+``<queue>:<event id>,...`` the stream resumes after. With ``compact=1`` (what the page asks for but
+in a job's view) a busy queue costs the browser little: at most one message per ``COMPACT_GAP_S``,
+holding each job's last progress and each queue's last other event, and a reader that falls a full
+read behind skips to the newest event (the page then re-reads the view, which has the rest).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ logger = logging.getLogger("jobqueue.dashboard")
 MAX_STREAMS = 32
 STREAM_LIFETIME_S = 25.0
 RECONNECT_MS = 1000
+COMPACT_GAP_S = 0.25
 # Each stream's connection is named so, with the process id and a counter (CLIENT LIST shows them).
 CLIENT_NAME = "jobqueue-dashboard-live"
 # A timeline reads its queue's stream in pages of this many events, at most TIMELINE_SCAN_MAX.
@@ -91,7 +95,7 @@ class LiveStreams:
         else:
             queues = [get_queue(name)] if name else list(QUEUES.values())
         cursor = parse_cursor(request.headers.get("last-event-id", ""), [q.name for q in queues])
-        return EventStream(self, queues, cursor, job or None)
+        return EventStream(self, queues, cursor, job or None, compact=request.query_params.get("compact") == "1")
 
 
 def parse_cursor(value: str, queues: Iterable[str]) -> dict[str, str]:
@@ -113,8 +117,11 @@ def format_cursor(cursor: dict[str, str]) -> str:
 class EventStream:
     """One client's stream, as an ASGI response that owns its Redis connection from start to end."""
 
-    def __init__(self, streams: LiveStreams, queues: list[Queue], cursor: dict[str, str], job: str | None) -> None:
+    def __init__(
+        self, streams: LiveStreams, queues: list[Queue], cursor: dict[str, str], job: str | None, *, compact: bool
+    ) -> None:
         self.streams = streams
+        self.compact = compact
         self.keys = {q.name: q.keys.events for q in queues}
         self.cursor = cursor
         self.job = job
@@ -182,24 +189,48 @@ class EventStream:
                 async with redis_errors(scale=scale):
                     streams = {self.keys[name]: event_id for name, event_id in self.cursor.items()}
                     reply = await client.xread(streams, count=EVENTS_READ_COUNT, block=block_ms)
+                if self.compact:
+                    await self._skip_ahead(client, reply)
                 body = self._message(reply) or ": heartbeat\n\n"  # a write notices a client that left
                 await send({"type": "http.response.body", "body": body.encode(), "more_body": True})
+                if self.compact and reply:
+                    await anyio.sleep(COMPACT_GAP_S)
         except (RedisUnavailableError, RedisCommandError) as exc:
             logger.warning("dashboard live stream ended: %s", exc)  # the browser reconnects
 
+    def _queue_of(self, raw_key: bytes | str) -> str:
+        key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+        return next(name for name, events_key in self.keys.items() if events_key == key)
+
     def _message(self, reply: list[Any]) -> str:
-        queue_of = {key: name for name, key in self.keys.items()}
         events = []
         for raw_key, entries in reply:
-            name = queue_of[raw_key.decode() if isinstance(raw_key, bytes) else raw_key]
+            name = self._queue_of(raw_key)
             for event_id, fields in entries:
                 event = parse_event(event_id, fields)
-                self.cursor[name] = event.id
+                self.cursor[name] = max(self.cursor[name], event.id, key=_id_order)
                 if self.job is None or event.job_id == self.job:
                     events.append({"queue": name, **event.to_dict()})
+        if self.compact:
+            # Each job's last progress, and each queue's last other event: all the page acts on.
+            last = {(e["job_id"], "progress") if e["name"] == "progress" else (e["queue"], ""): e for e in events}
+            events = sorted(last.values(), key=lambda e: _id_order(e["id"]))
         if not events:
             return ""
         return f"id: {format_cursor(self.cursor)}\ndata: {json.dumps(events, separators=(',', ':'))}\n\n"
+
+    async def _skip_ahead(self, client: Redis, reply: list[Any]) -> None:
+        """A queue whose read came back full is further behind: go on from its newest event."""
+        for raw_key, entries in reply:
+            if len(entries) >= EVENTS_READ_COUNT:
+                name = self._queue_of(raw_key)
+                async with redis_errors():
+                    self.cursor[name] = await last_event_id(client, self.keys[name])
+
+
+def _id_order(event_id: str) -> tuple[int, int]:
+    ms, _, seq = event_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 async def job_events(job_id: str, since: str | None = None) -> tuple[list[JobEvent], str]:

@@ -305,7 +305,8 @@ function queueView(root, name, state, page) {
       el("a", { href: page < pages ? `#/queue/${q}/${state}/${page + 1}` : null }, "next ›"),
     );
   };
-  refresh.live = `queue=${q}`;
+  refresh.live = `queue=${q}&compact=1`;
+  refresh.gapMs = 500;
   return refresh;
 }
 
@@ -376,6 +377,7 @@ function jobView(root, jobId) {
   };
   refresh.live = `job=${id}`;
   refresh.everyEvent = true; // each event of the job may add to its timeline
+  refresh.gapMs = SOON_MS;
   return refresh;
 }
 
@@ -413,7 +415,7 @@ function workersView(root, name) {
     );
     if (!data.workers.length) body.append(el("tr", {}, el("td", { colspan: heads.length, class: "muted", text: "no live workers" })));
   };
-  refresh.live = `queue=${enc(name)}`;
+  refresh.live = `queue=${enc(name)}&compact=1`;
   return refresh;
 }
 
@@ -433,7 +435,7 @@ function route() {
   else if (parts[0] === "job" && parts[1]) current = jobView(root, parts.slice(1).join("/"));
   else if (parts[0] === "workers" && parts[1]) current = workersView(root, parts[1]);
   else current = overviewView(root);
-  connectLive(current.live || "");
+  connectLive(current.live || "compact=1");
   refresh();
 }
 
@@ -462,10 +464,12 @@ async function refresh() {
   }
 }
 
-// The stream of the current view's events: progress is shown as it comes; any other event (any
-// event at all, for a job's own view) re-reads the view, at most once per SOON_MS.
+// The stream of the current view's events (but in a job's view, each queue's last event and each
+// job's last progress, at most four times a second): progress is shown as it comes; any other
+// event (any event at all, in a job's view) re-reads the view, at most once per view.gapMs.
 const live = { source: null, params: null, open: false, retry: null, soon: null };
 const SOON_MS = 100;
+const GAP_MS = 1000; // the overview reads every queue's summary: not more often than this
 
 function setLive(open) {
   live.open = open;
@@ -479,7 +483,7 @@ function connectLive(params) {
   if (live.source) live.source.close();
   clearTimeout(live.retry);
   live.params = params;
-  const source = new EventSource(`${BASE}/api/events${params ? `?${params}` : ""}`);
+  const source = new EventSource(`${BASE}/api/events?${params}`);
   live.source = source;
   source.onopen = () => {
     setLive(true);
@@ -502,10 +506,11 @@ function onEvents(events) {
     if (event.name !== "progress" || current.everyEvent) moved = true;
   }
   if (moved && !live.soon) {
+    const wait = Math.max(SOON_MS, lastRefresh + (current.gapMs || GAP_MS) - Date.now());
     live.soon = setTimeout(() => {
       live.soon = null;
       refresh();
-    }, SOON_MS);
+    }, wait);
   }
 }
 
