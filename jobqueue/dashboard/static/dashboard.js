@@ -142,7 +142,7 @@ function progressOf(value) {
 
 function fillProgress(box, value) {
   const { percent, label } = progressOf(value);
-  const bar = el("progress", { max: "100", value: percent === null ? null : String(Math.min(Math.max(percent, 0), 100)) });
+  const bar = el("progress", { max: "100", value: percent === null ? null : String(Math.min(Math.max(percent, 0), 100)), "aria-label": label });
   box.replaceChildren(...(value === null || value === undefined ? [el("span", { class: "muted", text: "—" })] : [bar, el("span", { class: "progress-label", text: label })]));
 }
 
@@ -356,7 +356,7 @@ function jobView(root, jobId) {
         field("priority", job.priority ?? "—"),
         field("attempts", job.attempts_made),
         field("enqueued", fmtTime(job.enqueued_at)),
-        field("due", fmtTime(job.due_at)),
+        job.due_at ? field("due", fmtTime(job.due_at)) : null, // only a delayed job has one
         field("started", fmtTime(job.started_at)),
         field("finished", fmtTime(job.finished_at)),
       ),
