@@ -20,6 +20,7 @@ import jobqueue
 from jobqueue import product_embedding_queue as embeddings
 from jobqueue.dashboard import create_app
 from jobqueue.dashboard.live import CLIENT_NAME, STREAM_LIFETIME_S
+from jobqueue.settings import get_settings
 from tests.support.dashboard import serving
 from tests.support.waiting import ROOT, free_port, wait_for
 from tests.support.workers import RunningWorker, behaviour_key, release_key, run_burst, settings_for
@@ -215,3 +216,17 @@ async def test_a_compact_stream_stays_small_however_busy_the_queue(redis_client)
     # One event per message (the queue's last), and a full read behind skips to the newest event.
     assert all(len(m["events"]) == 1 and m["events"][0]["name"] == "added" for m in got)
     assert len(got) <= 4
+
+
+async def test_redis_down_is_a_503_for_the_stream_and_the_timeline(monkeypatch):
+    port = free_port()
+    monkeypatch.setenv("REDIS_URL", f"redis://:hunter2@127.0.0.1:{port}/0")
+    get_settings.cache_clear()
+    app = create_app(token=TOKEN)
+    async with api(app) as c:
+        stream = await c.get("/api/events")
+        timeline = await c.get(f"/api/jobs/{JOB}/events")
+    for response in (stream, timeline):
+        assert response.status_code == 503, response.text
+        assert f"redis://***@127.0.0.1:{port}/0" in response.json()["error"] and "hunter2" not in response.text
+    assert app.state.live_streams.open == 0
