@@ -84,7 +84,7 @@ class LiveStreams:
             stream.end()
 
     async def endpoint(self, request: Request) -> EventStream:
-        """``GET /api/events?queue=&job=``: the stream (bad parameters are a 400 before it starts)."""
+        """``GET /api/events?queue=&job=&compact=``: the stream (bad parameters are a 400 before it starts)."""
         job = request.query_params.get("job")
         name = request.query_params.get("queue")
         if job:
