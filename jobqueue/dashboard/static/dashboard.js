@@ -1,6 +1,8 @@
-// The jobqueue dashboard: one page over the JSON API. Each view is re-read when the queues' event
-// stream (/api/events, Server-Sent Events) says something moved, and every few seconds besides;
-// without the stream (refused, or Redis away) it is re-read every POLL_MS.
+// The jobqueue dashboard: one page over the JSON API. This file holds its settings, the API calls
+// and the views; widgets.js (loaded before) the building blocks, live.js (after) the routing and
+// the updates: each view is re-read when the queues' event stream (/api/events, Server-Sent
+// Events) says something moved, and every few seconds besides; without the stream (refused, or
+// Redis away) it is re-read every POLL_MS.
 // Everything shown is set with textContent (never innerHTML), so payloads and errors stay text.
 "use strict";
 
@@ -16,27 +18,6 @@ const PAGE_SIZE = 20;
 const LIVE_POLL_MS = POLL_MS * 5;
 const LIVE_RETRY_MS = 10000; // a refused or closed stream is tried again this often
 const LOG_TAIL = 200;
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "onclick") node.addEventListener("click", value);
-    else if (key === "text") node.textContent = value;
-    else if (value !== null && value !== undefined && value !== false) node.setAttribute(key, value);
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
-
-const enc = encodeURIComponent;
-const fmtTime = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
-const fmtSeconds = (s) => (s === null || s === undefined ? "—" : s < 1 ? `${Math.round(s * 1000)} ms` : `${s.toFixed(2)} s`);
-const fmtPercent = (r) => `${(r * 100).toFixed(1)}%`;
-const fmtClock = (ms) => new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-const fmtBytes = (b) => (b > 1048576 ? `${(b / 1048576).toFixed(1)} MiB` : `${(b / 1024).toFixed(0)} KiB`);
 
 function showMessage(text) {
   const box = document.getElementById("message");
@@ -66,97 +47,6 @@ async function act(question, path, body = {}) {
   }
   await refresh();
 }
-
-const SVG = "http://www.w3.org/2000/svg";
-
-function svgEl(tag, attrs = {}, text = null) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
-  if (text !== null) node.textContent = text;
-  return node;
-}
-
-// The smallest of 1, 2, 5, 10, 20, 50, ... at or above n: the top of a chart's scale.
-function niceCeil(n) {
-  let step = 1;
-  while (true) {
-    for (const m of [1, 2, 5]) if (m * step >= n) return m * step;
-    step *= 10;
-  }
-}
-
-// Completed (stacked under failed) jobs per minute, with a y axis in jobs/min and a time axis.
-function chart(history, width = 360, height = 96) {
-  const left = 40, right = 8, top = 8, bottom = 18;
-  const plotW = width - left - right, plotH = height - top - bottom;
-  const n = history.minutes.length;
-  const totals = history.completed.map((c, i) => c + history.failed[i]);
-  const ymax = niceCeil(Math.max(1, ...totals));
-  const svg = svgEl("svg", { class: "chart", width, height, viewBox: `0 0 ${width} ${height}`, role: "img" });
-  svg.append(svgEl("title", {}, `completed and failed jobs per minute, last ${n} minutes`));
-  const yOf = (v) => top + plotH - (v / ymax) * plotH;
-  for (const v of ymax >= 2 ? [0, ymax / 2, ymax] : [0, ymax]) {
-    svg.append(svgEl("line", { class: "grid", x1: left, x2: left + plotW, y1: yOf(v), y2: yOf(v) }));
-    svg.append(svgEl("text", { class: "axis", x: left - 4, y: yOf(v) + 3, "text-anchor": "end" }, v === ymax ? `${v}/min` : String(v)));
-  }
-  const bar = plotW / n;
-  history.minutes.forEach((start, i) => {
-    let y = top + plotH;
-    for (const kind of ["completed", "failed"]) {
-      const h = (history[kind][i] / ymax) * plotH;
-      if (h <= 0) continue;
-      y -= h;
-      const rect = svgEl("rect", { class: kind, x: left + i * bar, y, width: Math.max(bar - 1, 1), height: h });
-      rect.append(svgEl("title", {}, `${fmtClock(start)}: ${history.completed[i]} completed, ${history.failed[i]} failed`));
-      svg.append(rect);
-    }
-  });
-  svg.append(svgEl("line", { class: "axis-line", x1: left, x2: left + plotW, y1: top + plotH, y2: top + plotH }));
-  const base = top + plotH + 13;
-  svg.append(svgEl("text", { class: "axis", x: left, y: base }, fmtClock(history.minutes[0])));
-  svg.append(svgEl("text", { class: "axis", x: left + plotW / 2, y: base, "text-anchor": "middle" }, fmtClock(history.minutes[Math.floor(n / 2)])));
-  svg.append(svgEl("text", { class: "axis", x: left + plotW, y: base, "text-anchor": "end" }, "now"));
-  return svg;
-}
-
-function legend() {
-  return el("div", { class: "legend" }, el("span", { class: "key completed", text: "completed" }), el("span", { class: "key failed", text: "failed" }));
-}
-
-// A progress value as a bar: a number is a percent; an object may give "percent" (else "done" of
-// "of" or "total"), a "step" name and "step_number" of "steps". Anything else is shown as its JSON.
-function progressOf(value) {
-  if (typeof value === "number") return { percent: value, label: `${Math.round(value)}%` };
-  if (value === null || typeof value !== "object") return { percent: null, label: "" };
-  const num = (v) => typeof v === "number" && Number.isFinite(v);
-  const total = num(value.of) ? value.of : value.total;
-  let percent = num(value.percent) ? value.percent : null;
-  if (percent === null && num(value.done) && num(total) && total > 0) percent = (100 * value.done) / total;
-  const parts = [];
-  if (typeof value.step === "string") parts.push(value.step);
-  if (num(value.step_number) && num(value.steps)) parts.push(`${value.step_number} of ${value.steps}`);
-  else if (num(value.done) && num(total)) parts.push(`${value.done} of ${total}`);
-  if (percent !== null) parts.push(`${Math.round(percent)}%`);
-  return { percent, label: parts.length ? parts.join(" · ") : JSON.stringify(value) };
-}
-
-function fillProgress(box, value) {
-  const { percent, label } = progressOf(value);
-  const bar = el("progress", { max: "100", value: percent === null ? null : String(Math.min(Math.max(percent, 0), 100)), "aria-label": label });
-  box.replaceChildren(...(value === null || value === undefined ? [el("span", { class: "muted", text: "—" })] : [bar, el("span", { class: "progress-label", text: label })]));
-}
-
-// A progress cell or field for a job; live progress events find it by data-progress.
-function progressBox(jobId, value) {
-  const box = el("span", { class: "progress", "data-progress": jobId });
-  fillProgress(box, value);
-  return box;
-}
-
-function showProgress(jobId, value) {
-  for (const box of document.querySelectorAll("[data-progress]")) if (box.dataset.progress === jobId) fillProgress(box, value);
-}
-
 // --- views: each builds its skeleton once and returns a refresh function ---------------------
 
 function overviewView(root) {
@@ -380,25 +270,6 @@ function jobView(root, jobId) {
   refresh.gapMs = SOON_MS;
   return refresh;
 }
-
-// One event of the timeline: its time, name and what it carries.
-function timelineItem(event) {
-  const data = { ...event.data };
-  const attempt = data.attempt;
-  delete data.attempt;
-  let detail = "";
-  if (event.name === "progress") detail = progressOf(data.progress).label;
-  else if (Object.keys(data).length) detail = Object.entries(data).map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`).join(", ");
-  return el(
-    "li",
-    { "data-event": event.name },
-    el("time", { datetime: event.timestamp, text: new Date(event.timestamp).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", fractionalSecondDigits: 3, hour12: false }) }),
-    el("span", { class: `badge ${event.name}`, text: event.name }),
-    attempt !== undefined ? el("span", { class: "muted", text: `attempt ${attempt}` }) : null,
-    detail ? el("span", { class: "detail", text: detail }) : null,
-  );
-}
-
 function workersView(root, name) {
   const body = el("tbody");
   const heads = ["id", "host", "pid", "concurrency", "running", "started", "last heartbeat"];
@@ -418,106 +289,3 @@ function workersView(root, name) {
   refresh.live = `queue=${enc(name)}&compact=1`;
   return refresh;
 }
-
-// --- routing, live events and polling ---------------------------------------------------------
-
-let current = null;
-let inFlight = null; // one refresh at a time, so a view's incremental reads never interleave
-let again = false;
-let lastRefresh = 0;
-
-function route() {
-  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
-  const root = document.getElementById("view");
-  root.replaceChildren();
-  showMessage("");
-  if (parts[0] === "queue" && parts[1]) current = queueView(root, parts[1], parts[2], parts[3]);
-  else if (parts[0] === "job" && parts[1]) current = jobView(root, parts.slice(1).join("/"));
-  else if (parts[0] === "workers" && parts[1]) current = workersView(root, parts[1]);
-  else current = overviewView(root);
-  connectLive(current.live || "compact=1");
-  refresh();
-}
-
-async function refresh() {
-  if (inFlight) {
-    again = true;
-    return inFlight;
-  }
-  inFlight = (async () => {
-    do {
-      again = false;
-      const view = current;
-      try {
-        await view();
-        lastRefresh = Date.now();
-        document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
-      } catch (err) {
-        if (view === current) showMessage(err.message);
-      }
-    } while (again);
-  })();
-  try {
-    await inFlight;
-  } finally {
-    inFlight = null;
-  }
-}
-
-// The stream of the current view's events (but in a job's view, each queue's last event and each
-// job's last progress, at most four times a second): progress is shown as it comes; any other
-// event (any event at all, in a job's view) re-reads the view, at most once per view.gapMs.
-const live = { source: null, params: null, open: false, retry: null, soon: null };
-const SOON_MS = 100;
-const GAP_MS = 1000; // the overview reads every queue's summary: not more often than this
-
-function setLive(open) {
-  live.open = open;
-  const badge = document.getElementById("live");
-  badge.textContent = open ? "live" : `polling every ${POLL_MS / 1000} s`;
-  badge.className = open ? "badge" : "badge off";
-}
-
-function connectLive(params) {
-  if (live.source && live.params === params && live.source.readyState !== EventSource.CLOSED) return;
-  if (live.source) live.source.close();
-  clearTimeout(live.retry);
-  live.params = params;
-  const source = new EventSource(`${BASE}/api/events?${params}`);
-  live.source = source;
-  source.onopen = () => {
-    setLive(true);
-    refresh(); // what moved before the stream opened
-  };
-  source.onmessage = (message) => onEvents(JSON.parse(message.data));
-  source.onerror = () => {
-    // CONNECTING: the browser reconnects by itself, resuming after the last event. CLOSED: the
-    // server refused (too many streams, Redis away): poll, and try again later.
-    if (source.readyState !== EventSource.CLOSED || live.source !== source) return;
-    setLive(false);
-    live.retry = setTimeout(() => live.source === source && connectLive(params), LIVE_RETRY_MS);
-  };
-}
-
-function onEvents(events) {
-  let moved = false;
-  for (const event of events) {
-    if (event.name === "progress") showProgress(event.job_id, event.data.progress);
-    if (event.name !== "progress" || current.everyEvent) moved = true;
-  }
-  if (moved && !live.soon) {
-    const wait = Math.max(SOON_MS, lastRefresh + (current.gapMs || GAP_MS) - Date.now());
-    live.soon = setTimeout(() => {
-      live.soon = null;
-      refresh();
-    }, wait);
-  }
-}
-
-window.addEventListener("hashchange", route);
-setLive(false);
-route();
-setInterval(() => {
-  const quiet = live.open && !current.pollAlways;
-  if (!quiet || Date.now() - lastRefresh >= LIVE_POLL_MS) refresh();
-}, POLL_MS);
