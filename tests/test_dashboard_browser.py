@@ -176,7 +176,9 @@ async def test_progress_logs_timeline_and_cancel_update_live_in_chromium(redis_c
     page.on("console", lambda message: console.append(message.text))
     await redis_client.set(behaviour_key("slow"), json.dumps({"block": True, "progress": [STEP], "logs": ["reading"]}))
     async with serving(create_app(user=USER, password=PASSWORD, poll_interval_ms=600_000)) as url:
-        await page.goto(url + "/#/queue/product-embedding/active")
+        await page.goto(url + "/")
+        await count_cell(page, "product-embedding", "active").locator("a").click()  # the running jobs
+        await expect(page.locator('.tabs a[data-state="active"]')).to_have_class("current")
         await expect(page.locator("#live")).to_have_text("live")
         await page.evaluate("window.__loaded = 1")  # gone if the page were loaded again
         await expect(page.locator("#jobs tbody tr")).to_have_count(0)

@@ -74,7 +74,8 @@ function overviewView(root) {
           { "data-queue": q.name },
           el("td", {}, el("a", { href: `#/queue/${enc(q.name)}`, text: q.name })),
           el("td", {}, el("span", { class: q.paused ? "badge paused" : "badge", text: q.paused ? "paused" : "running" })),
-          STATES.map((s) => el("td", { class: "num", "data-count": s, text: q.counts[s] })),
+          // Each count links to its list: the active count to the running jobs' progress bars.
+          STATES.map((s) => el("td", { class: "num", "data-count": s }, el("a", { href: `#/queue/${enc(q.name)}/${s}`, text: q.counts[s] }))),
           el("td", { class: "num" }, el("a", { href: `#/workers/${enc(q.name)}`, text: q.workers })),
           el("td", { class: "num", "data-done": "", title: `${q.completed} completed in the last ${q.window_minutes} min (${q.throughput_per_minute} per minute)`, text: doneInWindow(q) }),
           el("td", { class: "num", text: fmtPercent(q.failure_rate) }),
