@@ -230,3 +230,15 @@ async def test_redis_down_is_a_503_for_the_stream_and_the_timeline(monkeypatch):
         assert response.status_code == 503, response.text
         assert f"redis://***@127.0.0.1:{port}/0" in response.json()["error"] and "hunter2" not in response.text
     assert app.state.live_streams.open == 0
+
+
+async def test_an_empty_timeline_reads_on_after_the_newest_event_not_from_the_start(monkeypatch):
+    await jobqueue.enqueue_product_embedding("p1")
+    await run_burst(settings_for())  # its events: added, active, completed
+    monkeypatch.setenv("JOBQUEUE_EVENTS_MAXLEN", "0")  # the next job under the same id writes none
+    get_settings.cache_clear()
+    await jobqueue.enqueue_product_embedding("p1")
+    async with api() as c:
+        empty = (await c.get(f"/api/jobs/{JOB}/events")).json()
+        after = (await c.get(f"/api/jobs/{JOB}/events?since={empty['last_id']}")).json()
+    assert empty["events"] == [] and after["events"] == []

@@ -242,7 +242,7 @@ async def job_events(job_id: str, since: str | None = None) -> tuple[list[JobEve
         job = await queue.get_job(job_id)
         if job is None:
             raise JobNotFoundError(f"job {job_id} not found")
-        start = "-" if job.enqueued_at is None else str(int(job.enqueued_at.timestamp() * 1000))
+        start = "-" if job.enqueued_at is None else str(round(job.enqueued_at.timestamp() * 1000))
     elif check_since(since) == "$":
         raise InvalidJobError("since must be an event id such as '1733270400000-0'")
     else:
@@ -262,6 +262,11 @@ async def job_events(job_id: str, since: str | None = None) -> tuple[list[JobEve
         if len(entries) < TIMELINE_PAGE:
             break
         start = "(" + last
+    if since is None and not scanned:
+        # Nothing since the job was enqueued: read on after the stream's newest event (older than
+        # the job), never from the start, which holds earlier jobs under the same id.
+        async with redis_errors():
+            last = await last_event_id(get_redis(), queue.keys.events)
     return found, last
 
 
