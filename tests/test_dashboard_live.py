@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import redis
 
 import jobqueue
 from jobqueue import product_embedding_queue as embeddings
@@ -22,6 +23,7 @@ from jobqueue.dashboard import create_app
 from jobqueue.dashboard.live import CLIENT_NAME, STREAM_LIFETIME_S
 from jobqueue.settings import get_settings
 from tests.support.dashboard import serving
+from tests.support.private_valkey import private_valkey
 from tests.support.waiting import ROOT, free_port, wait_for
 from tests.support.workers import RunningWorker, behaviour_key, release_key, run_burst, settings_for
 
@@ -242,3 +244,22 @@ async def test_an_empty_timeline_reads_on_after_the_newest_event_not_from_the_st
         empty = (await c.get(f"/api/jobs/{JOB}/events")).json()
         after = (await c.get(f"/api/jobs/{JOB}/events?since={empty['last_id']}")).json()
     assert empty["events"] == [] and after["events"] == []
+
+
+async def test_a_redis_user_denied_client_commands_still_gets_the_stream(monkeypatch):
+    """On a Valkey of the test's own: the shared server's users are left alone."""
+    with private_valkey() as server:
+        admin = redis.Redis.from_url(server.connection_url)
+        rights = {"keys": ["*"], "channels": ["*"], "commands": ["+@all", "-client"]}
+        admin.acl_setuser("app", enabled=True, passwords=["+pw"], **rights)
+        admin.close()
+        monkeypatch.setenv("REDIS_URL", f"redis://app:pw@127.0.0.1:{server.port}/0")
+        get_settings.cache_clear()
+        async with serving(create_app(token=TOKEN)) as url, httpx.AsyncClient(base_url=url, headers=AUTH) as c:
+            async with c.stream("GET", f"/api/events?job={JOB}") as response:
+                assert response.status_code == 200
+                stream = messages(response)
+                assert (await anext(stream))["retry"] == "1000"
+                await jobqueue.enqueue_product_embedding("p1")
+                assert [e["name"] for e in (await anext(stream))["events"]] == ["added"]
+        await jobqueue.close_queues()

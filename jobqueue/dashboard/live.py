@@ -144,8 +144,8 @@ class EventStream:
         client = dedicated_client()
         try:
             try:
+                await _name(client)
                 async with redis_errors():
-                    await client.client_setname(f"{CLIENT_NAME}:{os.getpid()}:{next(_names)}")
                     for name, event_id in self.cursor.items():
                         if event_id == "$":
                             self.cursor[name] = await last_event_id(client, self.keys[name])
@@ -226,6 +226,15 @@ class EventStream:
                 name = self._queue_of(raw_key)
                 async with redis_errors():
                     self.cursor[name] = await last_event_id(client, self.keys[name])
+
+
+async def _name(client: Redis) -> None:
+    """Name the stream's connection for CLIENT LIST; a user whose ACL denies CLIENT goes unnamed."""
+    try:
+        async with redis_errors():
+            await client.client_setname(f"{CLIENT_NAME}:{os.getpid()}:{next(_names)}")
+    except RedisCommandError as exc:
+        logger.debug("dashboard live stream: connection left unnamed: %s", exc)
 
 
 def _id_order(event_id: str) -> tuple[int, int]:
