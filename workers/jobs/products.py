@@ -15,7 +15,12 @@ from jobqueue import (
     ProductEnrichmentJobResult,
 )
 from workers.resources import resources
+from workers.steps import Steps
 from workers.store import ProductRecord
+
+# An enrichment's steps, reported with update_progress as each starts (workers.steps). Embeddings
+# have one step (a batched request) and report none.
+ENRICHMENT_STEPS = ("enriching", "storing")
 
 
 def canonical_text(product: ProductRecord) -> str:
@@ -98,15 +103,19 @@ async def product_enrichment(ctx: dict[str, Any], payload: ProductEnrichmentJobP
             prompt_version=product.prompt_version,
             reason=f"enrichment version {product.enrichment_version} is current",
         )
+    steps = Steps(ctx, ENRICHMENT_STEPS)
+    await steps.start("enriching")
     enrichment = await res.llm.complete_json(
         ENRICHMENT_SYSTEM_PROMPT,
         canonical_text(product) + f"\nprice_pence: {product.price}",
         ProductEnrichment,
         schema_name="product_enrichment",
     )
+    await steps.start("storing")
     stored_now = await res.store.save_product_enrichment(
         product.id, enrichment.model_dump(mode="json"), current, payload.prompt_version, source=product
     )
+    await steps.done()
     # Not stored if the product changed meanwhile (text or price) or a newer version was stored.
     fenced = "the product changed or a newer enrichment was stored during this run: enrichment not stored"
     return ProductEnrichmentJobResult(
