@@ -188,7 +188,7 @@ def build_worker_settings(
         "functions": [func(run_marker, name=q.function)],
         "queue_name": q.keys.cron,  # arq's own queue: its cron jobs only
         "health_check_key": q.keys.queue + ":health-check",
-        "redis_settings": LazyRedisSettings(),
+        "redis_settings": LazyRedisSettings(q.name),  # the queue's own Redis, if it has one
         "job_serializer": dumps_bytes,
         "job_deserializer": _arq.job_deserializer(q.function, [c.name for c in cron_jobs]),
         "max_jobs": opts.concurrency,
