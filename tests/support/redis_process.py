@@ -34,19 +34,20 @@ class RedisProcess:
     ``noeviction``; stopped by ``stop()`` (or the ``with`` block)."""
 
     def __init__(self, bind: str = "127.0.0.1", port: int | None = None) -> None:
-        self.bind = bind
+        self.bind = bind  # one address or several, space-separated (redis-server's --bind)
+        self.host = bind.split()[0]  # where the test itself connects
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="jq-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://{self.bind}:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self) -> RedisProcess:
         binary = server_binary()
         assert binary, "no redis-server or valkey-server to start (Debian: apt-get install redis-server)"
-        args = ["--bind", self.bind, "--port", str(self.port), "--save", "", "--appendonly", "no"]
+        args = ["--bind", *self.bind.split(), "--port", str(self.port), "--save", "", "--appendonly", "no"]
         args += ["--dir", str(self.dir), "--maxmemory-policy", "noeviction", "--protected-mode", "no"]
         self.log = open(self.dir / "server.log", "wb")
         self.proc = subprocess.Popen([binary, *args], stdout=self.log, stderr=subprocess.STDOUT)
@@ -63,7 +64,7 @@ class RedisProcess:
                 time.sleep(0.05)
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host=self.bind, port=self.port, socket_timeout=5, socket_connect_timeout=2)
+        return redis.Redis(host=self.host, port=self.port, socket_timeout=5, socket_connect_timeout=2)
 
     def keys(self) -> list[str]:
         client = self.client()
