@@ -36,10 +36,11 @@ from workers.ratelimit import RATE_LIMIT_KEY_PREFIX, RateLimitSettings, rate_lim
 
 RUNS = "jq:test:runs"
 TOKEN = "t0ken"
-# Queue -> the server it is put on: "shared" is REDIS_URL; a and b hold more than one queue's keys.
+# Queue -> the server it is put on: "shared" is REDIS_URL; b holds two queues. The two jobs of
+# enqueue_product_processing land on different servers (a and b).
 LAYOUT = {
     "product-embedding": "a",
-    "product-enrichment": "a",
+    "product-enrichment": "b",
     "taste-profile-embedding": "b",
     "curated-collections": "c",
     "reminder-dispatch": "shared",
@@ -107,7 +108,7 @@ def keys_on(url: str) -> list[str]:
 
 
 async def enqueue_one_of_each() -> None:
-    await jobqueue.enqueue_product_processing("p1")  # enrichment and embedding, both on server a
+    await jobqueue.enqueue_product_processing("p1")  # embedding on server a, enrichment on b
     await jobqueue.enqueue_taste_profile_embedding("tp1", "u1")
     await jobqueue.schedule_daily_curated_collections(dt.date(2025, 12, 21))  # three jobs on c
     await jobqueue.enqueue_reminder_dispatch(
@@ -119,6 +120,8 @@ async def test_every_part_of_the_system_follows_each_queues_own_redis(spread, re
     a, b, c = spread["a"], spread["b"], spread["c"]
     await enqueue_one_of_each()
     assert await jobqueue.product_embedding_queue.get_job_counts() == counts(waiting=1)
+    assert a.client().exists("arq:job:product-embedding:p1", "arq:job:product-enrichment:p1") == 1
+    assert b.client().exists("arq:job:product-enrichment:p1") == 1
     assert await jobqueue.curated_collections_queue.get_job_counts() == counts(waiting=3)
     assert [q for q in keys_on(c.url) if q.startswith("arq:job:")] == [
         f"arq:job:curated-collections:{s}:2025-12-21" for s in ("discovery", "home", "occasion")
@@ -161,12 +164,12 @@ async def test_every_part_of_the_system_follows_each_queues_own_redis(spread, re
         for queue in QUEUES:
             if queue != "product-embedding":
                 await run_burst(settings_of(queue))
-    assert "is counted on each of" in caplog.text  # enrichment (a) and collections (c) share the chat limit
+    assert "is counted on each of" in caplog.text  # enrichment (b) and collections (c) share the chat limit
     slots = [j for j in runs_on(a) if j.startswith("product-embedding:schedule:perq:")]
-    assert len(slots) == 2 and sorted(set(runs_on(a)) - set(slots)) == ["product-embedding:p1", "product-enrichment:p1"]
-    assert runs_on(b) == ["taste-profile-embedding:tp1"]
+    assert len(slots) == 2 and sorted(set(runs_on(a)) - set(slots)) == ["product-embedding:p1"]
+    assert sorted(runs_on(b)) == ["product-enrichment:p1", "taste-profile-embedding:tp1"]
     assert sorted(runs_on(c)) == ["curated-collections:discovery:2025-12-21", "curated-collections:occasion:2025-12-21"]
-    assert a.client().exists(RATE_LIMIT_KEY_PREFIX + "openai:chat") == 1
+    assert b.client().exists(RATE_LIMIT_KEY_PREFIX + "openai:chat") == 1
     taste = await jobqueue.taste_profile_embedding_queue.get_job("taste-profile-embedding:tp1")
     assert taste is not None and taste.progress == 50
 
@@ -197,7 +200,7 @@ async def test_every_part_of_the_system_follows_each_queues_own_redis(spread, re
     # Only the reminders' keys are on REDIS_URL; each server holds only its own queues' keys.
     shared = [k for k in keys_on(redis_url) if not k.startswith("jq:test:")]  # the handlers' own notes
     assert shared and all("reminder-dispatch" in k for k in shared), shared
-    for server, queues in ((a, ("product-embedding", "product-enrichment")), (b, ("taste-profile-embedding",))):
+    for server, queues in ((a, ("product-embedding",)), (b, ("product-enrichment", "taste-profile-embedding"))):
         for key in keys_on(server.url):
             assert any(q in key for q in queues) or key.startswith(("jq:test:", "jq:ratelimit:", "jq:schedules:")), key
 
