@@ -32,6 +32,7 @@ from tests.support.redis_process import RedisProcess
 from tests.support.scrape import samples, value
 from tests.support.waiting import WorkerProcess, free_port
 from tests.support.workers import counts, run_burst
+from workers import devstack
 from workers.ratelimit import RATE_LIMIT_KEY_PREFIX, RateLimitSettings, rate_limiter_for
 
 RUNS = "jq:test:runs"
@@ -261,3 +262,16 @@ def test_the_cli_reads_each_queue_from_its_server(spread, capsys):
 async def _enqueue_and_close() -> None:
     await enqueue_one_of_each()
     await jobqueue.close_queues()
+
+
+def test_jobqueue_dev_looks_for_each_worker_on_its_queues_server(spread, redis_url):
+    both = ("EmbeddingSettings", "RemindersSettings")
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.zadd("jq:reminder-dispatch:workers", {"w1": 1})
+        client.zadd("jq:product-embedding:workers", {"w2": 1})  # on REDIS_URL: not where it belongs
+        assert devstack._workers_up(redis_url, both) is False
+        spread["a"].client().zadd("jq:product-embedding:workers", {"w2": 1})
+        assert devstack._workers_up(redis_url, both) is True
+    finally:
+        client.close()
