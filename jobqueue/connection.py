@@ -99,8 +99,8 @@ async def close_queues() -> None:
 
 
 async def check_queues_health() -> bool:
-    """True when every Redis the queues use (``REDIS_URL`` and each queue's own) answers a PING
-    within the configured timeout; never raises."""
+    """True when every Redis the queues use (each queue's own, and ``REDIS_URL`` while some queue
+    has none) answers a PING within the configured timeout; never raises."""
     try:
         settings = get_settings()
         pings = [get_redis(queues[0]).ping() for queues in settings.redis_servers().values()]
