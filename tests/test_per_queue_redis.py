@@ -143,6 +143,7 @@ async def test_every_part_of_the_system_follows_each_queues_own_redis(spread, re
         result = await jobqueue.product_embedding_queue.wait_for_result("product-embedding:p1", timeout=5)
         assert result.product_id == "p1"
         assert (await anext(events)).name == "added"
+        assert f"in jobqueue.worker.Worker, Redis {a.url}" in worker.output()  # its start line says where
     finally:
         await events.aclose()
         worker.stop()
