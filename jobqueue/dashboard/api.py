@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from jobqueue._inspection import LIST_STATES
-from jobqueue._overview import all_summaries, queue_for_job, queue_summary, redis_used_memory
+from jobqueue._overview import all_summaries, queue_for_job, queue_summary, redis_servers
 from jobqueue._schedule_rows import schedule_rows
 from jobqueue.constants import LOG_LINES_KEPT
 from jobqueue.dashboard.live import job_events
@@ -51,7 +51,14 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 async def overview(request: Request) -> JSONResponse:
-    return JSONResponse({"queues": await all_summaries(), "redis_used_memory": await redis_used_memory()})
+    servers = await redis_servers()
+    return JSONResponse(
+        {
+            "queues": await all_summaries(),
+            "redis_used_memory": sum(server["used_memory"] for server in servers),
+            "redis_servers": servers,
+        }
+    )
 
 
 async def queue_detail(request: Request) -> JSONResponse:
