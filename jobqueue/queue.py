@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from jobqueue import _result_wait, _scripts, _validate
+from jobqueue import _result_wait, _scripts, _validate, tracing
 from jobqueue._cancel import QueueCancel
 from jobqueue._inspection import QueueInspection
 from jobqueue._json import dumps, loads
@@ -126,6 +126,12 @@ class Queue(QueueInspection, QueueOperations, QueueEvents, QueueCancel):
         """Write already-prepared jobs: one script call per chunk, all chunks in one pipeline."""
         if not jobs:
             return []
+        otel = tracing.active()
+        if otel is not None:
+            return await otel.traced_enqueue(self, jobs, self._write)
+        return await self._write(jobs)
+
+    async def _write(self, jobs: list[PreparedJob]) -> list[JobHandle]:
         async with redis_errors(scale=1 + len(jobs) // BULK_CHUNK):
             redis = get_redis()
             if len(jobs) <= BULK_CHUNK:
