@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jobqueue import _scripts, _validate
+from jobqueue import _autopipeline, _scripts, _validate, tracing
 from jobqueue.connection import get_redis, redis_errors
 from jobqueue.job import JobHandle
 from jobqueue.payloads import SURFACES, ReminderDispatchJobPayload
@@ -152,6 +153,10 @@ class ProductProcessingJobs:
 
 async def _enqueue_across(batches: list[tuple[Queue, list[PreparedJob]]]) -> list[JobHandle]:
     """Write prepared jobs of several queues in one pipelined round."""
+    if _autopipeline.enabled() or tracing.active() is not None:
+        # Made in one turn, the calls share one round trip (and each queue's jobs get their spans).
+        written = await asyncio.gather(*(queue.enqueue_prepared(jobs) for queue, jobs in batches))
+        return [handle for handles in written for handle in handles]
     async with redis_errors():
         redis = get_redis()
         pipe = redis.pipeline(transaction=False)

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from jobqueue import _result_wait, _scripts, _validate, tracing
+from jobqueue import _autopipeline, _result_wait, _scripts, _validate, tracing
 from jobqueue._cancel import QueueCancel
 from jobqueue._inspection import QueueInspection
 from jobqueue._json import dumps, loads
@@ -132,6 +132,10 @@ class Queue(QueueInspection, QueueOperations, QueueEvents, QueueCancel):
         return await self._write(jobs)
 
     async def _write(self, jobs: list[PreparedJob]) -> list[JobHandle]:
+        if len(jobs) <= BULK_CHUNK and _autopipeline.enabled():
+            # Joins the enqueues of this event-loop turn: one round trip for all (its own timeout).
+            codes = await _autopipeline.enqueue_call(get_redis(), self.script_args(jobs), len(jobs))
+            return [self._handle(job.job_id, code) for job, code in zip(jobs, codes, strict=True)]
         async with redis_errors(scale=1 + len(jobs) // BULK_CHUNK):
             redis = get_redis()
             if len(jobs) <= BULK_CHUNK:

@@ -1,0 +1,113 @@
+"""Auto-pipelining: enqueue script calls made in one event-loop turn share one round trip.
+
+A busy API enqueues from many requests at once; each call on its own would take a connection of
+the pool and a round trip. Here each call joins the current turn's batch and waits on a future;
+the first call of a turn schedules the flush with ``loop.call_soon``, so it runs once every task
+that was ready in this turn has had its step, and a lone call waits for nothing but that one
+callback (ioredis's ``enableAutoPipelining`` works the same way, on ``process.nextTick``).
+
+The flush sends the batch as one pipeline on one connection, each call still its own ``EVALSHA``:
+
+- each caller gets its own codes, or its own error (a script error — a wrong-type key, out of
+  memory — is that call's alone; redis-py returns it in its place with ``raise_on_error=False``);
+- a connection error or timeout fails every caller of the batch with ``RedisUnavailableError``;
+- calls run in the order they were made: the same id twice in one turn is created once;
+- a caller cancelled before the flush is left out (its job is never written); one cancelled
+  while the batch is in flight no longer waits for its answer, and the others get theirs.
+
+``JOBQUEUE_AUTO_PIPELINE=false`` turns it off: each call then makes its own round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from jobqueue import _scripts
+from jobqueue.connection import jobqueue_error
+from jobqueue.constants import BULK_CHUNK
+from jobqueue.settings import get_settings
+
+_ATTRIBUTE = "_jobqueue_autopipeline"
+
+
+class AutoPipeline:
+    """The batch of one client (one event loop): enqueue calls waiting for this turn's flush."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self.loop = asyncio.get_running_loop()
+        self.pending: list[tuple[list[Any], asyncio.Future[Any]]] = []
+        self.sending: set[asyncio.Task[None]] = set()  # held: a task nobody references may be collected
+        self.jobs = 0  # jobs in the pending calls, for the batch's timeout
+
+    def call(self, args: list[Any], jobs: int) -> asyncio.Future[Any]:
+        """The future of one ENQUEUE call with ``args`` (``jobs`` jobs), sent at this turn's end."""
+        future = self.loop.create_future()
+        if not self.pending:
+            self.loop.call_soon(self._flush)
+        self.pending.append((args, future))
+        self.jobs += jobs
+        return future
+
+    def _flush(self) -> None:
+        batch = [(args, future) for args, future in self.pending if not future.done()]
+        jobs, self.pending, self.jobs = self.jobs, [], 0
+        if batch:
+            task = self.loop.create_task(self._send(batch, jobs))
+            self.sending.add(task)
+            task.add_done_callback(self.sending.discard)
+
+    async def _send(self, batch: list[tuple[list[Any], asyncio.Future[Any]]], jobs: int) -> None:
+        seconds = get_settings().redis_timeout * (1 + jobs // BULK_CHUNK)
+        try:
+            async with asyncio.timeout(seconds):
+                replies = await self._execute([args for args, _ in batch])
+        except Exception as exc:  # the whole batch failed: each caller gets jobqueue's error for it
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(jobqueue_error(exc, seconds) or exc)
+            return
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if future.done():
+                continue  # its caller was cancelled while the batch was in flight
+            if isinstance(reply, Exception):
+                future.set_exception(jobqueue_error(reply, seconds) or reply)
+            else:
+                future.set_result(reply)
+
+    async def _execute(self, calls: list[list[Any]]) -> list[Any]:
+        """One reply (codes, or the call's own error) per call, in one round trip."""
+        script, redis = _scripts.ENQUEUE, self.redis
+        if len(calls) == 1:  # a lone enqueue: a plain EVALSHA, as without auto-pipelining
+            return [await script(redis, [], calls[0])]
+        replies = await self._pipeline(calls)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:  # Redis restarted or was flushed: load the script, send those calls again
+            await redis.script_load(script.text)
+            again = await self._pipeline([calls[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _pipeline(self, calls: list[list[Any]]) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        for args in calls:
+            _scripts.ENQUEUE.queue_in(pipe, [], args)
+        return await pipe.execute(raise_on_error=False)
+
+
+def enabled() -> bool:
+    return get_settings().auto_pipeline
+
+
+def enqueue_call(redis: Redis, args: list[Any], jobs: int) -> asyncio.Future[Any]:
+    """Join this turn's batch of ``redis``'s enqueue calls; the future holds the call's codes."""
+    pipeline: AutoPipeline | None = getattr(redis, _ATTRIBUTE, None)
+    if pipeline is None:
+        pipeline = AutoPipeline(redis)
+        setattr(redis, _ATTRIBUTE, pipeline)
+    return pipeline.call(args, jobs)
