@@ -104,6 +104,22 @@ async def test_a_script_error_fails_only_its_own_call(redis_client):
     assert (await embeddings.get_job_counts())["waiting"] == 2
 
 
+async def test_a_script_error_in_a_merged_call_is_answered_call_by_call(redis_client):
+    # One queue's calls share one script call; when it fails, each call is sent again on its own.
+    # With the FIFO counter broken, ready jobs fail, while a delayed job (no counter) is written.
+    await redis_client.set("jq:product-embedding:seq", "not-a-number")
+    ready, delayed, also_ready = await asyncio.gather(
+        jobqueue.enqueue_product_embedding("ready-1"),
+        jobqueue.enqueue_product_embedding("later", delay=60),
+        jobqueue.enqueue_product_embedding("ready-2"),
+        return_exceptions=True,
+    )
+    assert isinstance(ready, RedisCommandError) and isinstance(also_ready, RedisCommandError)
+    assert ready is not also_ready  # each caller its own error
+    assert delayed.created
+    assert await embeddings.get_job_state(delayed.job_id) == "delayed"
+
+
 async def test_redis_unavailable_fails_every_caller_with_its_own_error(monkeypatch):
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/3")
     monkeypatch.setenv("JOBQUEUE_REDIS_TIMEOUT", "1")
