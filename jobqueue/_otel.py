@@ -131,7 +131,10 @@ def start_run(queue: str, worker_id: str, run: Run, job: dict[str, Any]) -> RunS
     """The CONSUMER span of one run, made current (the handler's task copies it): a child of the
     enqueue's span, and linked to it, when the job carries its context."""
     carrier = job.get(CONTEXT_KEY)
-    parent = propagate.extract(carrier) if isinstance(carrier, dict) else None
+    parent = None
+    # Redis content is not trusted: only a mapping of strings reaches the propagator.
+    if isinstance(carrier, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in carrier.items()):
+        parent = propagate.extract(carrier)
     links = []
     if parent is not None:
         producer = trace.get_current_span(parent).get_span_context()

@@ -203,3 +203,17 @@ def test_without_the_extra_or_turned_off_nothing_of_opentelemetry_is_imported(re
 def test_with_the_extra_tracing_is_on_by_default(redis_url):
     # The probe above can see the modules: with OpenTelemetry present and the default, it lists them.
     assert "opentelemetry.trace" in _probe("installed", redis_url, "auto")
+
+
+@pytest.mark.parametrize("context", ['{"traceparent":123}', '"not an object"', '{"traceparent":"00-zz-zz-01"}'])
+async def test_a_job_whose_stored_trace_context_is_garbage_runs_in_a_trace_of_its_own(exporter, redis_client, context):
+    handle = await jobqueue.enqueue_product_embedding("t-garbage")
+    key = f"arq:job:{handle.job_id}"
+    job = json.loads(await redis_client.get(key))
+    job["tc"] = json.loads(context)  # in place of whatever the enqueue stored
+    await redis_client.set(key, json.dumps(job))
+    async with RunningWorker(settings_for()):
+        await handle.result(timeout=10)
+        (run,) = await _spans(f"process {QUEUE}", 1)
+    assert run.parent is None and list(run.links) == []
+    assert run.attributes["jobqueue.job.outcome"] == "completed"
