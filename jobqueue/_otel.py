@@ -11,8 +11,8 @@ jobqueue's, not Redis's. What the conventions do not cover is under ``jobqueue.*
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -37,6 +37,13 @@ _KINDS = {
     "consumer": SpanKind.CONSUMER,
 }
 _tracer: trace.Tracer | None = None
+
+
+def recording() -> bool:
+    """Whether the process has set a tracer provider (an SDK). Until it has, the API's spans are
+    no-ops, and jobqueue makes none: an API installed as another package's dependency (FastAPI's)
+    costs an enqueue one lookup."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
 def tracer() -> trace.Tracer:
@@ -68,6 +75,8 @@ async def traced_enqueue(
     One job: a ``send <queue>`` span. Several (a bulk enqueue): a ``create <queue>`` span per job
     inside one CLIENT ``send <queue>`` span with the batch's size, as the conventions ask.
     """
+    if not recording():
+        return await write(jobs)
     t = tracer()
     name = queue.name
     batch = None
@@ -127,9 +136,11 @@ class RunSpan:
     token: object
 
 
-def start_run(queue: str, worker_id: str, run: Run, job: dict[str, Any]) -> RunSpan:
+def start_run(queue: str, worker_id: str, run: Run, job: dict[str, Any]) -> RunSpan | None:
     """The CONSUMER span of one run, made current (the handler's task copies it): a child of the
-    enqueue's span, and linked to it, when the job carries its context."""
+    enqueue's span, and linked to it, when the job carries its context. None without a provider."""
+    if not recording():
+        return None
     carrier = job.get(CONTEXT_KEY)
     parent = None
     # Redis content is not trusted: only a mapping of strings reaches the propagator.
@@ -189,7 +200,8 @@ def _error(span: trace.Span, error_type: str, text: str, exc: BaseException | No
 # -- child spans ------------------------------------------------------------------------------
 
 
-@contextmanager
-def child_span(name: str, kind: str, attributes: dict[str, Any] | None) -> Iterator[trace.Span]:
-    with tracer().start_as_current_span(name, kind=_KINDS[kind], attributes=attributes) as span:
-        yield span
+def child_span(name: str, kind: str, attributes: dict[str, Any] | None) -> AbstractContextManager[Any] | None:
+    """The span's context manager, or None without a provider (``tracing.span`` then makes none)."""
+    if not recording():
+        return None
+    return tracer().start_as_current_span(name, kind=_KINDS[kind], attributes=attributes)

@@ -9,7 +9,8 @@ Agent, say: docs/tracing.md).
 This module never imports OpenTelemetry: ``jobqueue._otel`` does, and only once tracing is found
 on, on the first enqueue or run. ``JOBQUEUE_TRACING``: ``auto`` (the default) traces when
 opentelemetry-api is installed, ``on`` requires it (``ConfigurationError`` otherwise), ``off``
-never imports it. Off or absent, an enqueue or a run pays one identity check.
+never imports it. Off or absent, an enqueue or a run pays one identity check; installed but with
+no tracer provider set by the process (no SDK), one lookup more, and no span is made.
 """
 
 from __future__ import annotations
@@ -77,6 +78,5 @@ def span(
     whose ``set_attribute`` does nothing.
     """
     otel = active()
-    if otel is None:
-        return nullcontext(_NO_SPAN)
-    return otel.child_span(name, kind, attributes)
+    made = None if otel is None else otel.child_span(name, kind, attributes)
+    return nullcontext(_NO_SPAN) if made is None else made

@@ -167,26 +167,31 @@ async def test_tracing_on_without_opentelemetry_is_a_configuration_error(monkeyp
         await jobqueue.enqueue_product_embedding("t-on")
 
 
-# Enqueues a job and runs it with a burst worker, then prints the OpenTelemetry modules loaded.
+# Enqueues a job and runs it with a burst worker, then prints the OpenTelemetry modules loaded and
+# whether the job carried a trace context. The process sets no tracer provider (no SDK).
 _PROBE = """
 import asyncio, json, sys
 if sys.argv[1] == "hidden":
     sys.modules["opentelemetry"] = None  # as if the extra were not installed: import fails
 import jobqueue
+from jobqueue.connection import get_redis
 from tests.support.workers import run_burst, settings_for
 
 async def main():
     handle = await jobqueue.enqueue_product_embedding("probe")
+    job = json.loads(await get_redis().get("arq:job:" + handle.job_id))
     worker = await run_burst(settings_for())
     assert worker.ctx["jobqueue"].counters["completed"] == 1, worker.ctx["jobqueue"].counters
     await jobqueue.close_queues()
+    return "tc" in job
 
-asyncio.run(main())
-print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] == "opentelemetry" and sys.modules[m] is not None)))
+carried = asyncio.run(main())
+modules = sorted(m for m in sys.modules if m.split(".")[0] == "opentelemetry" and sys.modules[m] is not None)
+print(json.dumps({"modules": modules, "carried": carried}))
 """
 
 
-def _probe(mode: str, redis_url: str, tracing_setting: str) -> list[str]:
+def _probe(mode: str, redis_url: str, tracing_setting: str) -> dict[str, Any]:
     env = {**os.environ, "REDIS_URL": redis_url, "JOBQUEUE_TRACING": tracing_setting, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-c", _PROBE, mode], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
@@ -197,12 +202,15 @@ def _probe(mode: str, redis_url: str, tracing_setting: str) -> list[str]:
 
 @pytest.mark.parametrize(("mode", "setting"), [("hidden", "auto"), ("installed", "off")])
 def test_without_the_extra_or_turned_off_nothing_of_opentelemetry_is_imported(redis_url, mode, setting):
-    assert _probe(mode, redis_url, setting) == []
+    assert _probe(mode, redis_url, setting) == {"modules": [], "carried": False}
 
 
-def test_with_the_extra_tracing_is_on_by_default(redis_url):
-    # The probe above can see the modules: with OpenTelemetry present and the default, it lists them.
-    assert "opentelemetry.trace" in _probe("installed", redis_url, "auto")
+def test_with_the_api_but_no_tracer_provider_no_span_is_made(redis_url):
+    # The probe can see the modules: with OpenTelemetry present and the default, it lists them;
+    # with no provider set (no SDK), the job carries no context, as no span was made.
+    probed = _probe("installed", redis_url, "auto")
+    assert "opentelemetry.trace" in probed["modules"]
+    assert probed["carried"] is False
 
 
 @pytest.mark.parametrize("context", ['{"traceparent":123}', '"not an object"', '{"traceparent":"00-zz-zz-01"}'])
@@ -210,7 +218,7 @@ async def test_a_job_whose_stored_trace_context_is_garbage_runs_in_a_trace_of_it
     handle = await jobqueue.enqueue_product_embedding("t-garbage")
     key = f"arq:job:{handle.job_id}"
     job = json.loads(await redis_client.get(key))
-    job["tc"] = json.loads(context)  # in place of whatever the enqueue stored
+    job["tc"] = json.loads(context)  # in place of the context the enqueue stored
     await redis_client.set(key, json.dumps(job))
     async with RunningWorker(settings_for()):
         await handle.result(timeout=10)
