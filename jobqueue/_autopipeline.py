@@ -67,6 +67,10 @@ class AutoPipeline:
         try:
             async with asyncio.timeout(seconds):
                 replies = await self._execute([args for args, _ in batch])
+        except asyncio.CancelledError:  # the loop is going away: so are its callers
+            for _, future in batch:
+                future.cancel()
+            raise
         except Exception as exc:  # the whole batch failed: each caller gets jobqueue's error for it
             for _, future in batch:
                 if not future.done():
