@@ -140,15 +140,17 @@ def _merge(calls: list[list[Any]]) -> list[tuple[list[Any], list[tuple[int, int]
     call: each its arguments and its members (index of the call, jobs of the call)."""
     merged: list[tuple[list[Any], list[tuple[int, int]]]] = []
     open_by_queue: dict[Any, tuple[list[Any], list[tuple[int, int]]]] = {}
+    jobs_in: dict[Any, int] = {}  # jobs in each queue's open call
     for i, args in enumerate(calls):
-        jobs = (len(args) - 1) // 4
-        current = open_by_queue.get(args[0])
-        if current is None or sum(n for _, n in current[1]) + jobs > BULK_CHUNK:
-            current = ([args[0]], [])
-            open_by_queue[args[0]] = current
+        queue, jobs = args[0], (len(args) - 1) // 4
+        current = open_by_queue.get(queue)
+        if current is None or jobs_in[queue] + jobs > BULK_CHUNK:
+            current = open_by_queue[queue] = ([queue], [])
+            jobs_in[queue] = 0
             merged.append(current)
         current[0].extend(args[1:])
         current[1].append((i, jobs))
+        jobs_in[queue] += jobs
     return merged
 
 

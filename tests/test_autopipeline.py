@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import jobqueue
+from jobqueue import _scripts
 from jobqueue import product_embedding_queue as embeddings
 from jobqueue.connection import get_redis
 from jobqueue.errors import InvalidJobError, RedisCommandError, RedisUnavailableError
@@ -168,3 +169,26 @@ async def test_product_processing_writes_both_queues_in_one_round_trip(monkeypat
     both = await jobqueue.enqueue_product_processing("pp1")
     assert sends.count == 1
     assert both.enrichment_job.created and both.embedding_job.created
+
+
+async def test_a_turn_past_a_thousand_jobs_is_split_into_script_calls_of_at_most_a_thousand(monkeypatch):
+    await _warm()
+    sends = Sends(monkeypatch)
+    calls = []
+    script = _scripts.ENQUEUE.queue_in
+
+    def recorded(pipe: Any, keys: list[str], args: list[Any]) -> None:
+        calls.append((len(args) - 1) // 4)
+        script(pipe, keys, args)
+
+    monkeypatch.setattr(_scripts.ENQUEUE, "queue_in", recorded)
+    first, second, single = await asyncio.gather(
+        embeddings.add_bulk([{"product_id": f"bulk-a{i}"} for i in range(600)]),
+        embeddings.add_bulk([{"product_id": f"bulk-b{i}"} for i in range(600)]),
+        jobqueue.enqueue_product_embedding("single"),
+    )
+    assert sends.count == 1
+    assert calls == [600, 601]  # the single joined the second call: each at most 1,000 jobs
+    assert all(h.created for h in [*first, *second, single])
+    assert [h.job_id for h in first] == [f"product-embedding:bulk-a{i}" for i in range(600)]
+    assert (await embeddings.get_job_counts())["waiting"] == 1202
