@@ -1,20 +1,23 @@
 """Auto-pipelining: enqueue script calls made in one event-loop turn share one round trip.
 
 A busy API enqueues from many requests at once; each call on its own would take a connection of
-the pool and a round trip. Here each call joins the current turn's batch and waits on a future;
-the first call of a turn schedules the flush with ``loop.call_soon``, so it runs once every task
-that was ready in this turn has had its step, and a lone call waits for nothing but that one
-callback (ioredis's ``enableAutoPipelining`` works the same way, on ``process.nextTick``).
+the pool and a round trip. Here the first call of an event-loop turn yields once
+(``asyncio.sleep(0)``, a ``call_soon`` of its own step, no timer): every task that is ready in this
+turn has its step meanwhile, and each enqueue among them joins the batch and waits on a future.
+A lone call then sends itself, exactly as without auto-pipelining, one loop turn later, and when
+nothing else is ready to run it does not even yield; a batch is sent by a task (ioredis's
+``enableAutoPipelining`` works the same way, on ``process.nextTick``).
 
-The flush sends the batch in one round trip on one connection, the calls of each queue merged
-into one script call (``_execute``):
+The batch goes in one round trip on one connection, the calls of each queue merged into one
+script call (``_execute``):
 
 - each caller gets its own codes, or its own error (a script error — a wrong-type key, out of
   memory — is that call's alone: a merged call that fails is sent again call by call);
 - a connection error or timeout fails every caller of the batch with ``RedisUnavailableError``;
 - calls run in the order they were made: the same id twice in one turn is created once;
-- a caller cancelled before the flush is left out (its job is never written); one cancelled
-  while the batch is in flight no longer waits for its answer, and the others get theirs.
+- a caller cancelled before the batch is sent is left out (its job is never written); one
+  cancelled while the batch is in flight no longer waits for its answer, and the others get
+  theirs (the first caller included: cancelled while it yields, the batch goes without it).
 
 ``JOBQUEUE_AUTO_PIPELINE=false`` turns it off: each call then makes its own round trip.
 """
@@ -28,7 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
 from jobqueue import _redis_errors, _scripts
-from jobqueue.connection import jobqueue_error
+from jobqueue.connection import jobqueue_error, redis_errors
 from jobqueue.constants import BULK_CHUNK
 from jobqueue.settings import get_settings
 
@@ -36,29 +39,48 @@ _ATTRIBUTE = "_jobqueue_autopipeline"
 
 
 class AutoPipeline:
-    """The batch of one client (one event loop): enqueue calls waiting for this turn's flush."""
+    """The batch of one client (one event loop): the enqueue calls of the current turn."""
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self.loop = asyncio.get_running_loop()
-        self.pending: list[tuple[list[Any], asyncio.Future[Any]]] = []
+        # The calls after the first of this turn's (None: no turn is gathering calls).
+        self.joined: list[tuple[list[Any], asyncio.Future[Any]]] | None = None
         self.sending: set[asyncio.Task[None]] = set()  # held: a task nobody references may be collected
-        self.jobs = 0  # jobs in the pending calls, for the batch's timeout
 
-    def call(self, args: list[Any], jobs: int) -> asyncio.Future[Any]:
-        """The future of one ENQUEUE call with ``args`` (``jobs`` jobs), sent at this turn's end."""
+    async def enqueue(self, args: list[Any]) -> Any:
+        """The codes of one ENQUEUE call with ``args``, sent with the other calls of this turn."""
+        if self.joined is not None:
+            future = self.loop.create_future()
+            self.joined.append((args, future))
+            return await future
+        # The first call of the turn: it lets every task that is ready in this turn have its step
+        # (each joins), then sends. Alone, it sends itself, as without auto-pipelining; with
+        # others, a task sends, so that this caller's cancellation cannot cut the others' call.
+        if not _others_ready(self.loop):
+            # Nothing else is ready to run before this call's next step: no call can join it.
+            async with redis_errors(scale=1 + _jobs(args) // BULK_CHUNK):
+                return await _scripts.ENQUEUE(self.redis, [], args)
+        joined = self.joined = []
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            self.joined = None
+            self._start(joined)  # left out: its job is never written
+            raise
+        self.joined = None
+        others = [(a, f) for a, f in joined if not f.done()]
+        if not others:
+            async with redis_errors(scale=1 + _jobs(args) // BULK_CHUNK):
+                return await _scripts.ENQUEUE(self.redis, [], args)
         future = self.loop.create_future()
-        if not self.pending:
-            self.loop.call_soon(self._flush)
-        self.pending.append((args, future))
-        self.jobs += jobs
-        return future
+        self._start([(args, future), *others])
+        return await future
 
-    def _flush(self) -> None:
-        batch = [(args, future) for args, future in self.pending if not future.done()]
-        jobs, self.pending, self.jobs = self.jobs, [], 0
+    def _start(self, batch: list[tuple[list[Any], asyncio.Future[Any]]]) -> None:
+        batch = [(args, future) for args, future in batch if not future.done()]
         if batch:
-            task = self.loop.create_task(self._send(batch, jobs))
+            task = self.loop.create_task(self._send(batch, sum(_jobs(args) for args, _ in batch)))
             self.sending.add(task)
             task.add_done_callback(self.sending.discard)
 
@@ -142,7 +164,7 @@ def _merge(calls: list[list[Any]]) -> list[tuple[list[Any], list[tuple[int, int]
     open_by_queue: dict[Any, tuple[list[Any], list[tuple[int, int]]]] = {}
     jobs_in: dict[Any, int] = {}  # jobs in each queue's open call
     for i, args in enumerate(calls):
-        queue, jobs = args[0], (len(args) - 1) // 4
+        queue, jobs = args[0], _jobs(args)
         current = open_by_queue.get(queue)
         if current is None or jobs_in[queue] + jobs > BULK_CHUNK:
             current = open_by_queue[queue] = ([queue], [])
@@ -158,10 +180,22 @@ def enabled() -> bool:
     return get_settings().auto_pipeline
 
 
-def enqueue_call(redis: Redis, args: list[Any], jobs: int) -> asyncio.Future[Any]:
-    """Join this turn's batch of ``redis``'s enqueue calls; the future holds the call's codes."""
+async def enqueue(redis: Redis, args: list[Any]) -> Any:
+    """The codes of an ENQUEUE call with ``args``, sent in one round trip with the other enqueue
+    calls of this event-loop turn on ``redis``."""
     pipeline: AutoPipeline | None = getattr(redis, _ATTRIBUTE, None)
     if pipeline is None:
         pipeline = AutoPipeline(redis)
         setattr(redis, _ATTRIBUTE, pipeline)
-    return pipeline.call(args, jobs)
+    return await pipeline.enqueue(args)
+
+
+def _others_ready(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether callbacks (other tasks' steps) wait to run in this turn. asyncio's own loop keeps
+    them in ``_ready``; a loop without it (uvloop) is taken to have some, and the call yields."""
+    ready = getattr(loop, "_ready", None)
+    return ready is None or len(ready) > 0
+
+
+def _jobs(args: list[Any]) -> int:
+    return (len(args) - 1) // 4

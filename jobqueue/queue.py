@@ -134,7 +134,7 @@ class Queue(QueueInspection, QueueOperations, QueueEvents, QueueCancel):
     async def _write(self, jobs: list[PreparedJob]) -> list[JobHandle]:
         if len(jobs) <= BULK_CHUNK and _autopipeline.enabled():
             # Joins the enqueues of this event-loop turn: one round trip for all (its own timeout).
-            codes = await _autopipeline.enqueue_call(get_redis(), self.script_args(jobs), len(jobs))
+            codes = await _autopipeline.enqueue(get_redis(), self.script_args(jobs))
             return [self._handle(job.job_id, code) for job, code in zip(jobs, codes, strict=True)]
         async with redis_errors(scale=1 + len(jobs) // BULK_CHUNK):
             redis = get_redis()
