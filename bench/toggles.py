@@ -3,7 +3,8 @@
 - **100 enqueues in flight** (``JOBQUEUE_AUTO_PIPELINE``): ``asyncio.gather`` of 100 enqueue calls,
   round after round, with auto-pipelining off (what every enqueue did before it) and on, beside
   ``add_bulk`` of the same 100 jobs; the Redis connections each way opened (new client ids in
-  ``CLIENT LIST``, the warm-up's one included); the p50/p99 of a lone awaited enqueue each way.
+  ``CLIENT LIST``, the warm-up's one included); the p50/p99 of a lone awaited enqueue each way,
+  the two ways alternating sample by sample.
 - **Events on vs off** (``JOBQUEUE_EVENTS_MAXLEN=0`` writes no events): a burst worker draining
   N no-op jobs, and the stream's bytes per job (``MEMORY USAGE`` of the stream, per event, times
   the events each job wrote).
@@ -29,7 +30,8 @@ from bench.sides import Ours
 from jobqueue.settings import get_settings
 
 IN_FLIGHT = 100  # enqueue calls gathered at once
-LONE_SAMPLES = 400  # lone awaited enqueues per side, for the p50/p99
+LONE_SAMPLES = 1000  # lone awaited enqueues per side, for the p50/p99
+AUTO_PIPELINE = "JOBQUEUE_AUTO_PIPELINE"
 
 Keep = Callable[[str, float], None]
 T = TypeVar("T")
@@ -92,14 +94,27 @@ async def bulk_rate(rounds: int) -> float:
     return rounds * IN_FLIGHT / (perf_counter() - start)
 
 
-async def lone_latencies(samples: int) -> list[float]:
-    """Milliseconds of each of ``samples`` enqueues awaited one at a time."""
+async def lone_latencies(samples: int) -> dict[str, list[float]]:
+    """Milliseconds of enqueues awaited one at a time, ``samples`` with auto-pipelining off and as
+    many on, alternating sample by sample (on one pool), so that the machine's drift is shared."""
     await jobqueue.enqueue_product_embedding("warm")
-    latencies = []
-    for i in range(samples):
-        start = perf_counter()
-        await jobqueue.enqueue_product_embedding(f"l{i}")
-        latencies.append((perf_counter() - start) * 1000)
+    latencies: dict[str, list[float]] = {"off": [], "on": []}
+    previous = os.environ.get(AUTO_PIPELINE)
+    try:
+        for i in range(2 * samples):
+            label = ("off", "on")[i % 2]
+            os.environ[AUTO_PIPELINE] = "false" if label == "off" else "true"
+            get_settings.cache_clear()
+            get_settings()  # read here, not inside the timed call
+            start = perf_counter()
+            await jobqueue.enqueue_product_embedding(f"l{i}")
+            latencies[label].append((perf_counter() - start) * 1000)
+    finally:
+        if previous is None:
+            os.environ.pop(AUTO_PIPELINE, None)
+        else:
+            os.environ[AUTO_PIPELINE] = previous
+        get_settings.cache_clear()
     return latencies
 
 
@@ -120,13 +135,15 @@ async def run_toggles(admin: Admin, jobs: int, rounds: int, repeat: int, keep: K
 
     pipelining = [("off", "false"), ("on", None)]
     for label, value in pipelining if repeat % 2 == 0 else pipelining[::-1]:
-        async with setting("JOBQUEUE_AUTO_PIPELINE", value):
+        async with setting(AUTO_PIPELINE, value):
             rate, opened = await isolated(admin, lambda: in_flight_rate(admin, rounds))
             keep(f"inflight_{label}", rate)
             keep(f"inflight_connections_{label}", opened)
-            latencies = await isolated(admin, lambda: lone_latencies(LONE_SAMPLES))
-            keep(f"lone_p50_{label}", measure.percentile(latencies, 50))
-            keep(f"lone_p99_{label}", measure.percentile(latencies, 99))
+    async with setting(AUTO_PIPELINE, None):
+        lone = await isolated(admin, lambda: lone_latencies(LONE_SAMPLES))
+    for label, latencies in lone.items():
+        keep(f"lone_p50_{label}", measure.percentile(latencies, 50))
+        keep(f"lone_p99_{label}", measure.percentile(latencies, 99))
     keep("inflight_bulk", await isolated(admin, lambda: bulk_rate(rounds)))
 
     events = [("off", "0"), ("on", None)]
