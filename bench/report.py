@@ -119,6 +119,12 @@ TOGGLE_ROWS = (
     ("lone awaited enqueue p50, off -> on (ms; lower is better)", "lone_p50_off", "lone_p50_on", 3),
     ("lone awaited enqueue p99, off -> on (ms; lower is better)", "lone_p99_off", "lone_p99_on", 3),
     ("process no-op, events stream off -> on (jobs/s)", "events_off", "events_on", 0),
+    (
+        "Redis time in scripts per job, events off -> on (us; lower is better)",
+        "events_script_us_off",
+        "events_script_us_on",
+        1,
+    ),
 )
 
 
@@ -146,6 +152,8 @@ def toggles_notes(m: dict[str, float], cfg: Config) -> str:
             f"events: a burst worker (concurrency {CONCURRENCY}, poll_delay {LIKE_FOR_LIKE_POLL_S}) drains "
             f"N={cfg.jobs} no-op jobs with JOBQUEUE_EVENTS_MAXLEN=0 (no events written) "
             "and with the default (10,000 kept); "
+            "script time: usec of EVALSHA in INFO commandstats across the enqueue and the drain, over N "
+            "(server-wide: other clients of the same server count too); "
             "bytes per job: MEMORY USAGE of the stream / its entries x the entries each job added (XINFO STREAM)",
         ]
     )
@@ -157,5 +165,6 @@ def toggles_summary(m: dict[str, float]) -> str:
         f"inflight_vs_bulk={m['inflight_on'] / m['inflight_bulk']:.2f}x "
         f"lone_p99_ms={m['lone_p99_off']:.3f}->{m['lone_p99_on']:.3f} "
         f"events={m['events_on'] / m['events_off']:.2f}x "
+        f"events_script_time={m['events_script_us_on'] / m['events_script_us_off']:.2f}x "
         f"stream_bytes_per_job={m['events_stream_bytes_per_job']:.0f}"
     )

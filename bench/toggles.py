@@ -6,8 +6,10 @@
   ``CLIENT LIST``, the warm-up's one included); the p50/p99 of a lone awaited enqueue each way,
   the two ways alternating sample by sample.
 - **Events on vs off** (``JOBQUEUE_EVENTS_MAXLEN=0`` writes no events): a burst worker draining
-  N no-op jobs, and the stream's bytes per job (``MEMORY USAGE`` of the stream, per event, times
-  the events each job wrote).
+  N no-op jobs; the time Redis spent in jobqueue's scripts per job (``INFO commandstats``, the
+  enqueues and the runs: where events cost anything at all, since the scripts write them), and
+  the stream's bytes per job (``MEMORY USAGE`` of the stream, per event, times the events each
+  job wrote).
 
 Settings are read on first use and cached: each side sets the environment, clears the cache and
 opens a fresh connection pool.
@@ -150,10 +152,18 @@ async def run_toggles(admin: Admin, jobs: int, rounds: int, repeat: int, keep: K
     for label, value in events if repeat % 2 == 0 else events[::-1]:
         async with setting("JOBQUEUE_EVENTS_MAXLEN", value):
 
-            async def drain(events_on: bool = value is None) -> float:
+            async def drain(label: str = label) -> float:
+                before = await script_usec(admin)
                 rate = await measure.process_rate(ours, jobs, concurrency=CONCURRENCY, poll_delay=LIKE_FOR_LIKE_POLL_S)
-                if events_on:
+                keep(f"events_script_us_{label}", (await script_usec(admin) - before) / jobs)
+                if label == "on":
                     keep("events_stream_bytes_per_job", await stream_bytes_per_job(admin, jobs))
                 return rate
 
             keep(f"events_{label}", await isolated(admin, drain))
+
+
+async def script_usec(admin: Admin) -> int:
+    """Microseconds Redis has spent in scripts called by SHA (``INFO commandstats``, server-wide)."""
+    stats = await admin.client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("usec", 0))
