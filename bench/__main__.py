@@ -1,4 +1,5 @@
-"""``python -m bench [--quick] [--jobs N] [--repeat R] [--profile]``: the hot path against raw arq.
+"""``python -m bench [--quick] [--jobs N] [--repeat R] [--profile] [--settings-only]``: the hot path
+against raw arq, then jobqueue against itself with a setting off and on (``bench/toggles.py``).
 
 ``python -m bench embeddings [--quick] [--products N] [--latency-ms 150] [--rpm 3000]``: the workload
 benchmark, batched against unbatched embeddings (``bench/embeddings.py``).
@@ -18,7 +19,7 @@ import sys
 from bench import report
 from bench.config import QUEUE, make_config
 from bench.profiling import run_profile
-from bench.runner import run_all
+from bench.runner import run_all, run_toggles_only
 from bench.server import redis_under_test, server_version
 from jobqueue import queue_options
 from jobqueue.settings import get_settings
@@ -30,6 +31,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, help="jobs per measurement (default 20000; quick 3000)")
     parser.add_argument("--repeat", type=int, help="report the median of this many repeats (default 3; quick 1)")
     parser.add_argument("--profile", action="store_true", help="count Redis commands per job and profile processing")
+    parser.add_argument(
+        "--settings-only",
+        action="store_true",
+        help="only jobqueue against itself: auto-pipelining and the events stream, each off and on",
+    )
     args = parser.parse_args(argv)
     if args.jobs is not None and args.jobs < 100:
         parser.error("--jobs must be at least 100")
@@ -62,12 +68,24 @@ def main(argv: list[str] | None = None) -> None:
         if args.profile:
             asyncio.run(run_profile(cfg, url))
             return
-        medians = asyncio.run(run_all(cfg, url))
+        if args.settings_only:
+            own = asyncio.run(run_toggles_only(cfg, url))
+            print(report.toggles_table(own))
+            print()
+            print(report.toggles_notes(own, cfg))
+            print(report.toggles_summary(own))
+            return
+        medians, own = asyncio.run(run_all(cfg, url))
         server = server_version(url)
     print(report.table(medians))
     print()
     print(report.notes(medians, cfg, origin, server, queue_options(QUEUE)))
+    print()
+    print(report.toggles_table(own))
+    print()
+    print(report.toggles_notes(own, cfg))
     print(report.summary(medians))
+    print(report.toggles_summary(own))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ class Config:
     samples: int  # pickup latency samples of ours, pooled over the repeats
     slow_samples: int  # ... of arq, whose every sample waits out a 0.5 s poll cycle
     slow_jobs: int  # jobs drained by arq at its default poll delay (its rate does not depend on N)
+    rounds: int = 20  # settings on/off: gathers of 100 enqueues (and bulk calls of 100) per side
 
 
 def make_config(*, quick: bool, jobs: int | None, repeat: int | None) -> Config:
@@ -41,4 +42,5 @@ def make_config(*, quick: bool, jobs: int | None, repeat: int | None) -> Config:
         samples=50 if quick else 200,
         slow_samples=16 if quick else 200,
         slow_jobs=min(n, 500 if quick else 2000),
+        rounds=20 if quick else 100,
     )

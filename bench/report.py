@@ -104,3 +104,67 @@ def summary(m: Medians) -> str:
         f"bench: enqueue={enqueue:.2f}x bulk={bulk:.2f}x process={process:.2f}x "
         f"latency_p50_ms={p50:.1f} memory={memory:.2f}x"
     )
+
+
+# jobqueue against itself. label, the two values' keys, decimals; the ratio is second / first.
+TOGGLE_ROWS = (
+    ("100 enqueues in flight (gather), auto-pipelining off -> on (jobs/s)", "inflight_off", "inflight_on", 0),
+    ("100 in flight, auto-pipelining on vs add_bulk of 100 (jobs/s)", "inflight_bulk", "inflight_on", 0),
+    (
+        "Redis connections opened by the gathers, off -> on",
+        "inflight_connections_off",
+        "inflight_connections_on",
+        0,
+    ),
+    ("lone awaited enqueue p50, off -> on (ms; lower is better)", "lone_p50_off", "lone_p50_on", 3),
+    ("lone awaited enqueue p99, off -> on (ms; lower is better)", "lone_p99_off", "lone_p99_on", 3),
+    ("process no-op, events stream off -> on (jobs/s)", "events_off", "events_on", 0),
+    (
+        "Redis time in scripts per job, events off -> on (us; lower is better)",
+        "events_script_us_off",
+        "events_script_us_on",
+        1,
+    ),
+)
+
+
+def toggles_table(m: dict[str, float]) -> str:
+    head = ("jobqueue, a setting off and on", "first", "second", "second/first")
+    rows = [(label, f"{m[a]:,.{d}f}", f"{m[b]:,.{d}f}", f"{m[b] / m[a]:.2f}x") for label, a, b, d in TOGGLE_ROWS]
+    stream = f"{m['events_stream_bytes_per_job']:,.0f}"
+    rows.append(("events stream, bytes per job (MEMORY USAGE / jobs)", "", stream, ""))
+    widths = [max(len(r[i]) for r in (head, *rows)) for i in range(4)]
+
+    def fmt(r: tuple[str, ...]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+
+    return "\n".join([fmt(head), "  ".join("-" * w for w in widths), *map(fmt, rows)])
+
+
+def toggles_notes(m: dict[str, float], cfg: Config) -> str:
+    return "\n".join(
+        [
+            f"settings: median of {cfg.repeat} repeat(s), the off/on order alternating; each side on a fresh pool",
+            f"in flight: {cfg.rounds} rounds of asyncio.gather of 100 enqueue_product_embedding calls "
+            "(JOBQUEUE_AUTO_PIPELINE=false, then the default), against enqueue_many of 100 jobs, same rounds; "
+            "connections: new client ids in CLIENT LIST during the gathers, plus the warm-up's one",
+            "lone enqueue: 1,000 enqueues awaited one at a time each way, off and on alternating sample by sample",
+            f"events: a burst worker (concurrency {CONCURRENCY}, poll_delay {LIKE_FOR_LIKE_POLL_S}) drains "
+            f"N={cfg.jobs} no-op jobs with JOBQUEUE_EVENTS_MAXLEN=0 (no events written) "
+            "and with the default (10,000 kept); "
+            "script time: usec of EVALSHA in INFO commandstats across the enqueue and the drain, over N "
+            "(server-wide: other clients of the same server count too); "
+            "bytes per job: MEMORY USAGE of the stream / its entries x the entries each job added (XINFO STREAM)",
+        ]
+    )
+
+
+def toggles_summary(m: dict[str, float]) -> str:
+    return (
+        f"bench settings: inflight={m['inflight_on'] / m['inflight_off']:.2f}x "
+        f"inflight_vs_bulk={m['inflight_on'] / m['inflight_bulk']:.2f}x "
+        f"lone_p99_ms={m['lone_p99_off']:.3f}->{m['lone_p99_on']:.3f} "
+        f"events={m['events_on'] / m['events_off']:.2f}x "
+        f"events_script_time={m['events_script_us_on'] / m['events_script_us_off']:.2f}x "
+        f"stream_bytes_per_job={m['events_stream_bytes_per_job']:.0f}"
+    )

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from typing import TypeVar
 
 import jobqueue
-from bench import measure
+from bench import measure, toggles
 from bench.config import CONCURRENCY, LIKE_FOR_LIKE_POLL_S, WARMUP_JOBS, WIDE_CONCURRENCY, Config
 from bench.server import Admin
 from bench.sides import Ours, RawArq, Side
@@ -94,7 +94,31 @@ async def open_sides(url: str) -> AsyncIterator[tuple[Admin, Ours, RawArq]]:
         await admin.aclose()
 
 
-async def run_all(cfg: Config, url: str) -> dict[tuple[str, str], float]:
+async def run_toggles(cfg: Config, admin: Admin) -> dict[str, float]:
+    """jobqueue against itself (``bench.toggles``): the median over ``cfg.repeat`` repeats."""
+    values: dict[str, list[float]] = defaultdict(list)
+    for r in range(cfg.repeat):
+        progress(f"settings on/off, repeat {r + 1}/{cfg.repeat}")
+
+        def keep(name: str, value: float) -> None:
+            values[name].append(value)
+            progress(f"  {name:<30} {value:>12,.2f}")
+
+        await toggles.run_toggles(admin, cfg.jobs, cfg.rounds, r, keep)
+    return {name: statistics.median(v) for name, v in values.items()}
+
+
+async def run_toggles_only(cfg: Config, url: str) -> dict[str, float]:
+    admin = Admin(url)
+    try:
+        return await run_toggles(cfg, admin)
+    finally:
+        await admin.clean()
+        await jobqueue.close_queues()
+        await admin.aclose()
+
+
+async def run_all(cfg: Config, url: str) -> tuple[dict[tuple[str, str], float], dict[str, float]]:
     """The median over ``cfg.repeat`` repeats of every (measurement, side); latency percentiles are
     taken over the samples of all repeats."""
     values: Values = defaultdict(list)
@@ -102,10 +126,11 @@ async def run_all(cfg: Config, url: str) -> dict[tuple[str, str], float]:
         for r in range(cfg.repeat):
             progress(f"repeat {r + 1}/{cfg.repeat} ({'jobqueue' if r % 2 == 0 else 'raw arq'} first)")
             await run_repeat(cfg, admin, ours, arq, r, values)
+        own = await run_toggles(cfg, admin)
     medians = {key: statistics.median(v) for key, v in values.items() if key[0] != "latency"}
     for side in (ours, arq):
         samples = values[("latency", side.name)]
         medians[("latency_p50", side.name)] = measure.percentile(samples, 50)
         medians[("latency_p95", side.name)] = measure.percentile(samples, 95)
         medians[("latency_n", side.name)] = len(samples)
-    return medians
+    return medians, own

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from jobqueue import tracing
 from jobqueue._arq import INVALID_JOB_KEY, job_deserializer
 from jobqueue._hooks import run_hooks
 from jobqueue._json import dumps
@@ -82,6 +83,10 @@ async def run_claimed(state: WorkerState, spec: RunSpec, base_ctx: dict[str, Any
         "last_attempt": run.attempt >= state.options.attempts,
         RUN_KEY: run,
     }
+    otel = tracing.active()
+    # Before the handler's task is made: the task runs inside the run's span.
+    span = None if otel is None else otel.start_run(state.queue.name, state.worker_id, run, job)
+    outcome: Outcome | None = None
     try:
         try:
             outcome = await _execute(state, ctx, spec, payload, run, interrupted=claimed.code == 4)
@@ -98,6 +103,8 @@ async def run_claimed(state: WorkerState, spec: RunSpec, base_ctx: dict[str, Any
         await state.finish(run, outcome)
     finally:
         state.running.pop(run.token, None)
+        if span is not None:
+            otel.end_run(span, outcome)
     worker_metrics().observe(state.queue.name, outcome.kind, time.monotonic() - run.monotonic_start)
     _log(state, run, outcome)
     await run_hooks(state, base_ctx, run, outcome)  # after FINISH: the job's outcome is recorded
@@ -144,7 +151,7 @@ def _handler_error(state: WorkerState, run: Run, record: dict[str, Any], exc: Ba
         _error_text(exc),
         delay,
     )
-    return Outcome("retry", error=_error_text(exc), delay_ms=int(delay * 1000))
+    return Outcome("retry", error=_error_text(exc), delay_ms=int(delay * 1000), error_type=type(exc).__name__)
 
 
 async def _execute(

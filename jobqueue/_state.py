@@ -79,6 +79,7 @@ class Outcome:
     error: str = ""
     delay_ms: int = 0
     body: str = ""  # the record as JSON, when already serialized
+    error_type: str = ""  # a retry's: the class of the error (a failure's is in its record)
     code: int = 0  # FINISH's answer once sent: 1 or 2 recorded, -1 stale (nothing changed), 0 not recorded
 
 

@@ -79,13 +79,22 @@ class redis_errors:  # lower-case: used like the context-manager function it rep
             exc = timeout_exc
         if exc is None:
             return False
-        url = redact_url(get_settings().queue_redis_url(self._queue))
-        if isinstance(exc, _redis_errors.TRANSIENT):
-            reason = _redis_errors.describe(exc) if str(exc) else f"no answer within {self._seconds:g}s"
-            raise RedisUnavailableError(url, reason) from exc
-        if isinstance(exc, RedisError):
-            raise RedisCommandError(url, _redis_errors.describe(exc)) from exc
+        error = jobqueue_error(exc, self._seconds, self._queue)
+        if error is not None:
+            raise error from exc
         return False
+
+
+def jobqueue_error(exc: BaseException, seconds: float, queue: str | None = None) -> Exception | None:
+    """jobqueue's error for a Redis error of ``queue``'s Redis (see ``redis_errors``), or None for
+    any other."""
+    url = redact_url(get_settings().queue_redis_url(queue))
+    if isinstance(exc, _redis_errors.TRANSIENT):
+        reason = _redis_errors.describe(exc) if str(exc) else f"no answer within {seconds:g}s"
+        return RedisUnavailableError(url, reason)
+    if isinstance(exc, RedisError):
+        return RedisCommandError(url, _redis_errors.describe(exc))
+    return None
 
 
 async def close_queues() -> None:

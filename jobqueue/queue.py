@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from jobqueue import _result_wait, _scripts, _validate
+from jobqueue import _autopipeline, _result_wait, _scripts, _validate, tracing
 from jobqueue._cancel import QueueCancel
 from jobqueue._inspection import QueueInspection
 from jobqueue._json import dumps, loads
@@ -126,6 +126,16 @@ class Queue(QueueInspection, QueueOperations, QueueEvents, QueueCancel):
         """Write already-prepared jobs: one script call per chunk, all chunks in one pipeline."""
         if not jobs:
             return []
+        otel = tracing.active()
+        if otel is not None:
+            return await otel.traced_enqueue(self, jobs, self._write)
+        return await self._write(jobs)
+
+    async def _write(self, jobs: list[PreparedJob]) -> list[JobHandle]:
+        if len(jobs) <= BULK_CHUNK and _autopipeline.enabled():
+            # Joins the enqueues of this event-loop turn: one round trip for all (its own timeout).
+            codes = await _autopipeline.enqueue(get_redis(self.name), self.script_args(jobs), self.name)
+            return [self._handle(job.job_id, code) for job, code in zip(jobs, codes, strict=True)]
         async with redis_errors(queue=self.name, scale=1 + len(jobs) // BULK_CHUNK):
             redis = get_redis(self.name)
             if len(jobs) <= BULK_CHUNK:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, PrivateAttr
@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     )
     # About this many events are kept per queue (XADD MAXLEN ~); 0 writes no events at all.
     events_maxlen: int = Field(DEFAULT_EVENTS_MAXLEN, ge=0, validation_alias="JOBQUEUE_EVENTS_MAXLEN")
+    # OpenTelemetry traces (jobqueue.tracing): "auto" traces when opentelemetry-api is installed
+    # (the ``otel`` extra), "on" requires it, "off" never imports it.
+    tracing: Literal["auto", "on", "off"] = Field("auto", validation_alias="JOBQUEUE_TRACING")
+    # Enqueues issued in one event-loop turn share one round trip (jobqueue._autopipeline).
+    auto_pipeline: bool = Field(True, validation_alias="JOBQUEUE_AUTO_PIPELINE")
 
     llm_provider: str = "openai"
     llm_model: str = "gpt-4o-mini"

@@ -9,6 +9,7 @@ import pydantic
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jobqueue import tracing
 from jobqueue.errors import ConfigurationError, JobError, PermanentJobError, RetryableJobError
 from workers._http import parse_retry_after
 from workers.ratelimit import RateLimiter, RateLimitSettings, TokenRateLimiter, rate_limiter_for, token_limiter_for
@@ -175,16 +176,32 @@ class OpenAIProvider:
         if self._embedding_token_limiter is not None:
             tokens = sum(estimate_tokens(text) for text in texts)
             await self._embedding_token_limiter.acquire(self._rate_limit_wait, cost=tokens)
-        try:
-            response = await self._client.embeddings.create(model=self._embedding_model, input=texts, **extra)
-        except openai.OpenAIError as exc:
-            raise map_openai_error(exc) from exc
+        with tracing.span(
+            f"embeddings {self._embedding_model}", kind="client", attributes=self._span_attributes("embeddings")
+        ) as span:
+            span.set_attribute("jobqueue.llm.inputs", len(texts))
+            try:
+                response = await self._client.embeddings.create(model=self._embedding_model, input=texts, **extra)
+            except openai.OpenAIError as exc:
+                raise map_openai_error(exc) from exc
+            if response.usage is not None:
+                span.set_attribute("gen_ai.usage.input_tokens", response.usage.prompt_tokens)
         data = sorted(response.data, key=lambda item: item.index)
         if [item.index for item in data] != list(range(len(texts))):
             raise PermanentJobError(
                 f"embedding model {self._embedding_model} returned {len(data)} vectors for {len(texts)} texts"
             )
         return [list(item.embedding) for item in data]
+
+    def _span_attributes(self, operation: str) -> dict[str, Any]:
+        """OpenTelemetry's GenAI attributes of a call (its span is a child of the job's run)."""
+        model = self._embedding_model if operation == "embeddings" else self._model
+        return {
+            "gen_ai.operation.name": operation,
+            "gen_ai.system": "openai",
+            "gen_ai.request.model": model,
+            "server.address": self._client.base_url.host,
+        }
 
     def vector_problem(self, vector: list[float]) -> str | None:
         """Why ``vector`` cannot be stored (a length other than ``EMBEDDING_DIMS``), or None."""
@@ -203,14 +220,18 @@ class OpenAIProvider:
         }
         if self._chat_limiter is not None:
             await self._chat_limiter.acquire(self._rate_limit_wait)
-        try:
-            completion = await self._client.chat.completions.create(
-                model=self._model,
-                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-                response_format=response_format,  # type: ignore[arg-type]
-            )
-        except openai.OpenAIError as exc:
-            raise map_openai_error(exc) from exc
+        with tracing.span(f"chat {self._model}", kind="client", attributes=self._span_attributes("chat")) as span:
+            try:
+                completion = await self._client.chat.completions.create(
+                    model=self._model,
+                    messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+                    response_format=response_format,  # type: ignore[arg-type]
+                )
+            except openai.OpenAIError as exc:
+                raise map_openai_error(exc) from exc
+            if completion.usage is not None:
+                span.set_attribute("gen_ai.usage.input_tokens", completion.usage.prompt_tokens)
+                span.set_attribute("gen_ai.usage.output_tokens", completion.usage.completion_tokens)
         if not completion.choices:
             raise PermanentJobError(f"LLM {self._model} returned no choices")
         choice = completion.choices[0]

@@ -13,6 +13,7 @@ import httpx
 from pydantic import AwareDatetime, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jobqueue import tracing
 from jobqueue.errors import ConfigurationError, PermanentJobError, RetryableJobError
 from workers._http import parse_retry_after
 
@@ -155,11 +156,18 @@ class WebhookNotifier:
             TIMESTAMP_HEADER: str(timestamp),
         }
         where = f"{notification.channel} webhook at {_origin(url)}"
-        try:
-            response = await self._client.post(url, content=body, headers=headers, timeout=self._timeout)
-        except httpx.TransportError as exc:
-            # The request may have arrived: the retry carries the same Idempotency-Key.
-            raise RetryableJobError(f"{where} unreachable: {exc!r}") from exc
+        attributes = {
+            "http.request.method": "POST",
+            "server.address": urlsplit(url).hostname or "",
+            "jobqueue.notification.channel": notification.channel,
+        }
+        with tracing.span("POST", kind="client", attributes=attributes) as span:
+            try:
+                response = await self._client.post(url, content=body, headers=headers, timeout=self._timeout)
+            except httpx.TransportError as exc:
+                # The request may have arrived: the retry carries the same Idempotency-Key.
+                raise RetryableJobError(f"{where} unreachable: {exc!r}") from exc
+            span.set_attribute("http.response.status_code", response.status_code)
         status = response.status_code
         if 200 <= status < 300:
             return NotificationReceipt(

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final, Protocol
+from functools import wraps
+from typing import Any, Final, Protocol, TypeVar
 
 from sqlalchemy import Table, and_, bindparam, exists, insert, or_, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Update
 
+from jobqueue import tracing
 from jobqueue.errors import EntityNotFoundError, RetryableJobError
 from workers import _tables as t
 from workers._fences import SAVE_EMBEDDING, SAVE_ENRICHMENT, embedding_params, enrichment_params
@@ -114,6 +116,22 @@ def _still_claimed(claim: ScheduleRecord | None) -> list[Any]:
     return [] if claim is None else [t.notification_schedules.c.attempts == claim.attempts]
 
 
+W = TypeVar("W", bound=Callable[..., Awaitable[Any]])
+
+
+def _traced_write(method: W) -> W:
+    """A span per store write (a child of the job's run when tracing is on), named by the method."""
+    operation = method.__name__
+
+    @wraps(method)
+    async def traced(self: SqlStore, *args: Any, **kwargs: Any) -> Any:
+        attributes = {"db.system.name": self._dialect, "db.operation.name": operation}
+        with tracing.span(f"{operation} {self._dialect}", kind="client", attributes=attributes):
+            return await method(self, *args, **kwargs)
+
+    return traced  # type: ignore[return-value]
+
+
 class SqlStore:
     """``Store`` on SQLAlchemy async: SQLite (``sqlite+aiosqlite:///path``) or PostgreSQL
     (``postgresql+asyncpg://...``; plain ``sqlite://`` and ``postgresql://`` get the async driver).
@@ -190,6 +208,7 @@ class SqlStore:
         row = await self._get(t.products, id)
         return None if row is None else ProductRecord.model_validate(row)
 
+    @_traced_write
     async def upsert_product(
         self,
         id: str,
@@ -216,6 +235,7 @@ class SqlStore:
         values |= {"prompt_version": prompt_version, "updated_at": _now()}
         return ProductRecord.model_validate(await self._upsert(t.products, values))
 
+    @_traced_write
     async def save_product_embedding(
         self, id: str, vector: Sequence[float], text_hash: str, model: str, *, source: ProductRecord
     ) -> bool:
@@ -232,6 +252,7 @@ class SqlStore:
             rows = (await conn.execute(_PRODUCTS_BY_IDS, {"ids": list(ids)})).mappings().all()
         return {row["id"]: ProductRecord.model_validate(dict(row)) for row in rows}
 
+    @_traced_write
     async def save_product_embeddings(
         self, rows: Sequence[tuple[str, Sequence[float], str, str, ProductRecord]]
     ) -> list[bool | None]:
@@ -258,6 +279,7 @@ class SqlStore:
                     stored[i] = bool((await conn.execute(SAVE_EMBEDDING, params[i])).rowcount)
         return stored
 
+    @_traced_write
     async def save_product_enrichment(
         self, id: str, enrichment: dict[str, Any], version: int, prompt_version: str | None, *, source: ProductRecord
     ) -> bool:
@@ -292,6 +314,7 @@ class SqlStore:
         row = await self._get(t.taste_profiles, id)
         return None if row is None else TasteProfileRecord.model_validate(row)
 
+    @_traced_write
     async def upsert_taste_profile(
         self,
         id: str,
@@ -308,6 +331,7 @@ class SqlStore:
         row = await self._upsert(t.taste_profiles, {**values, "updated_at": _now()})
         return TasteProfileRecord.model_validate(row)
 
+    @_traced_write
     async def save_taste_profile_vector(
         self, id: str, vector: Sequence[float], model: str, *, source: TasteProfileRecord
     ) -> bool:
@@ -336,6 +360,7 @@ class SqlStore:
         async with self._tx() as conn:
             return list((await conn.scalars(stmt)).all())
 
+    @_traced_write
     async def save_collections(
         self, surface: str, date: date | str, collections: Sequence[NewCollection | tuple[Any, ...]]
     ) -> list[str]:
@@ -368,6 +393,7 @@ class SqlStore:
 
     # notification schedules
 
+    @_traced_write
     async def upsert_schedule(
         self,
         id: str,
@@ -390,6 +416,7 @@ class SqlStore:
         row = await self._get(t.notification_schedules, id)
         return None if row is None else ScheduleRecord.model_validate(row)
 
+    @_traced_write
     async def claim_schedule(self, id: str, *, stale_after: float) -> ScheduleRecord | None:
         """Move the schedule PENDING→SENDING (counting an attempt) and return it, atomically.
 
@@ -418,12 +445,14 @@ class SqlStore:
                 raise EntityNotFoundError(f"no notification schedule {id!r}")
         return None if row is None else ScheduleRecord.model_validate(dict(row))
 
+    @_traced_write
     async def mark_schedule_sent(self, id: str) -> bool:
         """Record the delivery (from any state but SENT: the notification did go out)."""
         now = _now()
         values = {"status": "SENT", "sent_at": now, "last_error": None, "updated_at": now}
         return await self._update(t.notification_schedules, id, values, t.notification_schedules.c.status != "SENT")
 
+    @_traced_write
     async def mark_schedule_failed(self, id: str, error: str, *, claim: ScheduleRecord | None = None) -> bool:
         """PENDING or SENDING → FAILED with ``error``; False if the row was in another state or, given
         ``claim``, another run has claimed it since."""
@@ -432,6 +461,7 @@ class SqlStore:
         where = c.status.in_(("PENDING", "SENDING"))
         return await self._update(t.notification_schedules, id, values, where, *_still_claimed(claim))
 
+    @_traced_write
     async def release_schedule(self, id: str, error: str | None, *, claim: ScheduleRecord | None = None) -> bool:
         """SENDING → PENDING so that a retry can claim it again; False if it was not SENDING or,
         given ``claim``, another run has claimed it since."""
