@@ -317,3 +317,39 @@ async def _count_runs(redis_client, n: int) -> bool:
 
 async def _completed(n: int) -> bool:
     return (await embeddings.get_job_counts())["completed"] >= n
+
+
+async def test_arqs_counters_health_check_and_shutdown_line_count_the_runs_truly(redis_client, caplog):
+    # The worker owns its runs, so arq's own counters are set from each run's outcome: 5 runs
+    # completed (2 of them after a retry), 2 failed for good, 2 retried.
+    from tests.support.workers import behaviour_key, record_handler
+
+    for pid in ("bad-1", "bad-2"):
+        await redis_client.set(behaviour_key(pid), json.dumps({"permanent": True}))
+    for pid in ("flaky-1", "flaky-2"):
+        await redis_client.set(behaviour_key(pid), json.dumps({"fail": 1}))
+    for pid in ("ok-1", "ok-2", "ok-3", "bad-1", "bad-2", "flaky-1", "flaky-2"):
+        await jobqueue.enqueue_product_embedding(pid)
+    settings = build_worker_settings(
+        "product-embedding", record_handler, options=options_for(backoff_base=0.05), health_check_interval=0.1
+    )
+    expected = "j_complete=5 j_failed=2 j_retried=2 j_ongoing=0"
+    running = RunningWorker(settings)
+    with caplog.at_level("INFO", logger="arq.worker"):
+        async with running as worker:
+            await wait_for(
+                lambda: _state_is(embeddings, counts(completed=5, failed=2)), timeout=15, what="every job to end"
+            )
+
+            async def health() -> bool:
+                value = await redis_client.get(worker.health_check_key)
+                return value is not None and expected in value.decode()
+
+            await wait_for(health, what=f"the health check to say {expected}")
+            assert (worker.jobs_complete, worker.jobs_failed, worker.jobs_retried) == (5, 2, 2)
+    shutdown = [r.getMessage() for r in caplog.records if r.getMessage().startswith("shutdown on")]
+    assert shutdown and "5 jobs complete ◆ 2 failed ◆ 2 retries" in shutdown[-1], shutdown
+
+
+async def _state_is(queue: Any, wanted: dict[str, int]) -> bool:
+    return await queue.get_job_counts() == wanted
