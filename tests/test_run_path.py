@@ -27,6 +27,7 @@ from jobqueue._redis_settings import bound_reads, redis_settings_from_url
 from jobqueue._state import Outcome, Run, WorkerState
 from jobqueue.constants import PARKED_SCORE, RECORD_RETRY_S
 from jobqueue.errors import ConfigurationError
+from jobqueue.options import QueueOptions
 from jobqueue.settings import get_settings
 from jobqueue.worker import Worker, build_worker_settings
 from tests.support.private_valkey import private_valkey
@@ -353,3 +354,31 @@ async def test_arqs_counters_health_check_and_shutdown_line_count_the_runs_truly
 
 async def _state_is(queue: Any, wanted: dict[str, int]) -> bool:
     return await queue.get_job_counts() == wanted
+
+
+async def test_an_idle_worker_writes_at_most_about_once_a_second(monkeypatch):
+    # At its defaults (a 1 s tick, a 30 s lease): its ticks write a heartbeat every 10 s, its
+    # scheduler renews the queue's tended mark every 5 s, arq's health check every 10 s. It used to
+    # write a heartbeat every tick and the mark every pass: about 3 changes a second, idle.
+    from tests.support.workers import record_handler
+
+    with private_valkey() as server:
+        monkeypatch.setenv("REDIS_URL", server.connection_url)
+        get_settings.cache_clear()
+        probe = redis.Redis.from_url(server.connection_url)
+        settings = build_worker_settings("product-embedding", record_handler, options=QueueOptions(concurrency=1))
+        running = RunningWorker(settings)
+        async with running:
+            await wait_for(lambda: _polled(running, 2), what="the worker to go idle")
+            before, t0 = _changes(probe), time.monotonic()
+            # Each of arq's poll iterations lasts 0.5 s: 16 of them are about 8 idle seconds.
+            await wait_for(lambda: _polled(running, 18), timeout=20, what="8 idle seconds")
+            changes, idle_s = _changes(probe) - before, time.monotonic() - t0
+        probe.close()
+        await jobqueue.close_queues()
+    assert changes <= idle_s, (changes, idle_s)
+
+
+def _changes(client: redis.Redis) -> int:
+    """Writes the server has applied so far, inside scripts too (what its append-only file grows by)."""
+    return int(client.info("persistence")["rdb_changes_since_last_save"])
