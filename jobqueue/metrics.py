@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from jobqueue._envnames import queue_prefix
 from jobqueue.constants import QUEUE_NAMES
 from jobqueue.errors import ConfigurationError
 
@@ -87,7 +88,7 @@ def worker_metrics() -> WorkerMetrics:
 def metrics_port(queue: str, environ: dict[str, str] | None = None) -> int | None:
     """The port the worker of ``queue`` serves ``/metrics`` on, or None when metrics are off."""
     env = os.environ if environ is None else environ
-    own = "JOBQUEUE_" + queue.upper().replace("-", "_") + "_METRICS_PORT"
+    own = queue_prefix(queue) + "METRICS_PORT"
     if env.get(own):
         return _port(own, env[own])
     base = env.get("JOBQUEUE_METRICS_PORT")
