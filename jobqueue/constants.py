@@ -105,6 +105,9 @@ CANCEL_FLAG_TTL_S: Final = 24 * 3600.0
 # How often cancel_job reads a job again that changed between its read and its script.
 CANCEL_TRIES: Final = 5
 
+# Worker metrics (jobqueue.metrics) listen here unless JOBQUEUE_METRICS_ADDR says otherwise.
+DEFAULT_METRICS_ADDR: Final = "127.0.0.1"
+
 # Recurring schedules (jobqueue.schedules), fired by a task in every worker of their queue.
 # A worker's scheduler sleeps at most this long, so new and changed schedules are seen promptly.
 SCHEDULER_MAX_WAIT_S: Final = 1.0
