@@ -41,6 +41,7 @@ class Run:
     started_ms: int
     priority: int
     enqueued_ms: int = 0
+    due_ms: int = 0  # when it fell due, when later than its enqueue (a delay, a schedule, a backoff)
     monotonic_start: float = field(default_factory=time.monotonic)
     cancel_reason: str | None = None  # set when cancel_job asked for this run to stop
 
@@ -56,6 +57,7 @@ class Claimed:
     code: int
     attempt: int
     started_ms: int  # Redis' clock when CLAIM took it: the run's start, comparable across hosts
+    due_ms: int = 0  # when a retry's backoff ended or a promotion made it due (0: its enqueue's due time)
 
 
 @dataclass(slots=True)
@@ -136,8 +138,16 @@ class WorkerState:
         status, now, next_due, more = (int(v) for v in reply[:4])
         values = reply[4:]
         jobs = [
-            Claimed(_text(values[i]), _text(values[i + 1]), values[i + 2], int(values[i + 3]), int(values[i + 4]), now)
-            for i in range(0, len(values), 5)
+            Claimed(
+                _text(values[i]),
+                _text(values[i + 1]),
+                values[i + 2],
+                int(values[i + 3]),
+                int(values[i + 4]),
+                now,
+                int(values[i + 5] or 0),
+            )
+            for i in range(0, len(values), 6)
         ]
         return Claim(jobs, status == 2, now, next_due if next_due >= 0 else None, bool(more))
 

@@ -160,9 +160,9 @@ async def test_a_claim_sent_again_after_its_reply_was_lost_answers_the_first_rep
     first = await _claim(redis_client, "c1")
     again = await _claim(redis_client, "c1")  # what redis-py or our retry sends when the reply is lost
     assert again == first
-    ids = first[4::5]
+    ids = first[4::6]
     assert sorted(i.decode() for i in ids) == ["product-embedding:a", "product-embedding:b"]
-    assert first[8::5] == [1, 1]  # one attempt each, not two
+    assert first[8::6] == [1, 1]  # one attempt each, not two
     assert await redis_client.hget(embeddings.keys.info("product-embedding:a"), "attempts") == b"1"
     assert (await embeddings.get_job("product-embedding:a")).state == "active"
     assert await _claim(redis_client, "c2") == [1, first[1], -1, 0] or (await _claim(redis_client, "c3"))[4:] == []
@@ -288,7 +288,7 @@ async def test_a_returned_run_waits_behind_the_jobs_already_waiting_at_its_prior
     # Its worker died: the lease runs out, and another worker's tick returns the job.
     await redis_client.zadd(embeddings.keys.queue, {"product-embedding:first": PARKED_SCORE}, xx=True)
     await WorkerState(embeddings, options_for(), "w2", redis_client).tick()
-    order = (await _claim(redis_client, "c2", most=3))[4::5]
+    order = (await _claim(redis_client, "c2", most=3))[4::6]
     assert [i.decode() for i in order] == [f"product-embedding:{p}" for p in ("second", "third", "first")]
 
 
