@@ -102,6 +102,12 @@ def test_stats_calls_a_paused_queue_and_its_ready_jobs_paused(jq):
     assert rows["product-embedding"][1] == "running"
 
 
+def test_a_few_jobs_an_hour_do_not_read_as_zero_per_minute():
+    from jobqueue.cli._output import per_minute
+
+    assert [per_minute(v) for v in (0, 2 / 60, 0.5, 1, 12.345)] == ["0.0", "0.033", "0.5", "1.0", "12.3"]
+
+
 def test_job_shows_its_times_in_utc_with_their_zone_and_no_empty_due(jq, redis_url):
     failed_jobs(redis_url, ok=("good",))
     code, out, _ = jq("job", "product-embedding:good")

@@ -78,6 +78,14 @@ def seconds(value: float | None) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
+def per_minute(value: float) -> str:
+    """A rate: one decimal from 1 a minute up; below, enough digits that a few jobs an hour do not
+    read as 0.0 (2 in the hour: ``0.033``)."""
+    if value == 0 or value >= 1:
+        return f"{value:.1f}"
+    return f"{value:.2g}"
+
+
 def ms_time(ms: int | None) -> str:
     if not ms:
         return "-"

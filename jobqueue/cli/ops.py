@@ -10,7 +10,7 @@ import typer
 from jobqueue._inspection import LIST_STATES
 from jobqueue._overview import all_summaries, queue_for_job
 from jobqueue.cli._app import app
-from jobqueue.cli._output import JSON_HELP, ms_time, print_json, run_async, seconds, table
+from jobqueue.cli._output import JSON_HELP, ms_time, per_minute, print_json, run_async, seconds, table
 from jobqueue.errors import JobNotFoundError, JobQueueError
 from jobqueue.job import JobInfo
 from jobqueue.queues import QUEUES, get_queue
@@ -31,7 +31,7 @@ def stats(as_json: JsonFlag = False) -> None:
     rows = [
         [s["name"], "paused" if s["paused"] else "running"]
         + [s["counts"][k] for k in ("waiting", "active", "delayed", "paused", "completed", "failed")]
-        + [s["workers"], f"{s['throughput_per_minute']:.1f}", f"{s['failure_rate'] * 100:.1f}"]
+        + [s["workers"], per_minute(s["throughput_per_minute"]), f"{s['failure_rate'] * 100:.1f}"]
         + [seconds(s["duration_p50"]), seconds(s["duration_p95"])]
         for s in summaries
     ]
