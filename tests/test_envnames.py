@@ -103,7 +103,8 @@ def test_every_jobqueue_variable_the_code_and_configuration_name_is_known():
         if path.is_file()
         for match in re.findall(r"\bJOBQUEUE_[A-Z0-9_]*[A-Z0-9]\b", path.read_text(errors="replace"))
     }
-    assert sorted(name for name in named if not _envnames.is_known(name)) == []
+    # The misspelling the documentation shows as an example of the warning.
+    assert sorted(name for name in named - {TYPO} if not _envnames.is_known(name)) == []
 
 
 async def test_a_worker_started_with_a_misspelt_option_says_so_once(redis_url):
