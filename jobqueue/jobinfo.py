@@ -84,11 +84,18 @@ def record_info(queue: Queue, job_id: str, state: JobState, record: dict[str, An
 def _due_ms(info: dict[bytes, bytes], job: dict[str, Any]) -> int | None:
     """When a job that is no longer delayed fell due: after a retry's backoff or a promotion (its
     info's ``due``), else its enqueue's delay or schedule (arq's ``d``); None when due at once."""
-    due = int(info[b"due"]) if b"due" in info else job.get("d")
+    due = _int(info[b"due"]) if b"due" in info else job.get("d")
     enqueued = job.get("et")
     if not isinstance(due, int) or due <= 0 or (isinstance(enqueued, int) and due <= enqueued):
         return None
     return due
+
+
+def _int(raw: bytes) -> int | None:
+    try:
+        return int(raw)
+    except ValueError:  # written by hand: shown as no due time, never a failed read
+        return None
 
 
 def _progress(raw: bytes | None) -> Any:

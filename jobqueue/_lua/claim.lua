@@ -68,7 +68,7 @@ for i = 1, #head, 2 do
     end
     reply[#reply + 1], reply[#reply + 2], reply[#reply + 3], reply[#reply + 4], reply[#reply + 5] =
       id, token, job, code, attempt
-    reply[#reply + 1] = redis.call('HGET', info, 'due') or ''
+    reply[#reply + 1] = tonumber(redis.call('HGET', info, 'due')) or ''
     emit(base, 'active', id, {'attempt', attempt})
   end
 end
