@@ -75,6 +75,9 @@ QUEUE_OPTIONS: set[str] = {
 # Prefixes under which every name is known (a component that reads a whole family of variables).
 FAMILIES: tuple[str, ...] = ()
 
+# Set by a parent process (`jobqueue dev`) that has warned already: its workers say it at DEBUG only.
+REPORTED_VARIABLE = "JOBQUEUE_CONFIG_REPORTED"
+
 _warned: set[str] = set()
 
 
@@ -114,12 +117,14 @@ def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
 def warn_unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     """Log one warning per unknown ``JOBQUEUE_*`` variable, once per process, naming the closest
     known one; returns the names warned about now."""
-    fresh = [name for name in unknown_variables(environ) if name not in _warned]
+    env = os.environ if environ is None else environ
+    level = logging.DEBUG if env.get(REPORTED_VARIABLE) == "1" else logging.WARNING
+    fresh = [name for name in unknown_variables(env) if name not in _warned]
     for name in fresh:
         _warned.add(name)
         suggestion = closest(name.upper())
         hint = f"; did you mean {suggestion}?" if suggestion else " (no known setting is close to it)"
-        logger.warning("%s is not a jobqueue setting and is ignored%s", name, hint)
+        logger.log(level, "%s is not a jobqueue setting and is ignored%s", name, hint)
     return fresh
 
 

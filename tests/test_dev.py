@@ -199,7 +199,8 @@ async def test_a_worker_started_by_hand_joins_dev_through_its_env_file(tmp_path,
     # .jobqueue/env holds what a second shell needs: an embedding worker started by hand beside a
     # stack that runs none finds Redis, the store and the fake LLM through it.
     llm_port = free_port()
-    env = dev_env(tmp_path, JOBQUEUE_DEV_LLM_PORT=str(llm_port), EMBEDDING_DIMS=str(DIMS))
+    typo = "JOBQUEUE_PRODUCT_EMBEDDING_CONCURENCY"  # said once by dev, not again by its worker
+    env = dev_env(tmp_path, JOBQUEUE_DEV_LLM_PORT=str(llm_port), EMBEDDING_DIMS=str(DIMS), **{typo: "5"})
     command = [BIN / "jobqueue", "dev", "--fake-llm", "--demo", "--no-dashboard", "-w", "RemindersSettings"]
     env_file = tmp_path / ".jobqueue" / "env"
     with DevProcess(command, cwd=tmp_path, env=env) as dev:
@@ -207,6 +208,7 @@ async def test_a_worker_started_by_hand_joins_dev_through_its_env_file(tmp_path,
         out = dev.output()
         assert f"a loopback OpenAI-compatible server at http://127.0.0.1:{llm_port}/v1 " in out
         assert "  env file    .jobqueue/env: `. .jobqueue/env` gives a second shell this stack's settings" in out
+        assert out.count(f"{typo} is not a jobqueue setting") == 1, out
         exported = dict(
             shlex.split(line.removeprefix("export "))[0].split("=", 1)
             for line in env_file.read_text().splitlines()

@@ -107,6 +107,13 @@ def test_every_jobqueue_variable_the_code_and_configuration_name_is_known():
     assert sorted(name for name in named - {TYPO} if not _envnames.is_known(name)) == []
 
 
+def test_a_process_whose_parent_said_it_already_says_it_only_at_debug(caplog):
+    env = {TYPO: "5", _envnames.REPORTED_VARIABLE: "1"}
+    with caplog.at_level(logging.DEBUG, logger="jobqueue.settings"):
+        assert _envnames.warn_unknown_variables(env) == [TYPO]
+    assert [r.levelno for r in caplog.records if r.name == "jobqueue.settings"] == [logging.DEBUG]
+
+
 async def test_a_worker_started_with_a_misspelt_option_says_so_once(redis_url):
     with WorkerProcess("tests.support.workers.EmbeddingTestSettings", **{TYPO: "5"}) as worker:
         await worker.wait_for(lambda: _started(worker), timeout=30, what="the worker to start")

@@ -24,6 +24,7 @@ from typing import Any
 
 import redis
 
+from jobqueue._envnames import warn_unknown_variables
 from jobqueue._keys import QueueKeys
 from jobqueue.constants import QueueName
 from jobqueue.embedded import port_is_free
@@ -279,6 +280,7 @@ def start(options: DevOptions, stack: DevStack) -> None:
     unknown = sorted(set(options.workers) - set(WORKER_QUEUES))
     if unknown:
         raise ConfigurationError(f"unknown worker {', '.join(unknown)}: choose from {', '.join(WORKER_QUEUES)}")
+    warn_unknown_variables()  # once here; the workers, told it was said (CONFIG_REPORTED_ENV), do not repeat it
     settings = Settings()
     stack.redis = start_dev_redis(settings.redis_url, options.data_dir)
     stack.env["REDIS_URL"] = stack.redis.url
