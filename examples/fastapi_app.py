@@ -55,12 +55,16 @@ async def process_product(product_id: str) -> dict[str, object]:
 
 @app.get("/jobs/{queue}/{job_id}")
 async def job_status(queue: str, job_id: str) -> dict[str, object]:
+    # An unknown queue (InvalidJobError) and an id that is not one of the queue's, such as
+    # "demo-p02" without its "product-embedding:" prefix (JobNotFoundError), are both a 404.
     try:
         job = await jobqueue.get_queue(queue).get_job(job_id)
-    except jobqueue.InvalidJobError as exc:
+    except (jobqueue.InvalidJobError, jobqueue.JobNotFoundError) as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
+    except jobqueue.RedisUnavailableError as exc:
+        raise HTTPException(status_code=503, detail="job queue unavailable") from exc
     if job is None:
-        raise HTTPException(status_code=404, detail="no such job")
+        raise HTTPException(status_code=404, detail=f"no job {job_id} in queue {queue}")
     return job.to_dict()
 
 

@@ -38,7 +38,12 @@ class QueueInspection:
         return dict(zip(COUNT_NAMES, (int(v) for v in values), strict=True))
 
     async def get_job(self, job_id: str) -> JobInfo | None:
-        """A snapshot of the job, or None when no job with this id is known."""
+        """A snapshot of the job, or None when the queue has no job with this id.
+
+        An id that is not one of this queue's (another queue's, or one without the queue's
+        ``<queue>:`` prefix) raises ``JobNotFoundError``, as every call of a queue does: a queue
+        never reads or acts on another queue's job.
+        """
         return (await self._fetch([self.own_id(job_id)]))[0]
 
     async def _fetch(self, job_ids: list[str]) -> list[JobInfo | None]:

@@ -73,7 +73,9 @@ async def run_claimed(state: WorkerState, spec: RunSpec, base_ctx: dict[str, Any
     if not isinstance(priority, int) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
         priority = state.queue.default_priority
     enqueued_ms = job["et"] if isinstance(job.get("et"), int) else 0
+    due_ms = claimed.due_ms or (job["d"] if isinstance(job.get("d"), int) else 0)
     run = Run(claimed.job_id, claimed.token, claimed.attempt, claimed.started_ms, priority, enqueued_ms)
+    run.due_ms = due_ms if due_ms > enqueued_ms else 0
     state.running[run.token] = run
     ctx = {
         **base_ctx,
@@ -120,6 +122,7 @@ def _record(state: WorkerState, run: Run, payload: dict[str, Any]) -> dict[str, 
         "priority": run.priority,
         "attempts": run.attempt,
         "enqueued_at": run.enqueued_ms,
+        **({"due_at": run.due_ms} if run.due_ms else {}),
         "started_at": run.started_ms,
         "run": run.token,  # how FINISH, sent again after a lost reply, knows it recorded this already
     }
@@ -226,10 +229,12 @@ class ResultError(Exception):
 
 
 def _log(state: WorkerState, run: Run, outcome: Outcome) -> None:
-    """One line per run: queue, id, outcome, how long it ran, which attempt, how long it waited."""
+    """One line per run: queue, id, outcome, how long it ran, which attempt, and how long it waited
+    once due: from its enqueue, or from the end of its delay, its schedule's slot or its backoff."""
     if logger.isEnabledFor(logging.INFO):
         ran = time.monotonic() - run.monotonic_start
-        waited = max(run.started_ms - run.enqueued_ms, 0) / 1000 if run.enqueued_ms else 0.0
+        ready_ms = max(run.enqueued_ms, run.due_ms)
+        waited = max(run.started_ms - ready_ms, 0) / 1000 if ready_ms else 0.0
         logger.info(
             "%s %s %s in %.3fs attempt=%d waited=%.3fs",
             state.queue.name,

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from jobqueue import _redis_errors, _scripts
 from jobqueue._keys import SCHEDULE_KEYS
 from jobqueue._tasks import cancel_and_wait
-from jobqueue.constants import SCHEDULER_ALIVE_S, SCHEDULER_BATCH, SCHEDULER_MAX_WAIT_S
+from jobqueue.constants import SCHEDULER_ALIVE_RENEW_S, SCHEDULER_ALIVE_S, SCHEDULER_BATCH, SCHEDULER_MAX_WAIT_S
 from jobqueue.errors import InvalidJobError
 from jobqueue.queue import Queue
 from jobqueue.schedules import from_hash
@@ -44,9 +44,10 @@ def _ms(time_reply: tuple[int, int]) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
-async def fire_due(queue: Queue, redis: Any) -> float:
+async def fire_due(queue: Queue, redis: Any, *, mark_tended: bool = True) -> float:
     """One pass: fire ``queue``'s due slots; returns the seconds until the next slot is due
-    (0 when some are still due, at most ``SCHEDULER_MAX_WAIT_S``)."""
+    (0 when some are still due, at most ``SCHEDULER_MAX_WAIT_S``). ``mark_tended`` renews the
+    queue's tended mark (``run_scheduler`` does every ``SCHEDULER_ALIVE_RENEW_S``)."""
     keys = SCHEDULE_KEYS
     pipe = redis.pipeline(transaction=False)
     pipe.time()
@@ -61,10 +62,11 @@ async def fire_due(queue: Queue, redis: Any) -> float:
         unreadable |= not await _fire(queue, redis, raw_id.decode(), now, bool(tended))
 
     pipe = redis.pipeline(transaction=False)
-    pipe.set(keys.alive(queue.name), b"1", px=int(SCHEDULER_ALIVE_S * 1000))
+    if mark_tended:
+        pipe.set(keys.alive(queue.name), b"1", px=int(SCHEDULER_ALIVE_S * 1000))
     pipe.time()
     pipe.zrange(keys.due(queue.name), 0, 0, withscores=True)
-    _, time_reply, first = await pipe.execute()
+    *_, time_reply, first = await pipe.execute()
     if not first or unreadable:  # an unreadable schedule stays due: do not spin on it
         return SCHEDULER_MAX_WAIT_S
     return min(max((first[0][1] - _ms(time_reply)) / 1000, 0.0), SCHEDULER_MAX_WAIT_S)
@@ -108,9 +110,14 @@ async def _fire(queue: Queue, redis: Any, schedule_id: str, now: int, tended: bo
 
 async def run_scheduler(queue: Queue, redis: Any) -> None:
     """Fire ``queue``'s schedules until cancelled; Redis errors are logged and retried."""
+    loop = asyncio.get_running_loop()
+    marked = -SCHEDULER_ALIVE_RENEW_S  # loop time the tended mark was last renewed
     while True:
         try:
-            wait = await fire_due(queue, redis)
+            renew = loop.time() - marked >= SCHEDULER_ALIVE_RENEW_S
+            wait = await fire_due(queue, redis, mark_tended=renew)
+            if renew:
+                marked = loop.time()
         except (RedisError, *_redis_errors.TRANSIENT) as exc:
             wait = SCHEDULER_MAX_WAIT_S
             logger.warning("%s: scheduler pass failed, will retry: %s", queue.name, _redis_errors.describe(exc))

@@ -41,6 +41,7 @@ class Run:
     started_ms: int
     priority: int
     enqueued_ms: int = 0
+    due_ms: int = 0  # when it fell due, when later than its enqueue (a delay, a schedule, a backoff)
     monotonic_start: float = field(default_factory=time.monotonic)
     cancel_reason: str | None = None  # set when cancel_job asked for this run to stop
 
@@ -56,6 +57,7 @@ class Claimed:
     code: int
     attempt: int
     started_ms: int  # Redis' clock when CLAIM took it: the run's start, comparable across hosts
+    due_ms: int = 0  # when a retry's backoff ended or a promotion made it due (0: its enqueue's due time)
 
 
 @dataclass(slots=True)
@@ -97,7 +99,8 @@ class WorkerState:
         default_factory=lambda: {"completed": 0, "failed": 0, "retried": 0, "handed_back": 0, "stale": 0}
     )
     tick_task: asyncio.Task[None] | None = None
-    renewed_at: float = 0.0  # monotonic time of the last lease renewal
+    renewed_at: float = 0.0  # monotonic time of the last lease renewal (and heartbeat)
+    beat_info: str = ""  # the worker info the last heartbeat wrote
     hooks: Any = None  # jobqueue._hooks.WorkerHooks, when the settings class has on_completed/on_failed
 
     async def call(self, script: _scripts.Script, keys: list[str], args: list[Any]) -> Any:
@@ -136,8 +139,16 @@ class WorkerState:
         status, now, next_due, more = (int(v) for v in reply[:4])
         values = reply[4:]
         jobs = [
-            Claimed(_text(values[i]), _text(values[i + 1]), values[i + 2], int(values[i + 3]), int(values[i + 4]), now)
-            for i in range(0, len(values), 5)
+            Claimed(
+                _text(values[i]),
+                _text(values[i + 1]),
+                values[i + 2],
+                int(values[i + 3]),
+                int(values[i + 4]),
+                now,
+                int(values[i + 5] or 0),
+            )
+            for i in range(0, len(values), 6)
         ]
         return Claim(jobs, status == 2, now, next_due if next_due >= 0 else None, bool(more))
 
@@ -191,7 +202,12 @@ class WorkerState:
     # -- the tick --------------------------------------------------------------------------
 
     async def tick(self) -> None:
-        """Heartbeat, renew own leases (every third of a lease), return expired runs."""
+        """Return expired runs; every third of a lease, renew own leases and write the heartbeat.
+
+        The heartbeat (the worker's entry: its info, ``last_heartbeat``) is also written as soon as
+        its info changes (a run started or ended). An idle worker's tick between them writes nothing:
+        with the default 30 s lease it beats every 10 s, not every second.
+        """
         k, o = self.queue.keys, self.options
         info = dumps(
             {
@@ -207,6 +223,7 @@ class WorkerState:
         renew = time.monotonic() - self.renewed_at >= o.worker_lease / 3
         if renew:
             owned = [v for run in list(self.running.values()) for v in (run.job_id, run.token)]
+        beat = renew or info != self.beat_info
         returned, now = await _scripts.TICK(
             self.redis,
             [k.queue, k.active, k.seq, k.workers, k.completed, k.failed],
@@ -216,12 +233,14 @@ class WorkerState:
                 int(o.worker_lease * 1000),
                 self.queue.default_priority,
                 RETURN_BATCH,
-                info,
+                info if beat else "",
                 *owned,
             ],
         )
         if renew:
             self.renewed_at = time.monotonic()
+        if beat:
+            self.beat_info = info
         if not self.started_ms:
             self.started_ms = int(now)
         if returned:

@@ -105,12 +105,18 @@ CANCEL_FLAG_TTL_S: Final = 24 * 3600.0
 # How often cancel_job reads a job again that changed between its read and its script.
 CANCEL_TRIES: Final = 5
 
+# Worker metrics (jobqueue.metrics) listen here unless JOBQUEUE_METRICS_ADDR says otherwise.
+DEFAULT_METRICS_ADDR: Final = "127.0.0.1"
+
 # Recurring schedules (jobqueue.schedules), fired by a task in every worker of their queue.
 # A worker's scheduler sleeps at most this long, so new and changed schedules are seen promptly.
 SCHEDULER_MAX_WAIT_S: Final = 1.0
 # A queue's schedules count as tended while some worker's scheduler has run within this time: slots
 # a tended queue falls behind on are fired one by one; slots missed while none ran are fired once.
-SCHEDULER_ALIVE_S: Final = 5.0
+SCHEDULER_ALIVE_S: Final = 10.0
+# A scheduler renews its queue's tended mark this often (so it is at most this plus one pass,
+# SCHEDULER_MAX_WAIT_S, old), not on every pass: an idle worker's passes write nothing in between.
+SCHEDULER_ALIVE_RENEW_S: Final = 5.0
 # Most slots one scheduler pass fires before it yields to the worker's other tasks.
 SCHEDULER_BATCH: Final = 100
 # The shortest every= of a schedule: each slot is a job, and the scheduler's waits are counted in

@@ -69,10 +69,21 @@ class JobInfo:
     traceback: str | None = None
     progress: Any = None  # the last update_progress value: a number from 0 to 100 or a JSON object
 
+    @property
+    def waited(self) -> float | None:
+        """Seconds from when the job was due to when its (last) run started: from ``due_at`` when it
+        had one (a delay, a schedule, a retry's backoff, a promotion), else from ``enqueued_at``.
+        None until it starts."""
+        ready = self.due_at or self.enqueued_at
+        if self.started_at is None or ready is None:
+            return None
+        return max((self.started_at - ready).total_seconds(), 0.0)
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form (datetimes as ISO-8601)."""
+        """JSON-friendly form (datetimes as ISO-8601), with ``waited``."""
         out: dict[str, Any] = {}
         for name in self.__slots__:
             value = getattr(self, name)
             out[name] = value.isoformat() if isinstance(value, dt.datetime) else value
+        out["waited"] = self.waited
         return out

@@ -70,6 +70,7 @@ def record_info(queue: Queue, job_id: str, state: JobState, record: dict[str, An
         priority=record.get("priority"),
         attempts_made=record.get("attempts", 0),
         enqueued_at=ms_to_datetime(record.get("enqueued_at")),
+        due_at=ms_to_datetime(record.get("due_at")),
         started_at=ms_to_datetime(record.get("started_at")),
         finished_at=ms_to_datetime(record.get("finished_at")),
         error=record.get("error"),
@@ -78,6 +79,23 @@ def record_info(queue: Queue, job_id: str, state: JobState, record: dict[str, An
         traceback=record.get("traceback"),
         progress=progress,
     )
+
+
+def _due_ms(info: dict[bytes, bytes], job: dict[str, Any]) -> int | None:
+    """When a job that is no longer delayed fell due: after a retry's backoff or a promotion (its
+    info's ``due``), else its enqueue's delay or schedule (arq's ``d``); None when due at once."""
+    due = _int(info[b"due"]) if b"due" in info else job.get("d")
+    enqueued = job.get("et")
+    if not isinstance(due, int) or due <= 0 or (isinstance(enqueued, int) and due <= enqueued):
+        return None
+    return due
+
+
+def _int(raw: bytes) -> int | None:
+    try:
+        return int(raw)
+    except ValueError:  # written by hand: shown as no due time, never a failed read
+        return None
 
 
 def _progress(raw: bytes | None) -> Any:
@@ -102,6 +120,8 @@ def build_info(queue: Queue, job_id: str, replies: list[Any]) -> JobInfo | None:
     if active_value is not None:
         # owner: "<worker id>|<token>|<start ms>|<score>"; the worker id itself holds no "|"
         started = ms_to_datetime(int(active_value.decode().split("|")[2]))
+    # A delayed job is scored at its due time (ms) + priority / 16: the whole part is the due time.
+    due = int(score) if state == "delayed" else _due_ms(info, job)
     # Attempts made before the current run (a hand-back or a paused claim is not an attempt).
     attempts = int(info.get(b"attempts", 0)) - (1 if state == "active" else 0)
     return JobInfo(
@@ -114,7 +134,7 @@ def build_info(queue: Queue, job_id: str, replies: list[Any]) -> JobInfo | None:
         priority=job["a"][1] if len(job["a"]) > 1 else _priority_from_score(score),
         attempts_made=max(attempts, 0),
         enqueued_at=ms_to_datetime(job.get("et")),
-        due_at=ms_to_datetime(score) if state == "delayed" else None,
+        due_at=ms_to_datetime(due),
         started_at=started,
         error=info[b"error"].decode() if b"error" in info else None,
         progress=_progress(raw_progress),

@@ -6,7 +6,9 @@ at index ``i`` of ``QUEUE_NAMES`` (product-embedding 0, product-enrichment 1, ta
 never clash. ``JOBQUEUE_<QUEUE>_METRICS_PORT`` (e.g. ``JOBQUEUE_PRODUCT_EMBEDDING_METRICS_PORT``)
 sets one queue's port exactly; give each extra process of the same queue on a host its own.
 A port already taken is logged once as a warning and the worker runs on without metrics.
-``JOBQUEUE_METRICS_ADDR`` (default ``0.0.0.0``) is the address to listen on.
+``JOBQUEUE_METRICS_ADDR`` is the address to listen on: loopback (``127.0.0.1``) unless it says
+otherwise, so a worker never exposes its metrics beyond the host by default; a container whose
+metrics Prometheus scrapes from outside sets ``0.0.0.0`` (compose.yaml does).
 
 The queue-wide figures (depth per state, Redis memory, workers alive) are read from Redis at scrape
 time by ``jobqueue.collector``, served by the dashboard app at ``/metrics``.
@@ -21,7 +23,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from jobqueue.constants import QUEUE_NAMES
+from jobqueue._envnames import queue_prefix
+from jobqueue.constants import DEFAULT_METRICS_ADDR, QUEUE_NAMES
 from jobqueue.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -87,7 +90,7 @@ def worker_metrics() -> WorkerMetrics:
 def metrics_port(queue: str, environ: dict[str, str] | None = None) -> int | None:
     """The port the worker of ``queue`` serves ``/metrics`` on, or None when metrics are off."""
     env = os.environ if environ is None else environ
-    own = "JOBQUEUE_" + queue.upper().replace("-", "_") + "_METRICS_PORT"
+    own = queue_prefix(queue) + "METRICS_PORT"
     if env.get(own):
         return _port(own, env[own])
     base = env.get("JOBQUEUE_METRICS_PORT")
@@ -113,7 +116,7 @@ def start_metrics_server(state: WorkerState) -> int | None:
     port = metrics_port(queue)
     if port is None:
         return None
-    addr = os.environ.get("JOBQUEUE_METRICS_ADDR", "0.0.0.0")
+    addr = os.environ.get("JOBQUEUE_METRICS_ADDR") or DEFAULT_METRICS_ADDR
     running = state.running  # job id -> token of the runs this worker owns now
     worker_metrics().running.labels(queue).set_function(lambda: len(running))
     try:

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobqueue import constants as c
 from jobqueue._env import describe
+from jobqueue._envnames import queue_prefix
 from jobqueue.errors import ConfigurationError
 
 
@@ -51,7 +52,7 @@ QUEUE_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def _env_options(queue: str) -> dict[str, Any]:
-    prefix = "JOBQUEUE_" + queue.upper().replace("-", "_") + "_"
+    prefix = queue_prefix(queue)
     fields = QueueOptions.model_fields
     # Each variable is optional and checked against its option's own type and bounds.
     annotations = {name: Annotated[(info.annotation, *info.metadata)] | None for name, info in fields.items()}

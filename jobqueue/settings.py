@@ -17,6 +17,7 @@ from pydantic import Field, PrivateAttr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobqueue._env import read_settings
+from jobqueue._envnames import warn_unknown_variables
 from jobqueue._queue_urls import queue_urls
 from jobqueue.constants import DEFAULT_EVENTS_MAXLEN, DEFAULT_REDIS_STARTUP_WAIT_S, DEFAULT_REDIS_TIMEOUT_S, QueueName
 
@@ -81,8 +82,10 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The settings of this process, read from the environment on first call.
 
-    A bad value (e.g. ``JOBQUEUE_REDIS_TIMEOUT=soon``) raises ``ConfigurationError`` naming the variable.
+    A bad value (e.g. ``JOBQUEUE_REDIS_TIMEOUT=soon``) raises ``ConfigurationError`` naming the variable;
+    an unknown ``JOBQUEUE_*`` variable (a misspelt one) is logged once, with the closest known name.
     """
+    warn_unknown_variables()
     return read_settings(Settings)
 
 

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from jobqueue import _arq, _redis_errors, _worker
 from jobqueue._cancel import watch_cancels
+from jobqueue._envnames import warn_unknown_variables
 from jobqueue._hooks import OutcomeHook, WorkerHooks
 from jobqueue._json import dumps_bytes
 from jobqueue._pool import tune_pool
@@ -122,6 +123,7 @@ def build_worker_settings(
             "build_worker_settings does not take "
             + "; ".join(f"{name} ({REFUSED_OVERRIDES[name]})" for name in refused)
         )
+    warn_unknown_variables()  # a misspelt JOBQUEUE_<QUEUE>_<OPTION> would otherwise be silently ignored
     opts = options or queue_options(q.name)
     hooks = WorkerHooks.build(on_completed, on_failed)
     if opts.tick_interval >= opts.worker_lease / 3:

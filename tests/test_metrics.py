@@ -1,8 +1,10 @@
 """A worker process's /metrics: duration histogram and outcome counters with the right labels and
 values, jobs running, heartbeat; the port scheme; a busy port costs the metrics, not the worker."""
 
+import asyncio
 import json
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -103,3 +105,22 @@ def test_a_bad_metrics_port_is_a_configuration_error_naming_the_variable():
         metrics_port(QUEUE, {"JOBQUEUE_METRICS_PORT": "ninety"})
     with pytest.raises(ConfigurationError, match="JOBQUEUE_PRODUCT_EMBEDDING_METRICS_PORT"):
         metrics_port(QUEUE, {"JOBQUEUE_PRODUCT_EMBEDDING_METRICS_PORT": "70000"})
+
+
+async def test_worker_metrics_listen_on_loopback_by_default(redis_client):
+    port = free_port()
+    with WorkerProcess(SETTINGS, JOBQUEUE_PRODUCT_EMBEDDING_METRICS_PORT=str(port)) as worker:
+        await worker.wait_for(lambda: asyncio.to_thread(_listening, port), timeout=30, what="metrics to listen")
+        assert _listening(port) == ["127.0.0.1"]
+        assert f"metrics on http://127.0.0.1:{port}/metrics" in worker.output()
+
+
+def _listening(port: int) -> list[str]:
+    """The IPv4 addresses a socket listens on at ``port`` (Linux's /proc/net/tcp)."""
+    addresses = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:
+            addresses.append(".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0)))
+    return addresses

@@ -1,5 +1,7 @@
 """Promoting a delayed job makes it due now, at its priority; only delayed jobs can be promoted."""
 
+import datetime as dt
+
 import pytest
 
 import jobqueue
@@ -16,10 +18,14 @@ async def test_promoted_delayed_job_runs_now_ahead_of_lower_priorities(redis_cli
     await embeddings.promote_job(delayed.job_id)
 
     job = await embeddings.get_job(delayed.job_id)
-    assert (job.state, job.priority, job.due_at) == ("waiting", 1, None)
+    assert (job.state, job.priority) == ("waiting", 1)
+    # Due from its promotion on (not an hour after its enqueue): its wait is counted from then.
+    assert job.enqueued_at <= job.due_at <= dt.datetime.now(dt.UTC)
     assert await embeddings.get_job_counts() == counts(waiting=2)
     await run_burst(settings_for())
     assert [r["product_id"] for r in await runs(redis_client)] == ["urgent", "later"]
+    done = await embeddings.get_job(delayed.job_id)
+    assert done.due_at == job.due_at and done.waited == (done.started_at - job.due_at).total_seconds()
 
 
 async def test_promote_refuses_waiting_and_unknown_jobs():

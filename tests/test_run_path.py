@@ -27,6 +27,7 @@ from jobqueue._redis_settings import bound_reads, redis_settings_from_url
 from jobqueue._state import Outcome, Run, WorkerState
 from jobqueue.constants import PARKED_SCORE, RECORD_RETRY_S
 from jobqueue.errors import ConfigurationError
+from jobqueue.options import QueueOptions
 from jobqueue.settings import get_settings
 from jobqueue.worker import Worker, build_worker_settings
 from tests.support.private_valkey import private_valkey
@@ -159,9 +160,9 @@ async def test_a_claim_sent_again_after_its_reply_was_lost_answers_the_first_rep
     first = await _claim(redis_client, "c1")
     again = await _claim(redis_client, "c1")  # what redis-py or our retry sends when the reply is lost
     assert again == first
-    ids = first[4::5]
+    ids = first[4::6]
     assert sorted(i.decode() for i in ids) == ["product-embedding:a", "product-embedding:b"]
-    assert first[8::5] == [1, 1]  # one attempt each, not two
+    assert first[8::6] == [1, 1]  # one attempt each, not two
     assert await redis_client.hget(embeddings.keys.info("product-embedding:a"), "attempts") == b"1"
     assert (await embeddings.get_job("product-embedding:a")).state == "active"
     assert await _claim(redis_client, "c2") == [1, first[1], -1, 0] or (await _claim(redis_client, "c3"))[4:] == []
@@ -287,7 +288,7 @@ async def test_a_returned_run_waits_behind_the_jobs_already_waiting_at_its_prior
     # Its worker died: the lease runs out, and another worker's tick returns the job.
     await redis_client.zadd(embeddings.keys.queue, {"product-embedding:first": PARKED_SCORE}, xx=True)
     await WorkerState(embeddings, options_for(), "w2", redis_client).tick()
-    order = (await _claim(redis_client, "c2", most=3))[4::5]
+    order = (await _claim(redis_client, "c2", most=3))[4::6]
     assert [i.decode() for i in order] == [f"product-embedding:{p}" for p in ("second", "third", "first")]
 
 
@@ -317,3 +318,67 @@ async def _count_runs(redis_client, n: int) -> bool:
 
 async def _completed(n: int) -> bool:
     return (await embeddings.get_job_counts())["completed"] >= n
+
+
+async def test_arqs_counters_health_check_and_shutdown_line_count_the_runs_truly(redis_client, caplog):
+    # The worker owns its runs, so arq's own counters are set from each run's outcome: 5 runs
+    # completed (2 of them after a retry), 2 failed for good, 2 retried.
+    from tests.support.workers import behaviour_key, record_handler
+
+    for pid in ("bad-1", "bad-2"):
+        await redis_client.set(behaviour_key(pid), json.dumps({"permanent": True}))
+    for pid in ("flaky-1", "flaky-2"):
+        await redis_client.set(behaviour_key(pid), json.dumps({"fail": 1}))
+    for pid in ("ok-1", "ok-2", "ok-3", "bad-1", "bad-2", "flaky-1", "flaky-2"):
+        await jobqueue.enqueue_product_embedding(pid)
+    settings = build_worker_settings(
+        "product-embedding", record_handler, options=options_for(backoff_base=0.05), health_check_interval=0.1
+    )
+    expected = "j_complete=5 j_failed=2 j_retried=2 j_ongoing=0"
+    running = RunningWorker(settings)
+    with caplog.at_level("INFO", logger="arq.worker"):
+        async with running as worker:
+            await wait_for(
+                lambda: _state_is(embeddings, counts(completed=5, failed=2)), timeout=15, what="every job to end"
+            )
+
+            async def health() -> bool:
+                value = await redis_client.get(worker.health_check_key)
+                return value is not None and expected in value.decode()
+
+            await wait_for(health, what=f"the health check to say {expected}")
+            assert (worker.jobs_complete, worker.jobs_failed, worker.jobs_retried) == (5, 2, 2)
+    shutdown = [r.getMessage() for r in caplog.records if r.getMessage().startswith("shutdown on")]
+    assert shutdown and "5 jobs complete ◆ 2 failed ◆ 2 retries" in shutdown[-1], shutdown
+
+
+async def _state_is(queue: Any, wanted: dict[str, int]) -> bool:
+    return await queue.get_job_counts() == wanted
+
+
+async def test_an_idle_worker_writes_at_most_about_once_a_second(monkeypatch):
+    # At its defaults (a 1 s tick, a 30 s lease): its ticks write a heartbeat every 10 s, its
+    # scheduler renews the queue's tended mark every 5 s, arq's health check every 10 s. It used to
+    # write a heartbeat every tick and the mark every pass: about 3 changes a second, idle.
+    from tests.support.workers import record_handler
+
+    with private_valkey() as server:
+        monkeypatch.setenv("REDIS_URL", server.connection_url)
+        get_settings.cache_clear()
+        probe = redis.Redis.from_url(server.connection_url)
+        settings = build_worker_settings("product-embedding", record_handler, options=QueueOptions(concurrency=1))
+        running = RunningWorker(settings)
+        async with running:
+            await wait_for(lambda: _polled(running, 2), what="the worker to go idle")
+            before, t0 = _changes(probe), time.monotonic()
+            # Each of arq's poll iterations lasts 0.5 s: 16 of them are about 8 idle seconds.
+            await wait_for(lambda: _polled(running, 18), timeout=20, what="8 idle seconds")
+            changes, idle_s = _changes(probe) - before, time.monotonic() - t0
+        probe.close()
+        await jobqueue.close_queues()
+    assert changes <= idle_s, (changes, idle_s)
+
+
+def _changes(client: redis.Redis) -> int:
+    """Writes the server has applied so far, inside scripts too (what its append-only file grows by)."""
+    return int(client.info("persistence")["rdb_changes_since_last_save"])

@@ -32,6 +32,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobqueue._env import read_settings
+from jobqueue._envnames import queue_prefix
 from jobqueue.errors import JobError, PermanentJobError, RetryableJobError
 from workers.llm import InvalidInputError, OpenAIProvider, RateLimitedError, estimate_tokens, provider_from_settings
 
@@ -83,7 +84,7 @@ class InputSettings(BaseSettings):
 
 def batch_settings(queue: str) -> BatchSettings:
     """The batch options of ``queue`` from its ``JOBQUEUE_<QUEUE>_BATCH_*`` variables."""
-    prefix = "JOBQUEUE_" + queue.upper().replace("-", "_") + "_"
+    prefix = queue_prefix(queue)
     per_queue = type(
         BatchSettings.__name__, (BatchSettings,), {"model_config": {**BatchSettings.model_config, "env_prefix": prefix}}
     )

@@ -13,6 +13,7 @@ import asyncio
 import importlib.util
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from typing import Any
 
 import redis
 
+from jobqueue._envnames import warn_unknown_variables
 from jobqueue._keys import QueueKeys
 from jobqueue.constants import QueueName
 from jobqueue.embedded import port_is_free
@@ -37,6 +39,11 @@ from workers.testing.catalogue_responder import catalogue_responder
 from workers.testing.webhook_receiver import Delivery, WebhookReceiver
 
 FAKE_API_KEY = "fake-key"
+# The fake LLM's port unless --fake-llm-port / JOBQUEUE_DEV_LLM_PORT says otherwise: fixed, so a
+# worker started by hand beside `jobqueue dev` finds it at http://127.0.0.1:8090/v1.
+DEFAULT_LLM_PORT = 8090
+# What `jobqueue dev` writes into its data directory for a second shell: `. .jobqueue/env`.
+ENV_FILE = "env"
 STOP_TIMEOUT_S = 20.0
 POLL_S = 0.2
 LLM_JOBS = "product-embedding, product-enrichment and taste-profile-embedding"
@@ -64,6 +71,7 @@ class DevOptions:
     data_dir: Path = Path(".jobqueue")
     dashboard: bool = True
     dashboard_port: int = 8080
+    llm_port: int = DEFAULT_LLM_PORT
     workers: tuple[str, ...] = tuple(WORKER_QUEUES)
 
 
@@ -78,9 +86,15 @@ class DevStack:
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     summary: list[tuple[str, str]] = field(default_factory=list)
     cannot_run: list[str] = field(default_factory=list)
+    env_file: Path | None = None  # the settings written for a second shell, removed on stop
+    made_dir: Path | None = None  # the data directory, when writing env_file created it
 
     def stop(self) -> int:
         """SIGTERM the processes and wait; then the fakes, then Redis. 1 if a process failed."""
+        if self.env_file is not None:
+            self.env_file.unlink(missing_ok=True)  # its URLs would point at what is stopped now
+            if self.made_dir is not None and not any(self.made_dir.iterdir()):
+                self.made_dir.rmdir()
         for proc in self.processes:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -119,7 +133,8 @@ def _start_llm(stack: DevStack, options: DevOptions, settings: Settings) -> None
             stack.cannot_run.append(f"{LLM_JOBS} jobs: set LLM_API_KEY (or LLM_BASE_URL), or use --fake-llm")
         return
     dims = settings.embedding_dims
-    stack.fake_llm = FakeOpenAI(dims=dims, responder=catalogue_responder).start()
+    port, note = _port_or_free(options.llm_port)
+    stack.fake_llm = FakeOpenAI(dims=dims, responder=catalogue_responder, port=port).start()
     stack.env |= {
         "LLM_PROVIDER": "openai-compatible",
         "LLM_BASE_URL": stack.fake_llm.base_url,
@@ -131,7 +146,7 @@ def _start_llm(stack: DevStack, options: DevOptions, settings: Settings) -> None
         (
             "LLM",
             f"FAKE ({why}): a loopback OpenAI-compatible server at {stack.fake_llm.base_url} answers with "
-            f"made-up, deterministic vectors of {dims} dimensions and canned enrichments — not a model",
+            f"made-up, deterministic vectors of {dims} dimensions and canned enrichments — not a model{note}",
         )
     )
 
@@ -168,13 +183,7 @@ def _start_dashboard(stack: DevStack, options: DevOptions) -> None:
     if importlib.util.find_spec("jobqueue.dashboard") is None:
         stack.summary.append(("dashboard", "not installed in this version"))
         return
-    port = options.dashboard_port
-    note = ""
-    if port == 0:
-        port = _free_port()
-    elif not port_is_free("127.0.0.1", port):
-        taken, port = port, _free_port()
-        note = f" (port {taken} is taken)"
+    port, note = _port_or_free(options.dashboard_port)
     command = [sys.executable, "-m", "jobqueue.cli", "dashboard", "--host", "127.0.0.1", "--port", str(port)]
     stack.processes.append(subprocess.Popen(command, env=stack.env, process_group=0))
     stack.summary.append(("dashboard", f"http://127.0.0.1:{port}/{note}"))
@@ -188,6 +197,50 @@ def _describe_database(url: str) -> str:
     if parsed.get_backend_name() == "sqlite" and parsed.database:
         return f"{shown} (the file {Path(parsed.database).resolve()})"
     return shown
+
+
+def _port_or_free(port: int) -> tuple[int, str]:
+    """``port`` on loopback, or a free one when it is 0 or taken (with a note saying so)."""
+    if port == 0:
+        return _free_port(), ""
+    if not port_is_free("127.0.0.1", port):
+        return _free_port(), f" (port {port} is taken)"
+    return port, ""
+
+
+def _write_env_file(stack: DevStack, data_dir: Path) -> Path:
+    """The settings a worker or a script in a second shell needs to join this stack, as ``export``
+    lines: Redis, the database, the fake LLM and the reminder receiver, when started."""
+    shared = {"REDIS_URL", "DATABASE_URL"}
+    chosen = {
+        name: value
+        for name, value in stack.env.items()
+        if name in shared or (os.environ.get(name) != value and name != CONFIG_REPORTED_ENV)
+    }
+    chosen["DATABASE_URL"] = _absolute_sqlite(chosen["DATABASE_URL"])  # a second shell may be elsewhere
+    if not data_dir.exists():
+        data_dir.mkdir(parents=True)
+        stack.made_dir = data_dir
+    path = data_dir / ENV_FILE
+    lines = [
+        "# Written by `jobqueue dev` while it runs (removed when it stops). In another shell:",
+        f"#   . {path}",
+        *(f"export {name}={shlex.quote(value)}" for name, value in sorted(chosen.items())),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)  # it may hold a generated webhook secret
+    stack.env_file = path
+    return path
+
+
+def _absolute_sqlite(url: str) -> str:
+    """A SQLite URL with its file made absolute; any other URL as it is."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return url
+    return parsed.set(database=str(Path(parsed.database).resolve())).render_as_string(hide_password=False)
 
 
 def _free_port() -> int:
@@ -237,6 +290,7 @@ def start(options: DevOptions, stack: DevStack) -> None:
     unknown = sorted(set(options.workers) - set(WORKER_QUEUES))
     if unknown:
         raise ConfigurationError(f"unknown worker {', '.join(unknown)}: choose from {', '.join(WORKER_QUEUES)}")
+    warn_unknown_variables()  # once here; the workers, told it was said (CONFIG_REPORTED_ENV), do not repeat it
     settings = Settings()
     stack.redis = start_dev_redis(settings.redis_url, options.data_dir)
     stack.env["REDIS_URL"] = stack.redis.url
@@ -248,6 +302,8 @@ def start(options: DevOptions, stack: DevStack) -> None:
     _start_llm(stack, options, settings)
     _start_receiver(stack, options)
     _start_dashboard(stack, options)
+    env_file = _write_env_file(stack, options.data_dir)
+    stack.summary.append(("env file", f"{env_file}: `. {env_file}` gives a second shell this stack's settings"))
     stack.env[CONFIG_REPORTED_ENV] = "1"
     for name in options.workers:
         command = [sys.executable, "-m", "arq", f"workers.{name}"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobqueue._env import read_settings
+from jobqueue._envnames import REPORTED_VARIABLE
 from jobqueue.errors import ConfigurationError
 from workers.batching import SharedEmbedder, open_shared_embedder
 from workers.config import WorkerEnv
@@ -23,8 +24,9 @@ from workers.store import Store, store_from_settings
 
 logger = logging.getLogger("workers")
 RESOURCES_KEY = "resources"
-# Set by `jobqueue dev`, whose start-up summary already said what is not configured.
-CONFIG_REPORTED_ENV = "JOBQUEUE_CONFIG_REPORTED"
+# Set by `jobqueue dev`, whose start-up summary already said what is not configured (and which
+# unknown JOBQUEUE_* variables are set: jobqueue._envnames).
+CONFIG_REPORTED_ENV = REPORTED_VARIABLE
 
 
 @dataclass

@@ -7,9 +7,10 @@
 -- ARGV[1] queue key prefix   ARGV[2] worker id   ARGV[3] claim id (run tokens are <claim id>.<n>)
 -- ARGV[4] lease (ms)   ARGV[5] attempts allowed   ARGV[6] most jobs to take   ARGV[7] the queue's job
 -- id prefix   ARGV[8] default priority   ARGV[9] most jobs promoted
--- Returns {status, now, ms until the next delayed job is due (-1: none), more ready (0/1), then five
+-- Returns {status, now, ms until the next delayed job is due (-1: none), more ready (0/1), then six
 -- values per job taken: id, run token, arq job JSON, 1 run it | 4 every attempt used by runs that
--- never reported back (fail it), attempt}; status 1 claimed (maybe nothing), 2 the queue is paused.
+-- never reported back (fail it), attempt, when it fell due after a retry's backoff or a promotion
+-- (ms, '' when not: then the job's own "d")}; status 1 claimed (maybe nothing), 2 the queue is paused.
 -- A claim sent again with the same claim id (its first reply was lost) answers the first reply.
 local base, worker, claim_id = ARGV[1], ARGV[2], ARGV[3]
 local lease, allowed, most = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -67,6 +68,7 @@ for i = 1, #head, 2 do
     end
     reply[#reply + 1], reply[#reply + 2], reply[#reply + 3], reply[#reply + 4], reply[#reply + 5] =
       id, token, job, code, attempt
+    reply[#reply + 1] = tonumber(redis.call('HGET', info, 'due')) or ''
     emit(base, 'active', id, {'attempt', attempt})
   end
 end

@@ -71,7 +71,8 @@ if outcome == 'completed' or outcome == 'failed' then
   end
 elseif outcome == 'retry' then
   local delay = tonumber(ARGV[10])
-  redis.call('HSET', info, 'error', body, 'failed_at', now, 'run', token)
+  -- 'due': when the next attempt falls due, so that its wait is counted from then (not the enqueue)
+  redis.call('HSET', info, 'error', body, 'failed_at', now, 'run', token, 'due', now + delay)
   if delay > 0 then
     redis.call('ZADD', KEYS[1], due_score(now + delay, tonumber(ARGV[11])), id)
     mark(base, now + delay)

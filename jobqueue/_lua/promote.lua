@@ -13,5 +13,6 @@ if score <= redis_now() or score >= PARKED or redis.call('HEXISTS', KEYS[2], id)
   return -1
 end
 redis.call('ZADD', KEYS[1], 'XX', ready_score(KEYS[3], score_priority(score, tonumber(ARGV[2])), PRIORITY_BAND), id)
+redis.call('HSET', ARGV[3] .. 'info:' .. id, 'due', redis_now())  -- due now, not at its delay's end
 mark(ARGV[3], 0)
 return 1

@@ -1,4 +1,8 @@
-"""What the operations commands share: running a coroutine with the pool closed after, and output."""
+"""What the operations commands share: running a coroutine with the pool closed after, and output.
+
+Times are shown in UTC and say so (``2026-12-04 01:35:04Z``), in every table of every command: the
+same instant reads the same on every host, and ``--json`` gives ISO-8601 with its offset.
+"""
 
 from __future__ import annotations
 
@@ -56,8 +60,16 @@ def cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, dt.datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
+        return utc_time(value)
     return str(value)
+
+
+def utc_time(value: dt.datetime, *, millis: bool = False) -> str:
+    """``value`` in UTC with its zone: ``2026-12-04 01:35:04Z`` (``.123`` before the Z with ``millis``)."""
+    if value.tzinfo is None:
+        raise ValueError(f"a naive datetime has no zone to show: {value!r}")
+    shown = value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f" if millis else "%Y-%m-%d %H:%M:%S")
+    return (shown[:-3] if millis else shown) + "Z"
 
 
 def seconds(value: float | None) -> str:
@@ -66,7 +78,15 @@ def seconds(value: float | None) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
+def per_minute(value: float) -> str:
+    """A rate: one decimal from 1 a minute up; below, enough digits that a few jobs an hour do not
+    read as 0.0 (2 in the hour: ``0.033``)."""
+    if value == 0 or value >= 1:
+        return f"{value:.1f}"
+    return f"{value:.2g}"
+
+
 def ms_time(ms: int | None) -> str:
     if not ms:
         return "-"
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return utc_time(dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC))

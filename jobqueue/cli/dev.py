@@ -43,6 +43,15 @@ def dev(
             help="The dashboard's port (0, or taken: a free one).",
         ),
     ] = 8080,
+    fake_llm_port: Annotated[
+        int,
+        typer.Option(
+            envvar="JOBQUEUE_DEV_LLM_PORT",
+            min=0,
+            max=65535,
+            help="The fake LLM's port on 127.0.0.1 (0, or taken: a free one).",
+        ),
+    ] = 8090,
     worker: Annotated[
         list[str] | None,
         typer.Option(
@@ -56,8 +65,9 @@ def dev(
 ) -> None:
     """Run Redis (embedded if none answers at REDIS_URL), the five workers and the dashboard.
 
-    Without an LLM key, the workers talk to a loopback fake; reminders go to a local receiver.
-    Ctrl-C stops everything.
+    Without an LLM key, the workers talk to a loopback fake (http://127.0.0.1:8090/v1 by default);
+    reminders go to a local receiver. While it runs, DATA_DIR/env holds the settings another shell
+    needs to join the stack (`. .jobqueue/env`). Ctrl-C stops everything.
     """
     from workers.devstack import WORKER_QUEUES, DevOptions, run
 
@@ -69,6 +79,7 @@ def dev(
         data_dir=data_dir,
         dashboard=dashboard,
         dashboard_port=dashboard_port,
+        llm_port=fake_llm_port,
     )
     raise typer.Exit(run(options))
 

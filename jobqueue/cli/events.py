@@ -9,13 +9,13 @@ from typing import Annotated, Any
 import typer
 
 from jobqueue.cli._app import app
-from jobqueue.cli._output import run_async
+from jobqueue.cli._output import run_async, utc_time
 from jobqueue.events import JobEvent, check_since
 from jobqueue.queues import QUEUES, get_queue
 
 
 def _line(event: JobEvent) -> str:
-    stamp = "-" if event.timestamp is None else event.timestamp.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    stamp = "-" if event.timestamp is None else utc_time(event.timestamp, millis=True)
     details = " ".join(f"{k}={_value(v)}" for k, v in event.data.items())
     return f"{stamp}  {event.id}  {event.name:<9}  {event.job_id}  {details}".rstrip()
 

@@ -10,7 +10,7 @@ import typer
 from jobqueue._inspection import LIST_STATES
 from jobqueue._overview import all_summaries, queue_for_job
 from jobqueue.cli._app import app
-from jobqueue.cli._output import JSON_HELP, ms_time, print_json, run_async, seconds, table
+from jobqueue.cli._output import JSON_HELP, ms_time, per_minute, print_json, run_async, seconds, table
 from jobqueue.errors import JobNotFoundError, JobQueueError
 from jobqueue.job import JobInfo
 from jobqueue.queues import QUEUES, get_queue
@@ -26,16 +26,17 @@ def stats(as_json: JsonFlag = False) -> None:
     if as_json:
         print_json([{k: v for k, v in s.items() if k != "history"} for s in summaries])
         return
-    columns = ["queue", "paused", "waiting", "active", "delayed", "held", "completed", "failed"]
+    columns = ["queue", "state", "waiting", "active", "delayed", "paused", "completed", "failed"]
     columns += ["workers", "done/min", "failed %", "p50", "p95"]
     rows = [
-        [s["name"], s["paused"]]
+        [s["name"], "paused" if s["paused"] else "running"]
         + [s["counts"][k] for k in ("waiting", "active", "delayed", "paused", "completed", "failed")]
-        + [s["workers"], f"{s['throughput_per_minute']:.1f}", f"{s['failure_rate'] * 100:.1f}"]
+        + [s["workers"], per_minute(s["throughput_per_minute"]), f"{s['failure_rate'] * 100:.1f}"]
         + [seconds(s["duration_p50"]), seconds(s["duration_p95"])]
         for s in summaries
     ]
-    table("queues (rates and durations: last hour; held = waiting while paused)", columns, rows, set(columns[2:]))
+    title = "queues (rates and durations: last hour; paused = jobs ready to run in a paused queue)"
+    table(title, columns, rows, set(columns[2:]))
 
 
 @app.command()
@@ -135,18 +136,23 @@ def drain(
 
 
 def _job_rows(job: JobInfo) -> list[list[Any]]:
-    return [
+    """The job's fields; its timeline only as far as it got (no ``due -`` for a job due at once)."""
+    rows = [
         ["queue", job.queue_name],
         ["state", job.state],
         ["function", job.function],
         ["priority", job.priority],
         ["attempts", job.attempts_made],
+    ]
+    timeline = [
         ["enqueued", job.enqueued_at],
         ["due", job.due_at],
         ["started", job.started_at],
+        ["waited", None if job.waited is None else seconds(job.waited)],
         ["finished", job.finished_at],
         ["error", job.error],
     ]
+    return rows + [row for row in timeline if row[1] is not None]
 
 
 @app.command()

@@ -28,7 +28,7 @@ def _fires(row: dict[str, Any]) -> str:
 
 
 def _next_run(row: dict[str, Any]) -> str:
-    shown = (row["next_run"] or "finished").replace("T", " ").removesuffix("Z")
+    shown = (row["next_run"] or "finished").replace("T", " ")  # UTC, its Z kept like every CLI time
     return shown + (f" (last slot skipped: {row['error']})" if row.get("error") else "")
 
 

@@ -7,7 +7,6 @@ passed. The lines are printed in pytest's terminal summary, so ``-q`` shows them
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 
 import asyncpg
@@ -17,7 +16,7 @@ from sqlalchemy.engine import make_url
 from jobqueue.settings import get_settings
 from tests.faults import figures
 from tests.faults.servers import OwnValkey
-from tests.support.databases import DEFAULT_PG_URL, PG_URL_VARIABLE, _create_database
+from tests.support.databases import _create_database, configured_pg_url
 
 
 @pytest.hookimpl(wrapper=True)
@@ -69,9 +68,12 @@ def own_valkey(monkeypatch, tmp_path):
 
 @pytest.fixture
 def database_url(tmp_path) -> str:
-    """One store per fault test: PostgreSQL when it answers (the concurrent case that matters),
-    else a SQLite file. (The job tests run both; the fault suite needs only one.)"""
-    raw = os.environ.get(PG_URL_VARIABLE, DEFAULT_PG_URL)
+    """One store per fault test: the PostgreSQL at ``JOBQUEUE_TEST_DATABASE_URL`` when set and
+    answering (the concurrent case that matters), else a SQLite file. (The job tests run both; the
+    fault suite needs only one.)"""
+    raw = configured_pg_url()
+    if raw is None:
+        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
     try:
         asyncio.run(_create_database(make_url(raw)))
     except (OSError, asyncpg.PostgresError):

@@ -1,7 +1,10 @@
-"""The SQL databases the tests run against: a SQLite file, and PostgreSQL when it answers.
+"""The SQL databases the tests run against: a SQLite file, and PostgreSQL when pointed at one.
 
-PostgreSQL is the one at ``JOBQUEUE_TEST_DATABASE_URL`` (default: the local server, database
-``jobqueue_test_store``, created if missing). Only ``jq_*`` tables in that database are dropped.
+PostgreSQL is used only when ``JOBQUEUE_TEST_DATABASE_URL`` names it (e.g.
+``postgresql+asyncpg://postgres@127.0.0.1:5432/jobqueue_test_store``; the database is created if
+missing): a server that merely happens to listen on this machine is never touched. Without it the
+PostgreSQL variants are skipped, with that reason in the run's summary. Only ``jq_*`` tables in that
+database are dropped.
 """
 
 from __future__ import annotations
@@ -12,9 +15,26 @@ import os
 import asyncpg
 import pytest
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 PG_URL_VARIABLE = "JOBQUEUE_TEST_DATABASE_URL"
-DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/jobqueue_test_store"
+EXAMPLE_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/jobqueue_test_store"
+
+
+def configured_pg_url() -> str | None:
+    """The PostgreSQL the tests were pointed at, or None (its variants are then skipped)."""
+    return os.environ.get(PG_URL_VARIABLE) or None
+
+
+def describe_pg() -> str:
+    """The report header's line: which PostgreSQL this run uses, password hidden."""
+    raw = configured_pg_url()
+    if raw is None:
+        return f"none (set {PG_URL_VARIABLE}, e.g. {EXAMPLE_PG_URL}, to run the PostgreSQL variants)"
+    try:
+        return f"{make_url(raw).render_as_string(hide_password=True)} (from {PG_URL_VARIABLE})"
+    except ArgumentError:
+        return f"{PG_URL_VARIABLE} is not a database URL"
 
 
 def _asyncpg_dsn(url: URL) -> str:
@@ -48,7 +68,9 @@ async def drop_jq_tables(url: URL) -> None:
 
 @pytest.fixture(scope="session")
 def pg_url() -> str:
-    raw = os.environ.get(PG_URL_VARIABLE, DEFAULT_PG_URL)
+    raw = configured_pg_url()
+    if raw is None:
+        pytest.skip(f"no PostgreSQL: set {PG_URL_VARIABLE} (e.g. {EXAMPLE_PG_URL}) to run this variant")
     url = make_url(raw)
     try:
         asyncio.run(_create_database(url))

