@@ -22,8 +22,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import redis
 import redis.sentinel
 from redis.asyncio import Redis
-from redis.asyncio.connection import ConnectionPool
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.connection import ConnectionPool, SSLConnection
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+from redis.backoff import NoBackoff
 
 SCHEMES = ("redis+sentinel", "rediss+sentinel")
 DEFAULT_SENTINEL_PORT = 26379
@@ -141,6 +143,27 @@ def _address(entry: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class FollowingConnection(SentinelManagedConnection):
+    """A connection to the service's primary that asks the sentinels again on every attempt.
+
+    redis-py's retries each connect to the address the sentinels gave first: with a worker's
+    retry policy, about 20 s of retries against a primary that is dead, long after the sentinels
+    named a new one. Here the one address gets one try; the retry (the pool's policy) starts over
+    from the sentinels' answer.
+    """
+
+    async def connect_to(self, address: tuple[str, int]) -> None:
+        retry, self.retry = self.retry, Retry(NoBackoff(), 0)
+        try:
+            await super().connect_to(address)
+        finally:
+            self.retry = retry
+
+
+class FollowingSSLConnection(FollowingConnection, SSLConnection):
+    pass
+
+
 class OwnSentinelsPool(SentinelConnectionPool):
     """A primary's pool that closes the connections to its sentinels when it is closed itself
     (redis-py leaves them open): every pool made here has its own ``Sentinel``."""
@@ -164,6 +187,7 @@ def client(url: str, *, timeout: float, redis_class: type[Redis] = Redis, **kwar
         sentinel_kwargs=target.sentinel_kwargs(timeout),
         **target.connection_kwargs(),
         socket_connect_timeout=timeout,
+        connection_class=FollowingSSLConnection if target.tls else FollowingConnection,
         **kwargs,
     )
     return manager.master_for(target.service, redis_class=redis_class, connection_pool_class=OwnSentinelsPool)
