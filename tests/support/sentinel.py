@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -79,6 +80,7 @@ class RedisNode(Node):
     def start(self, *, replicaof: int | None = None) -> RedisNode:
         args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         args += ["--dir", str(self.directory), "--maxmemory-policy", "noeviction"]
+        args += ["--repl-diskless-sync-delay", "0"]  # a replica syncs at once, not 5 s later
         if replicaof is not None:
             args += ["--replicaof", "127.0.0.1", str(replicaof)]
         self.spawn(*args)
@@ -120,6 +122,9 @@ class SentinelGroup:
         self.primary.start()
         for i, replica in enumerate(self.replicas):
             replica.start(replicaof=(upstream or {}).get(i, self.primary.port))
+        # Sentinels learn the replicas from the primary's INFO, which they read every 10 s: start
+        # them once the replicas are there, and their first INFO finds them.
+        self._wait("the replicas to come in sync", lambda: self._online() >= len(self.replicas), 30)
         for sentinel in self.sentinels:
             sentinel.start(self.primary.port, len(self.sentinels) // 2 + 1)
         self.wait_ready()
@@ -153,25 +158,33 @@ class SentinelGroup:
 
     def wait_ready(self, timeout: float = 30) -> None:
         """Every sentinel sees the others and every replica, and every replica is in sync."""
-        deadline = time.monotonic() + timeout
         want_others, want_replicas = len(self.sentinels) - 1, len(self.replicas)
+
+        def ready() -> bool:
+            states = [s.master() for s in self.sentinels]
+            return self._online() >= want_replicas and all(
+                int(st["num-other-sentinels"]) >= want_others and int(st["num-slaves"]) >= want_replicas
+                for st in states
+            )
+
+        self._wait("the Sentinel group", ready, timeout)
+
+    def _online(self) -> int:
+        info = self.primary.admin().info("replication")
+        return sum(1 for k, v in info.items() if k.startswith("slave") and v["state"] == "online")
+
+    def _wait(self, what: str, condition: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                states = [s.master() for s in self.sentinels]
-                info = self.primary.admin().info("replication")
-                online = sum(1 for k, v in info.items() if k.startswith("slave") and v["state"] == "online")
-                ready = online >= want_replicas and all(
-                    int(st["num-other-sentinels"]) >= want_others and int(st["num-slaves"]) >= want_replicas
-                    for st in states
-                )
+                if condition():
+                    return
             except (redis.RedisError, OSError):
-                ready = False
-            if ready:
-                return
+                pass
             if time.monotonic() > deadline:
                 logs = "\n".join(n.log()[-1500:] for n in [*self.sentinels, *self.nodes()])
-                raise AssertionError(f"the Sentinel group did not come up within {timeout}s:\n{logs}")
-            time.sleep(0.1)
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}:\n{logs}")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         for node in [*self.sentinels, *self.nodes()]:
