@@ -146,7 +146,7 @@ def wait_for_redis(url: str, timeout: float, wait: float) -> None:
     deadline = time.monotonic() + wait
     warned = False
     while True:
-        client = _sync_client(url, timeout)
+        client = _sentinel.sync_client(url, timeout=timeout)
         try:
             client.ping()
         except redis.RedisError as exc:
@@ -167,16 +167,7 @@ def wait_for_redis(url: str, timeout: float, wait: float) -> None:
                 logger.info("Redis answers at %s", redact_url(url))
             return
         finally:
-            if _sentinel.is_sentinel_url(url):
-                _sentinel.close_sync_client(client)
-            else:
-                client.close()
-
-
-def _sync_client(url: str, timeout: float) -> redis.Redis:
-    if _sentinel.is_sentinel_url(url):
-        return _sentinel.sync_client(url, timeout=timeout)
-    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+            _sentinel.close_sync_client(client)
 
 
 def bound_reads(connection_pool: Any) -> None:

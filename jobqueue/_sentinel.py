@@ -193,8 +193,12 @@ def client(url: str, *, timeout: float, redis_class: type[Redis] = Redis, **kwar
     return manager.master_for(target.service, redis_class=redis_class, connection_pool_class=OwnSentinelsPool)
 
 
-def sync_client(url: str, *, timeout: float) -> redis.Redis:
-    """A blocking client of the current primary of ``url``'s service (a worker's start-up probe)."""
+def sync_client(url: str, *, timeout: float, **kwargs: Any) -> redis.Redis:
+    """A blocking client for any Redis URL jobqueue takes: of the current primary for a Sentinel
+    URL (a worker's start-up probe, ``jobqueue dev``); ``timeout`` bounds connects and reads,
+    ``kwargs`` go to the client (``decode_responses``...). Close it with ``close_sync_client``."""
+    if not is_sentinel_url(url):
+        return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, **kwargs)
     target = parse(url)
     manager = redis.sentinel.Sentinel(
         target.sentinels,
@@ -202,11 +206,13 @@ def sync_client(url: str, *, timeout: float) -> redis.Redis:
         **target.connection_kwargs(),
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
+        **kwargs,
     )
     return manager.master_for(target.service)
 
 
 def close_sync_client(client: redis.Redis) -> None:
+    """Close a client of ``sync_client``, and its connections to the sentinels if it has any."""
     client.close()
     manager = getattr(client.connection_pool, "sentinel_manager", None)
     for sentinel in getattr(manager, "sentinels", ()):

@@ -21,7 +21,8 @@ from jobqueue._sentinel import parse
 from jobqueue.dashboard import create_app
 from jobqueue.settings import get_settings, redact_url
 from tests.support.sentinel import SERVICE, SentinelGroup
-from tests.support.waiting import ROOT, WorkerProcess, wait_for
+from tests.support.waiting import ROOT, WorkerProcess, free_port, wait_for
+from workers.devredis import start_dev_redis
 
 SETTINGS = "tests.support.workers.EmbeddingTestSettings"
 
@@ -134,6 +135,15 @@ async def test_callers_and_a_running_worker_follow_a_switch_of_primary(group, se
         assert worker.proc.poll() is None, worker.output()[-3000:]
     assert group.primary_port() != before
     assert all("127.0.0.1" in message for message in refused)
+
+
+def test_jobqueue_dev_uses_a_sentinel_group_that_answers_and_refuses_one_that_does_not(group, tmp_path):
+    dev = start_dev_redis(group.url(), tmp_path)
+    assert dev.process is None and "a server that was already running" in dev.description
+    dead = f"redis+sentinel://:s3cret@127.0.0.1:{free_port()}/{SERVICE}"
+    with pytest.raises(ConfigurationError, match="only be started for a redis:// URL") as info:
+        start_dev_redis(dead, tmp_path)
+    assert "s3cret" not in str(info.value) and list(tmp_path.iterdir()) == []
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:

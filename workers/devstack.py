@@ -23,6 +23,7 @@ from typing import Any
 
 import redis
 
+from jobqueue import _sentinel
 from jobqueue._keys import QueueKeys
 from jobqueue.constants import QueueName
 from jobqueue.embedded import port_is_free
@@ -219,16 +220,14 @@ def _workers_up(url: str, names: tuple[str, ...]) -> bool:
     for name in names:
         queue = WORKER_QUEUES[name]
         own = settings.queue_redis_url(queue)
-        client = redis.Redis.from_url(
-            own if own != settings.redis_url else url, socket_timeout=1, socket_connect_timeout=1
-        )
+        client = _sentinel.sync_client(own if own != settings.redis_url else url, timeout=1)
         try:
             if not client.zcard(QueueKeys(queue).workers):
                 return False
         except (redis.RedisError, OSError):
             return False
         finally:
-            client.close()
+            _sentinel.close_sync_client(client)
     return True
 
 

@@ -50,6 +50,7 @@ AFTER_RECOVERY_S = figures.sized(1.5, 10)
 # A loss counts as the replication lag's only when its job was acknowledged this close to the kill.
 LOSS_WINDOW_MARGIN_S = 1.0
 MODES = {"async": 0, "replicated": 1}
+REDIS_TIMEOUT_S = 2.0
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -74,6 +75,9 @@ async def test_a_killed_primary_fails_over_and_acknowledged_jobs_survive_as_prom
     )
     assert result["raw"] == [], f"errors other than jobqueue's reached the producer: {result['raw'][:3]}"
     assert result["refused"], "no enqueue met the switch"
+    # Never a hang: JOBQUEUE_REDIS_TIMEOUT bounds a call, plus the WAIT when replicas are asked for.
+    bound = REDIS_TIMEOUT_S + (get_settings().enqueue_replicas_timeout if MODES[mode] else 0)
+    assert result["slowest_refusal_s"] <= bound + 0.5, f"an enqueue took {result['slowest_refusal_s']:.2f}s to fail"
     assert all(result["alive"]), "a worker died: " + result["dead_log"]
     if mode == "replicated":
         assert lost == [], f"{len(lost)} acknowledged job(s) lost: {lost[:10]}"
@@ -85,7 +89,7 @@ async def _run(mode: str, group: SentinelGroup, runs_file: Path, monkeypatch) ->
     url = group.url()
     monkeypatch.setenv("REDIS_URL", url)
     monkeypatch.setenv("JOBQUEUE_ENQUEUE_REPLICAS", str(MODES[mode]))
-    monkeypatch.setenv("JOBQUEUE_REDIS_TIMEOUT", "2")
+    monkeypatch.setenv("JOBQUEUE_REDIS_TIMEOUT", str(REDIS_TIMEOUT_S))
     get_settings.cache_clear()
     env = {
         "REDIS_URL": url,
@@ -95,6 +99,7 @@ async def _run(mode: str, group: SentinelGroup, runs_file: Path, monkeypatch) ->
     }
     acked: dict[str, float] = {}  # job id -> monotonic time its enqueue returned
     refused: Counter[str] = Counter()
+    refusal_s: list[float] = []  # how long each refused enqueue took to say so
     raw: list[str] = []
     stop = asyncio.Event()
 
@@ -102,13 +107,16 @@ async def _run(mode: str, group: SentinelGroup, runs_file: Path, monkeypatch) ->
         i = 0
         while not stop.is_set():
             job = f"{mode}-{n}-{i}"
+            began = time.monotonic()
             try:
                 handle = await jobqueue.enqueue_product_embedding(job)
                 acked[handle.job_id] = time.monotonic()
             except NotReplicatedError:
                 refused["not_replicated"] += 1
+                refusal_s.append(time.monotonic() - began)
             except JobQueueError as exc:
                 refused[type(exc).__name__] += 1
+                refusal_s.append(time.monotonic() - began)
             except Exception as exc:  # a finding, not a crash of the producer
                 raw.append(f"{type(exc).__module__}.{type(exc).__name__}: {exc}")
             i += 1
@@ -150,6 +158,7 @@ async def _run(mode: str, group: SentinelGroup, runs_file: Path, monkeypatch) ->
         "lost": lost,
         "early_losses": early_losses,
         "refused": refused,
+        "slowest_refusal_s": max(refusal_s, default=0.0),
         "raw": raw,
         "alive": alive,
         "dead_log": dead_log,
@@ -161,6 +170,7 @@ async def _run(mode: str, group: SentinelGroup, runs_file: Path, monkeypatch) ->
             "runs_repeated": sum(1 for n in starts.values() if n > 1),
             "refused": sum(refused.values()),
             "not_replicated": refused["not_replicated"],
+            "slowest_refusal_s": round(max(refusal_s, default=0.0), 2),
         },
     }
 
