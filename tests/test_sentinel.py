@@ -16,7 +16,7 @@ import pytest
 import jobqueue
 from jobqueue import ConfigurationError, RedisUnavailableError
 from jobqueue import product_embedding_queue as embeddings
-from jobqueue._redis_settings import SentinelRedisSettings, redis_settings_from_url
+from jobqueue._redis_settings import SentinelRedisSettings, redis_settings_from_url, wait_for_redis
 from jobqueue._sentinel import parse
 from jobqueue.dashboard import create_app
 from jobqueue.settings import get_settings, redact_url
@@ -135,6 +135,28 @@ async def test_callers_and_a_running_worker_follow_a_switch_of_primary(group, se
         assert worker.proc.poll() is None, worker.output()[-3000:]
     assert group.primary_port() != before
     assert all("127.0.0.1" in message for message in refused)
+
+
+async def test_the_password_goes_to_the_servers_and_sentinel_password_to_the_sentinels(tmp_path, monkeypatch):
+    group = SentinelGroup(tmp_path, replicas=0, sentinels=1, password="srv-pw", sentinel_password="sen-pw")
+    group.start()
+    try:
+        url = group.url()
+        wait_for_redis(url, 2.0, 0)  # a worker's start-up probe gets through both
+        monkeypatch.setenv("REDIS_URL", url)
+        get_settings.cache_clear()
+        assert (await jobqueue.enqueue_product_embedding("auth")).created
+        assert group.primary_admin().exists(embeddings.keys.arq_job("product-embedding:auth"))
+        for wrong in (url.replace("sen-pw", "nope"), url.split("?")[0], url.replace("srv-pw", "nope")):
+            await jobqueue.close_queues()
+            monkeypatch.setenv("REDIS_URL", wrong)
+            get_settings.cache_clear()
+            with pytest.raises(RedisUnavailableError) as info:
+                await jobqueue.enqueue_product_embedding("refused")
+            assert "pw" not in str(info.value) and "nope" not in str(info.value)
+    finally:
+        await jobqueue.close_queues()
+        group.stop()
 
 
 def test_jobqueue_dev_uses_a_sentinel_group_that_answers_and_refuses_one_that_does_not(group, tmp_path):

@@ -34,9 +34,10 @@ def server_binary() -> str:
 class Node:
     """One server process (a Redis or a sentinel) on a free port, its log in its directory."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, password: str | None = None) -> None:
         self.directory = directory
         self.port = port or free_port()
+        self.password = password
         self.proc: subprocess.Popen[bytes] | None = None
 
     def spawn(self, *args: str) -> None:
@@ -54,7 +55,8 @@ class Node:
                 time.sleep(0.05)
 
     def admin(self, **kwargs: object) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2, socket_connect_timeout=2, **kwargs)
+        timeouts = {"socket_timeout": 2, "socket_connect_timeout": 2}
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, **timeouts, **kwargs)
 
     def log(self) -> str:
         path = self.directory / "server.log"
@@ -83,12 +85,14 @@ class RedisNode(Node):
         args += ["--repl-diskless-sync-delay", "0"]  # a replica syncs at once, not 5 s later
         if replicaof is not None:
             args += ["--replicaof", "127.0.0.1", str(replicaof)]
+        if self.password is not None:
+            args += ["--requirepass", self.password, "--masterauth", self.password]
         self.spawn(*args)
         return self
 
 
 class SentinelNode(Node):
-    def start(self, primary_port: int, quorum: int) -> SentinelNode:
+    def start(self, primary_port: int, quorum: int, auth_pass: str | None = None) -> SentinelNode:
         self.directory.mkdir(parents=True, exist_ok=True)
         conf = self.directory / "sentinel.conf"
         conf.write_text(
@@ -97,6 +101,8 @@ class SentinelNode(Node):
             f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
             f"sentinel parallel-syncs {SERVICE} 1\n"
+            + (f"sentinel auth-pass {SERVICE} {auth_pass}\n" if auth_pass else "")
+            + (f"requirepass {self.password}\n" if self.password else "")
         )
         self.spawn(str(conf), "--sentinel")
         return self
@@ -112,11 +118,22 @@ class SentinelGroup:
     primary's own (a proxy in between, say).
     """
 
-    def __init__(self, directory: Path, *, replicas: int = 2, sentinels: int = 3) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        replicas: int = 2,
+        sentinels: int = 3,
+        password: str | None = None,
+        sentinel_password: str | None = None,
+    ) -> None:
         self.directory = directory
-        self.primary = RedisNode(directory / "primary")
-        self.replicas = [RedisNode(directory / f"replica-{i}") for i in range(replicas)]
-        self.sentinels = [SentinelNode(directory / f"sentinel-{i}") for i in range(sentinels)]
+        self.password, self.sentinel_password = password, sentinel_password
+        self.primary = RedisNode(directory / "primary", password=password)
+        self.replicas = [RedisNode(directory / f"replica-{i}", password=password) for i in range(replicas)]
+        self.sentinels = [
+            SentinelNode(directory / f"sentinel-{i}", password=sentinel_password) for i in range(sentinels)
+        ]
 
     def start(self, upstream: dict[int, int] | None = None) -> SentinelGroup:
         self.primary.start()
@@ -126,13 +143,16 @@ class SentinelGroup:
         # them once the replicas are there, and their first INFO finds them.
         self._wait("the replicas to come in sync", lambda: self._online() >= len(self.replicas), 30)
         for sentinel in self.sentinels:
-            sentinel.start(self.primary.port, len(self.sentinels) // 2 + 1)
+            sentinel.start(self.primary.port, len(self.sentinels) // 2 + 1, auth_pass=self.password)
         self.wait_ready()
         return self
 
     def url(self, *, db: int = 0, scheme: str = "redis+sentinel") -> str:
+        """The group's Sentinel URL, with its passwords."""
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
-        return f"{scheme}://{hosts}/{SERVICE}/{db}"
+        auth = f":{self.password}@" if self.password else ""
+        query = f"?sentinel_password={self.sentinel_password}" if self.sentinel_password else ""
+        return f"{scheme}://{auth}{hosts}/{SERVICE}/{db}{query}"
 
     def nodes(self) -> list[RedisNode]:
         return [self.primary, *self.replicas]
@@ -154,7 +174,9 @@ class SentinelGroup:
         """A client of the primary the sentinels name now."""
         port = self.primary_port()
         assert port is not None, "the sentinels do not agree on a primary"
-        return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, socket_connect_timeout=2)
+        return redis.Redis(
+            host="127.0.0.1", port=port, password=self.password, socket_timeout=2, socket_connect_timeout=2
+        )
 
     def wait_ready(self, timeout: float = 30) -> None:
         """Every sentinel sees the others and every replica, and every replica is in sync."""
