@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -64,6 +65,14 @@ async def test_a_bad_url_is_one_clear_line_before_anything_is_written(monkeypatc
     message = str(info.value)
     assert message.startswith("REDIS_URL: ") and says in message and "s3cret" not in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("command", [("stats",), ("dev",)])
+def test_the_command_line_says_a_bad_url_in_one_line_without_the_password(command, tmp_path):
+    done = _cli(*command, env={"REDIS_URL": "redis+sentinel://:s3cret@h1:26379"}, cwd=tmp_path)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "names the service" in done.stderr and "s3cret" not in done.stderr
+    assert list(tmp_path.iterdir()) == []  # jobqueue dev started nothing
 
 
 def test_a_worker_gets_sentinel_settings_that_print_no_password():
@@ -168,10 +177,10 @@ def test_jobqueue_dev_uses_a_sentinel_group_that_answers_and_refuses_one_that_do
     assert "s3cret" not in str(info.value) and list(tmp_path.iterdir()) == []
 
 
-def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+def _cli(*args: str, env: dict[str, str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     command = [sys.executable, "-m", "jobqueue.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=60)
+    return subprocess.run(command, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=60)
 
 
 async def _completed_at_least(n: int) -> bool:

@@ -24,6 +24,7 @@ from typing import Any
 import redis
 
 from jobqueue import _sentinel
+from jobqueue._env import read_settings
 from jobqueue._keys import QueueKeys
 from jobqueue.constants import QueueName
 from jobqueue.embedded import port_is_free
@@ -236,7 +237,7 @@ def start(options: DevOptions, stack: DevStack) -> None:
     unknown = sorted(set(options.workers) - set(WORKER_QUEUES))
     if unknown:
         raise ConfigurationError(f"unknown worker {', '.join(unknown)}: choose from {', '.join(WORKER_QUEUES)}")
-    settings = Settings()
+    settings = read_settings(Settings)  # a bad value is one line naming it (a URL's password hidden)
     stack.redis = start_dev_redis(settings.redis_url, options.data_dir)
     stack.env["REDIS_URL"] = stack.redis.url
     stack.summary.append(("Redis", stack.redis.description))
