@@ -167,6 +167,8 @@ async def _run(mode: str, group: SentinelGroup, runs_file: Path, monkeypatch) ->
             "acked_before_kill": acked_before_kill,
             "acked": len(acked),
             "lost": len(lost),
+            # how long before the kill the earliest lost job was acknowledged
+            "lost_acked_within_s": round(max((killed_at - acked[j] for j in lost), default=0.0), 3),
             "runs_repeated": sum(1 for n in starts.values() if n > 1),
             "refused": sum(refused.values()),
             "not_replicated": refused["not_replicated"],
