@@ -19,6 +19,7 @@ from jobqueue import ConfigurationError, RedisUnavailableError
 from jobqueue import product_embedding_queue as embeddings
 from jobqueue._redis_settings import SentinelRedisSettings, redis_settings_from_url, wait_for_redis
 from jobqueue._sentinel import parse
+from jobqueue.collector import render_queue_metrics
 from jobqueue.dashboard import create_app
 from jobqueue.settings import get_settings, redact_url
 from tests.support.sentinel import SERVICE, SentinelGroup
@@ -104,7 +105,7 @@ def sentinel_url(group, monkeypatch):
     return url
 
 
-async def test_enqueue_worker_result_cli_and_dashboard_all_go_through_the_sentinel(group, sentinel_url):
+async def test_enqueue_worker_result_cli_dashboard_and_collector_all_go_through_the_sentinel(group, sentinel_url):
     handles = [await jobqueue.enqueue_product_embedding(f"s{i}") for i in range(3)]
     assert await jobqueue.check_queues_health() is True
     with WorkerProcess(SETTINGS, REDIS_URL=sentinel_url) as worker:
@@ -119,6 +120,9 @@ async def test_enqueue_worker_result_cli_and_dashboard_all_go_through_the_sentin
     async with httpx.AsyncClient(transport=transport, base_url="http://dash.test") as client:
         body = (await client.get("/api/queues", headers={"Authorization": "Bearer t"})).json()
     assert body["queues"][0]["counts"]["completed"] == 3
+    metrics = (await render_queue_metrics()).decode()  # the collector, as the dashboard serves it
+    assert "jobqueue_redis_up 1.0" in metrics
+    assert 'jobqueue_queue_jobs{queue="product-embedding",state="completed"} 3.0' in metrics
     # Everything went to the primary the sentinel names: its own keys say so.
     assert group.primary_admin().zcard(embeddings.keys.completed) == 3
 
