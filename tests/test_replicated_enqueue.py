@@ -20,15 +20,18 @@ from tests.support.sentinel import RedisNode
 def pair(tmp_path_factory):
     """A primary and one replica of it."""
     directory = tmp_path_factory.mktemp("replicated")
-    primary = RedisNode(directory / "primary").start()
-    replica = RedisNode(directory / "replica").start(replicaof=primary.port)
-    deadline = time.monotonic() + 20
-    while primary.admin().info("replication").get("slave0", {}).get("state") != "online":
-        assert time.monotonic() < deadline, "the replica did not come in sync: " + replica.log()[-2000:]
-        time.sleep(0.05)
-    yield primary, replica
-    replica.stop()
-    primary.stop()
+    primary, replica = RedisNode(directory / "primary"), RedisNode(directory / "replica")
+    try:
+        primary.start()
+        replica.start(replicaof=primary.port)
+        deadline = time.monotonic() + 20
+        while primary.admin().info("replication").get("slave0", {}).get("state") != "online":
+            assert time.monotonic() < deadline, "the replica did not come in sync: " + replica.log()[-2000:]
+            time.sleep(0.05)
+        yield primary, replica
+    finally:
+        replica.stop()
+        primary.stop()
 
 
 @pytest.fixture

@@ -136,15 +136,20 @@ class SentinelGroup:
         ]
 
     def start(self, upstream: dict[int, int] | None = None) -> SentinelGroup:
-        self.primary.start()
-        for i, replica in enumerate(self.replicas):
-            replica.start(replicaof=(upstream or {}).get(i, self.primary.port))
-        # Sentinels learn the replicas from the primary's INFO, which they read every 10 s: start
-        # them once the replicas are there, and their first INFO finds them.
-        self._wait("the replicas to come in sync", lambda: self._online() >= len(self.replicas), 30)
-        for sentinel in self.sentinels:
-            sentinel.start(self.primary.port, len(self.sentinels) // 2 + 1, auth_pass=self.password)
-        self.wait_ready()
+        """Start every server; a group that does not come up is stopped, none of it left running."""
+        try:
+            self.primary.start()
+            for i, replica in enumerate(self.replicas):
+                replica.start(replicaof=(upstream or {}).get(i, self.primary.port))
+            # Sentinels learn the replicas from the primary's INFO, which they read every 10 s:
+            # start them once the replicas are there, and their first INFO finds them.
+            self._wait("the replicas to come in sync", lambda: self._online() >= len(self.replicas), 30)
+            for sentinel in self.sentinels:
+                sentinel.start(self.primary.port, len(self.sentinels) // 2 + 1, auth_pass=self.password)
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def url(self, *, db: int = 0, scheme: str = "redis+sentinel") -> str:
