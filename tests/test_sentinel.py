@@ -5,6 +5,7 @@ a real primary, replica and sentinel, through a switch of primary."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import subprocess
@@ -125,6 +126,20 @@ async def test_enqueue_worker_result_cli_dashboard_and_collector_all_go_through_
     assert 'jobqueue_queue_jobs{queue="product-embedding",state="completed"} 3.0' in metrics
     # Everything went to the primary the sentinel names: its own keys say so.
     assert group.primary_admin().zcard(embeddings.keys.completed) == 3
+
+
+async def test_a_queue_of_its_own_can_live_behind_a_sentinel(group, sentinel_url, redis_url, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", redis_url)  # the other queues stay on the test Redis
+    monkeypatch.setenv("JOBQUEUE_REMINDER_DISPATCH_REDIS_URL", sentinel_url)
+    get_settings.cache_clear()
+    due = dt.datetime.now(dt.UTC)
+    handle = await jobqueue.enqueue_reminder_dispatch("s1", "u1", "PUSH", {"title": "t", "body": "b"}, due)
+    await jobqueue.enqueue_product_embedding("elsewhere")
+    assert handle.created and await handle.status() == "waiting"
+    assert group.primary_admin().zcard(jobqueue.reminder_dispatch_queue.keys.queue) == 1
+    assert group.primary_admin().zcard(embeddings.keys.queue) == 0
+    assert (await jobqueue.reminder_dispatch_queue.get_job_counts())["waiting"] == 1
+    assert await jobqueue.check_queues_health() is True
 
 
 async def test_callers_and_a_running_worker_follow_a_switch_of_primary(group, sentinel_url):
