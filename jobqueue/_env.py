@@ -53,6 +53,9 @@ def describe(exc: ValidationError, fields: dict[str, FieldInfo], variables: dict
         name = by_key.get(str(error["loc"][0]).lower()) if error["loc"] else None
         if name is None:
             parts.setdefault(str(error["loc"]), error["msg"])
+        elif error["type"] == "value_error":
+            # A validator's own message: it says what is wrong without echoing a secret.
+            parts.setdefault(name, f"{variables[name]}: {str(error['msg']).removeprefix('Value error, ')}")
         else:
             parts.setdefault(name, f"{variables[name]}={error['input']!r}: expected {expected(fields[name])}")
     return "; ".join(parts.values())

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
+from jobqueue import _sentinel
 from jobqueue.constants import QueueName
 from jobqueue.errors import ConfigurationError
 
@@ -38,6 +39,12 @@ def url_problem(url: str) -> str | None:
         return "expected a " + ", ".join(f"{s}://" for s in URL_SCHEMES) + " URL"
     if parts.scheme == "unix":
         return None if parts.path else "a unix:// URL needs the socket's path"
+    if parts.scheme in _sentinel.SCHEMES:
+        try:
+            _sentinel.parse(url)
+        except ValueError as exc:
+            return str(exc)
+        return None
     if not parts.hostname:
         return "the URL names no host"
     return None

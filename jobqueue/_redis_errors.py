@@ -61,7 +61,10 @@ def describe(exc: BaseException) -> str:
             return f"Redis is busy running a long script ({text})"
         return f"Redis cannot serve now ({text})"
     if isinstance(exc, ReadOnlyError):
-        return f"Redis is a read-only replica; after a failover, point REDIS_URL at the primary ({text})"
+        return (
+            "Redis is a read-only replica; after a failover, point REDIS_URL at the primary "
+            f"(or use a redis+sentinel:// URL, which follows it) ({text})"
+        )
     if isinstance(exc, BusyLoadingError):
         return f"Redis is loading its data set ({text})"
     if isinstance(exc, OutOfMemoryError):

@@ -3,17 +3,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import redis
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from jobqueue import _redis_errors
+from jobqueue import _redis_errors, _sentinel
 from jobqueue.settings import get_settings, redact_url
 
 logger = logging.getLogger("jobqueue.worker")
@@ -32,7 +34,23 @@ STARTUP_PROBE_INTERVAL_S = 1.0
 _answered: set[str] = set()
 
 
+@dataclass
+class SentinelRedisSettings(RedisSettings):
+    """arq ``RedisSettings`` for a Sentinel URL. arq's own pool for ``sentinel=True`` passes on
+    neither timeouts, retries, TLS options nor the sentinels' password, so jobqueue's ``Worker``
+    makes the pool itself from ``url`` (``create_sentinel_pool``); arq's ``--check`` still works
+    with the fields arq reads (the sentinels' addresses, the service, the database)."""
+
+    url: str = ""
+    timeout: float = 5.0
+
+    def __repr__(self) -> str:
+        return f"RedisSettings(url={redact_url(self.url)!r})"
+
+
 def redis_settings_from_url(url: str, timeout: float) -> RedisSettings:
+    if _sentinel.is_sentinel_url(url):
+        return _sentinel_settings(url, timeout)
     kw = parse_url(url)
     return RedisSettings(
         host=kw.get("host", "localhost"),
@@ -49,11 +67,72 @@ def redis_settings_from_url(url: str, timeout: float) -> RedisSettings:
         conn_timeout=int(max(timeout, 1)),
         conn_retries=2,
         conn_retry_delay=1,
-        # OSError too: redis-py 5 retries a failed connect only for errors in this list, and a
-        # refused connection reaches it as a bare ConnectionRefusedError.
-        retry_on_error=[e for e in _redis_errors.WORKER_TRANSIENT if e not in _NOT_RETRIED],
-        retry=Retry(ExponentialBackoff(cap=3.0, base=0.1), COMMAND_RETRIES),
+        retry_on_error=_retried_errors(),
+        retry=_retry(),
     )
+
+
+def _retry() -> Retry:
+    return Retry(ExponentialBackoff(cap=3.0, base=0.1), COMMAND_RETRIES)
+
+
+# OSError too: redis-py 5 retries a failed connect only for errors in this list, and a refused
+# connection reaches it as a bare ConnectionRefusedError.
+def _retried_errors() -> list[type[BaseException]]:
+    return [e for e in _redis_errors.WORKER_TRANSIENT if e not in _NOT_RETRIED]
+
+
+def _sentinel_settings(url: str, timeout: float) -> SentinelRedisSettings:
+    target = _sentinel.parse(url)
+    return SentinelRedisSettings(
+        host=target.sentinels,  # type: ignore[arg-type]  # arq takes the sentinels' addresses here
+        sentinel=True,
+        sentinel_master=target.service,
+        database=target.db,
+        username=target.username,
+        password=target.password,
+        ssl=target.tls,
+        conn_timeout=int(max(timeout, 1)),
+        conn_retries=2,
+        conn_retry_delay=1,
+        retry_on_error=_retried_errors(),  # type: ignore[arg-type]
+        retry=_retry(),
+        url=url,
+        timeout=timeout,
+    )
+
+
+async def create_sentinel_pool(settings: SentinelRedisSettings, **arq_options: Any) -> ArqRedis:
+    """A worker's pool (arq's ``ArqRedis``) on the current primary of a Sentinel URL's service:
+    ``create_pool`` of arq, with the timeouts, retries and TLS options of any other worker pool.
+    ``arq_options`` are the ``ArqRedis`` attributes arq sets (serializers, queue name...)."""
+    pool = _sentinel.client(
+        settings.url,
+        timeout=settings.timeout,
+        redis_class=ArqRedis,
+        retry=settings.retry,
+        retry_on_error=settings.retry_on_error,
+        encoding="utf8",
+    )
+    for name, value in arq_options.items():
+        setattr(pool, name, value)
+    tries = 0
+    while True:
+        try:
+            await pool.ping()
+            return pool
+        except _redis_errors.WORKER_TRANSIENT as exc:
+            if tries >= settings.conn_retries:
+                await pool.aclose()
+                raise
+            tries += 1
+            logger.warning(
+                "Redis is not answering at %s (%s), %d retries remaining",
+                redact_url(settings.url),
+                _redis_errors.describe(exc),
+                settings.conn_retries - tries + 1,
+            )
+            await asyncio.sleep(settings.conn_retry_delay)
 
 
 def wait_for_redis(url: str, timeout: float, wait: float) -> None:
@@ -67,7 +146,7 @@ def wait_for_redis(url: str, timeout: float, wait: float) -> None:
     deadline = time.monotonic() + wait
     warned = False
     while True:
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        client = _sentinel.sync_client(url, timeout=timeout)
         try:
             client.ping()
         except redis.RedisError as exc:
@@ -88,7 +167,7 @@ def wait_for_redis(url: str, timeout: float, wait: float) -> None:
                 logger.info("Redis answers at %s", redact_url(url))
             return
         finally:
-            client.close()
+            _sentinel.close_sync_client(client)
 
 
 def bound_reads(connection_pool: Any) -> None:
@@ -108,7 +187,7 @@ class LazyRedisSettings:
     def __init__(self, queue: str | None = None) -> None:
         self._queue = queue
 
-    def _resolve(self) -> RedisSettings:
+    def resolve(self) -> RedisSettings:
         settings = get_settings()
         url = settings.queue_redis_url(self._queue)
         wait_for_redis(url, settings.redis_timeout, settings.redis_startup_wait)
@@ -117,7 +196,12 @@ class LazyRedisSettings:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):  # copy, pickle and the like; no RedisSettings field starts so
             raise AttributeError(name)
-        return getattr(self._resolve(), name)
+        return getattr(self.resolve(), name)
 
     def __repr__(self) -> str:
         return f"RedisSettings(url={redact_url(get_settings().queue_redis_url(self._queue))!r})"
+
+
+def resolved(settings: Any) -> Any:
+    """The ``RedisSettings`` behind a ``LazyRedisSettings`` (any other settings as they are)."""
+    return settings.resolve() if isinstance(settings, LazyRedisSettings) else settings

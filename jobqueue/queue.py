@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from jobqueue import _autopipeline, _result_wait, _scripts, _validate, tracing
+from jobqueue import _autopipeline, _replicated, _result_wait, _scripts, _validate, tracing
 from jobqueue._cancel import QueueCancel
 from jobqueue._inspection import QueueInspection
 from jobqueue._json import dumps, loads
@@ -132,6 +132,9 @@ class Queue(QueueInspection, QueueOperations, QueueEvents, QueueCancel):
         return await self._write(jobs)
 
     async def _write(self, jobs: list[PreparedJob]) -> list[JobHandle]:
+        replicas = _replicated.wanted()
+        if replicas:  # its own pipeline, ending in WAIT: not one of an auto-pipelined batch
+            return await self._write_replicated(jobs, replicas)
         if len(jobs) <= BULK_CHUNK and _autopipeline.enabled():
             # Joins the enqueues of this event-loop turn: one round trip for all (its own timeout).
             codes = await _autopipeline.enqueue(get_redis(self.name), self.script_args(jobs), self.name)
@@ -146,6 +149,21 @@ class Queue(QueueInspection, QueueOperations, QueueEvents, QueueCancel):
                     _scripts.ENQUEUE.queue_in(pipe, [], self.script_args(jobs[i : i + BULK_CHUNK]))
                 codes = [c for chunk in await _scripts.run_pipeline(redis, pipe, _scripts.ENQUEUE) for c in chunk]
         return [self._handle(job.job_id, code) for job, code in zip(jobs, codes, strict=True)]
+
+    async def _write_replicated(self, jobs: list[PreparedJob], replicas: int) -> list[JobHandle]:
+        """``enqueue_prepared`` under ``JOBQUEUE_ENQUEUE_REPLICAS``: the scripts, then WAIT, in one
+        pipeline (one connection); ``NotReplicatedError`` when too few replicas confirm in time."""
+        async with redis_errors(queue=self.name, scale=1 + len(jobs) // BULK_CHUNK + _replicated.extra_scale()):
+            redis = get_redis(self.name)
+            pipe = redis.pipeline(transaction=False)
+            for i in range(0, len(jobs), BULK_CHUNK):
+                _scripts.ENQUEUE.queue_in(pipe, [], self.script_args(jobs[i : i + BULK_CHUNK]))
+            _replicated.queue_wait(pipe, self.keys.base, replicas)
+            replies = await _scripts.run_pipeline(redis, pipe, _scripts.ENQUEUE)
+        codes = [c for chunk in replies[: -_replicated.ADDED_REPLIES] for c in chunk]
+        handles = [self._handle(job.job_id, code) for job, code in zip(jobs, codes, strict=True)]
+        _replicated.check(replies, replicas, handles, self.name)
+        return handles
 
     # -- state and results -----------------------------------------------------------------
 

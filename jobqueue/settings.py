@@ -8,18 +8,29 @@ change the environment call ``get_settings.cache_clear()``. Per-queue worker opt
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jobqueue import _sentinel
 from jobqueue._env import read_settings
 from jobqueue._envnames import warn_unknown_variables
 from jobqueue._queue_urls import queue_urls
-from jobqueue.constants import DEFAULT_EVENTS_MAXLEN, DEFAULT_REDIS_STARTUP_WAIT_S, DEFAULT_REDIS_TIMEOUT_S, QueueName
+from jobqueue.constants import (
+    DEFAULT_ENQUEUE_REPLICAS_TIMEOUT_S,
+    DEFAULT_EVENTS_MAXLEN,
+    DEFAULT_REDIS_STARTUP_WAIT_S,
+    DEFAULT_REDIS_TIMEOUT_S,
+    QueueName,
+)
+
+REDIS_SCHEMES = ("redis", "rediss", "unix", *_sentinel.SCHEMES)
+# Query options whose value is a secret: redis-py takes a password there too.
+_SECRET_QUERY = re.compile(r"(?<=[?&])((?:sentinel_)?password)=[^&#]*")
 
 
 class Settings(BaseSettings):
@@ -39,6 +50,12 @@ class Settings(BaseSettings):
     tracing: Literal["auto", "on", "off"] = Field("auto", validation_alias="JOBQUEUE_TRACING")
     # Enqueues issued in one event-loop turn share one round trip (jobqueue._autopipeline).
     auto_pipeline: bool = Field(True, validation_alias="JOBQUEUE_AUTO_PIPELINE")
+    # Replicated acknowledgement (docs/production.md): an enqueue returns once this many replicas
+    # have its write (WAIT), or raises NotReplicatedError after the timeout. 0: no wait.
+    enqueue_replicas: int = Field(0, ge=0, validation_alias="JOBQUEUE_ENQUEUE_REPLICAS")
+    enqueue_replicas_timeout: float = Field(
+        DEFAULT_ENQUEUE_REPLICAS_TIMEOUT_S, gt=0, validation_alias="JOBQUEUE_ENQUEUE_REPLICAS_TIMEOUT"
+    )
 
     llm_provider: str = "openai"
     llm_model: str = "gpt-4o-mini"
@@ -68,6 +85,11 @@ class Settings(BaseSettings):
             servers.setdefault(self.queue_redis_url(queue.value), []).append(queue.value)
         return servers
 
+    @field_validator("redis_url")
+    @classmethod
+    def _known_url(cls, url: str) -> str:
+        return check_redis_url(url)
+
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # A repr ends up in logs and tracebacks: URLs without their password, no API key.
         for name, value in super().__repr_args__():
@@ -89,13 +111,34 @@ def get_settings() -> Settings:
     return read_settings(Settings)
 
 
+def check_redis_url(url: str) -> str:
+    """``url`` when it is a Redis URL jobqueue can use; else ``ValueError`` saying why (no password)."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in REDIS_SCHEMES:
+        schemes = ", ".join(s + "://" for s in REDIS_SCHEMES)
+        raise ValueError(f"{redact_url(url)!r} is not a Redis URL: it starts with one of {schemes}")
+    if scheme in _sentinel.SCHEMES:
+        try:
+            _sentinel.parse(url)
+        except ValueError as exc:
+            raise ValueError(f"{redact_url(url)!r}: {exc}") from None
+    return url
+
+
 def redact_url(url: str) -> str:
-    """``url`` without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """``url`` without its passwords (the server's, and a Sentinel URL's ``sentinel_password``),
+    for messages and logs. Takes any URL, a Sentinel URL's list of hosts included."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else "***@"
-    return urlunsplit(parts._replace(netloc=user + host))
+    cut = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        user = userinfo.split(":", 1)[0]
+        netloc = (f"{user}:***@" if user else "***@") + hosts
+    return f"{scheme}://{netloc}{_SECRET_QUERY.sub(_hidden, tail)}"
+
+
+def _hidden(match: re.Match[str]) -> str:
+    return f"{match.group(1)}=***"

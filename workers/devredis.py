@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import redis
 
+from jobqueue import _sentinel
 from jobqueue.embedded import LOOPBACK_HOSTS, port_is_free, redis_answers
 from jobqueue.errors import ConfigurationError
 from jobqueue.settings import redact_url
@@ -53,13 +54,13 @@ class DevRedis:
 
 
 def _where_data_lives(url: str) -> str:
-    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
+    client = _sentinel.sync_client(url, timeout=2, decode_responses=True)
     try:
         config = client.config_get("dir") | client.config_get("appendonly")
     except (redis.RedisError, OSError):
         return "; it does not say where it keeps its data"  # CONFIG is often disabled on managed servers
     finally:
-        client.close()
+        _sentinel.close_sync_client(client)
     if config.get("appendonly") == "yes":
         return f"; data in {config.get('dir')}, append-only file on"
     return f"; data in {config.get('dir')}, append-only file OFF: jobs queued in memory are lost if it restarts"
@@ -76,7 +77,7 @@ def start_dev_redis(url: str, data_dir: Path) -> DevRedis:
     if redis_answers(url):
         return DevRedis(url, f"{shown} (a server that was already running{_where_data_lives(url)})")
     parts = urlsplit(url)
-    host, port = parts.hostname or "", parts.port or DEFAULT_REDIS_PORT
+    host = parts.hostname or ""
     if parts.scheme != "redis" or host not in LOOPBACK_HOSTS:
         raise ConfigurationError(
             f"nothing answers at {shown}, and an embedded Valkey can only be started for a redis:// URL on "
@@ -87,6 +88,7 @@ def start_dev_redis(url: str, data_dir: Path) -> DevRedis:
             f"nothing answers at {shown}; an embedded Valkey has no password: start that server, "
             "or drop the password from REDIS_URL"
         )
+    port = parts.port or DEFAULT_REDIS_PORT
     if not port_is_free(host, port):
         raise ConfigurationError(
             f"nothing that speaks Redis answers at {shown}, but port {port} is taken: "

@@ -24,6 +24,8 @@ from typing import Any
 
 import redis
 
+from jobqueue import _sentinel
+from jobqueue._env import read_settings
 from jobqueue._envnames import warn_unknown_variables
 from jobqueue._keys import QueueKeys
 from jobqueue.constants import QueueName
@@ -272,16 +274,14 @@ def _workers_up(url: str, names: tuple[str, ...]) -> bool:
     for name in names:
         queue = WORKER_QUEUES[name]
         own = settings.queue_redis_url(queue)
-        client = redis.Redis.from_url(
-            own if own != settings.redis_url else url, socket_timeout=1, socket_connect_timeout=1
-        )
+        client = _sentinel.sync_client(own if own != settings.redis_url else url, timeout=1)
         try:
             if not client.zcard(QueueKeys(queue).workers):
                 return False
         except (redis.RedisError, OSError):
             return False
         finally:
-            client.close()
+            _sentinel.close_sync_client(client)
     return True
 
 
@@ -291,7 +291,7 @@ def start(options: DevOptions, stack: DevStack) -> None:
     if unknown:
         raise ConfigurationError(f"unknown worker {', '.join(unknown)}: choose from {', '.join(WORKER_QUEUES)}")
     warn_unknown_variables()  # once here; the workers, told it was said (CONFIG_REPORTED_ENV), do not repeat it
-    settings = Settings()
+    settings = read_settings(Settings)  # a bad value is one line naming it (a URL's password hidden)
     stack.redis = start_dev_redis(settings.redis_url, options.data_dir)
     stack.env["REDIS_URL"] = stack.redis.url
     stack.summary.append(("Redis", stack.redis.description))

@@ -20,6 +20,7 @@ SCENARIOS = {
     6: "duplicates and races",
     7: "hostile values",
     8: "access",
+    9: "sentinel failover",
 }
 
 

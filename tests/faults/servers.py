@@ -1,8 +1,10 @@
-"""Servers a fault scenario owns: a Valkey it may stop, restart, demote or starve, and a
-TLS-capable Redis for the ``rediss://`` scenario."""
+"""Servers a fault scenario owns: a Valkey it may stop, restart, demote or starve, a
+TLS-capable Redis for the ``rediss://`` scenario, and a replication link with lag."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 import subprocess
 import time
@@ -136,3 +138,72 @@ class TlsRedis:
             self.proc.terminate()
             self.proc.wait(timeout=10)
         self.proc = None
+
+
+class LaggyLink:
+    """A replica's replication link with ``lag`` seconds of delay, as a replica in another zone,
+    or behind a busy link, has: the replica connects here, and what the primary sends reaches it
+    ``lag`` seconds later (its acknowledgements go back at once). When the primary's side closes
+    (it was killed), what is still delayed is dropped: it had not reached the replica."""
+
+    def __init__(self, upstream_port: int, lag: float) -> None:
+        self.upstream_port = upstream_port
+        self.lag = lag
+        self.port = 0
+        self.server: asyncio.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> LaggyLink:
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            writer.close()
+            return
+        self.writers |= {writer, up_writer}
+        back = asyncio.create_task(self._pass(reader, up_writer))
+        try:
+            await self._delay(up_reader, writer)
+        finally:
+            for w in (writer, up_writer):
+                w.close()
+                self.writers.discard(w)
+            await asyncio.gather(back, return_exceptions=True)
+
+    async def _pass(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+
+    async def _delay(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        pending: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def deliver() -> None:
+            while True:
+                due, data = await pending.get()
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                sink.write(data)
+                await sink.drain()
+
+        deliverer = asyncio.create_task(deliver())
+        try:
+            with contextlib.suppress(OSError):
+                while data := await source.read(65536):
+                    pending.put_nowait((loop.time() + self.lag, data))
+        finally:
+            deliverer.cancel()  # the primary is gone: what it had "in flight" never arrives
+            await asyncio.gather(deliverer, return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Close every link (each connection's task then ends by itself) and stop listening."""
+        if self.server is not None:
+            self.server.close()
+            for writer in list(self.writers):
+                writer.close()
+            self.server = None

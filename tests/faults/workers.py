@@ -24,6 +24,9 @@ FAILED_ONCE_PREFIX = "jq:test:failed-once:"
 SOAK_COUNTER = "jq:test:soak:ran"
 # Milliseconds each storm job takes, so that a SIGKILL finds runs in flight.
 JOB_MS_ENV = "FAULTS_JOB_MS"
+# The failover scenario's record of runs: a file, since the Redis that would hold it is the one
+# that fails over (and may lose what it was told).
+RUNS_FILE_ENV = "FAULTS_RUNS_FILE"
 
 
 async def storm_handler(ctx: dict[str, Any], payload: ProductEmbeddingJobPayload) -> ProductEmbeddingJobResult:
@@ -45,12 +48,28 @@ async def noop_handler(ctx: dict[str, Any], payload: ProductEmbeddingJobPayload)
     return ProductEmbeddingJobResult(status="processed", product_id=payload.product_id)
 
 
+async def recorded_handler(ctx: dict[str, Any], payload: ProductEmbeddingJobPayload) -> ProductEmbeddingJobResult:
+    """Appends ``start <product> <pid>`` and ``ok <product> <pid>`` lines to ``FAULTS_RUNS_FILE``."""
+    path, pid = os.environ[RUNS_FILE_ENV], os.getpid()
+    _append(path, f"start {payload.product_id} {pid}\n")
+    await asyncio.sleep(float(os.environ.get(JOB_MS_ENV, "0")) / 1000)
+    _append(path, f"ok {payload.product_id} {pid}\n")
+    return ProductEmbeddingJobResult(status="processed", product_id=payload.product_id)
+
+
+def _append(path: str, line: str) -> None:
+    # One write of a short line to a file opened for appending: whole, even with two processes.
+    with open(path, "a") as runs:
+        runs.write(line)
+
+
 def _settings(name: str, handler: Any) -> type:
     return build_worker_settings("product-embedding", handler, name=name, options=queue_options("product-embedding"))
 
 
 StormSettings = _settings("StormSettings", storm_handler)
 NoopSettings = _settings("NoopSettings", noop_handler)
+RecordedSettings = _settings("RecordedSettings", recorded_handler)
 
 
 def worker_env(**options: object) -> dict[str, str]:
