@@ -7,14 +7,21 @@ Redis, so another worker finishes what a stopped one started.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import httpx
 import pytest
 
 import jobqueue
 from jobqueue import InvalidJobError, JobFailedError
 from jobqueue.batches import LaneKeys, get_batches
 from jobqueue.connection import get_redis
+from jobqueue.dashboard import create_app
 from tests.support.fixtures import DIMS
 from tests.support.waiting import WorkerProcess, wait_for
 from tests.support.workers import RunningWorker, run_burst
@@ -286,3 +293,47 @@ async def test_enrichment_and_taste_profiles_take_the_batch_lane_too(store, fast
     stored = await store.get_taste_profile("t1")
     assert stored.vector == pytest.approx(FakeOpenAI.vector_for("likes: tea", DIMS))
     assert json.loads(json.dumps(stored.answers)) == {"likes": ["tea"]}
+
+
+async def test_a_batchs_progress_shows_in_the_cli_and_the_dashboard_api(store, fast_lane):
+    fast_lane.batch_completion_s = 60
+    texts = await _seed(store, 6)
+    await jobqueue.enqueue_product_embeddings(list(texts), lane="batch")
+    transport = httpx.ASGITransport(app=create_app(token="t0ken"))
+    async with (
+        RunningWorker(embedding_settings()),
+        httpx.AsyncClient(
+            transport=transport, base_url="http://dash.test", headers={"Authorization": "Bearer t0ken"}
+        ) as c,
+    ):
+
+        async def in_progress() -> dict | None:
+            body = (await c.get("/api/queues/product-embedding/batches")).json()
+            return body if body["open"] and body["open"][0]["status"] == "in_progress" else None
+
+        body = await wait_for(in_progress, timeout=20, what="the dashboard to show the running batch")
+        (running,) = body["open"]
+        assert running["requests"] == 6 and running["batch_id"].startswith("batch-")
+        assert running["endpoint"] == EMBEDDINGS and body["pending"] == 0 and body["ended"] == []
+        fast_lane.batch_completion_s = 0
+
+        async def ended() -> bool:
+            return bool((await c.get("/api/queues/product-embedding/batches")).json()["ended"])
+
+        await wait_for(ended, timeout=20, what="the batch to end")
+    code, out, _ = await asyncio.to_thread(_jobqueue, "batches", "product-embedding", "--json")
+    shown = json.loads(out)
+    assert code == 0 and shown["ended"][0]["ending"] == "completed" and shown["ended"][0]["completed"] == 6
+    code, out, _ = await asyncio.to_thread(_jobqueue, "batches", "product-embedding")
+    assert code == 0 and running["sid"] in out and "completed" in out and "6/6" in out
+    code, _, err = await asyncio.to_thread(_jobqueue, "batches", "emails")
+    assert code == 1 and "unknown queue 'emails'" in err
+
+
+def _jobqueue(*args: str) -> tuple[int, str, str]:
+    """The ``jobqueue`` console script, as an operator runs it."""
+    script = Path(sys.executable).parent / "jobqueue"
+    proc = subprocess.run(
+        [str(script), *args], env={**os.environ, "COLUMNS": "200"}, capture_output=True, text=True, timeout=60
+    )
+    return proc.returncode, proc.stdout, proc.stderr
