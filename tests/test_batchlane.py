@@ -22,6 +22,7 @@ from jobqueue import InvalidJobError, JobFailedError
 from jobqueue.batches import LaneKeys, get_batches
 from jobqueue.connection import get_redis
 from jobqueue.dashboard import create_app
+from jobqueue.events import parse_event
 from tests.support.fixtures import DIMS
 from tests.support.waiting import WorkerProcess, wait_for
 from tests.support.workers import RunningWorker, run_burst
@@ -76,6 +77,21 @@ async def test_a_bad_lane_is_refused_before_anything_is_written(core_env):
     )
 
 
+async def test_payloads_carry_the_lane_only_when_it_is_batch(core_env):
+    both = await jobqueue.enqueue_product_processing("p1", lane="batch")
+    synced = await jobqueue.enqueue_product_embedding("p2", lane="sync")
+    profile = await jobqueue.enqueue_taste_profile_embeddings([("t1", "u1")], lane="batch")
+    assert (await queue.get_job(both.embedding_job.job_id)).payload == {"product_id": "p1", "lane": "batch"}
+    enrichment = await jobqueue.product_enrichment_queue.get_job(both.enrichment_job.job_id)
+    assert enrichment.payload == {"product_id": "p1", "lane": "batch"}
+    assert (await queue.get_job(synced.job_id)).payload == {"product_id": "p2"}
+    taste = await jobqueue.taste_profile_embedding_queue.get_job(profile[0].job_id)
+    assert taste.payload["lane"] == "batch"
+    # The same id on the other lane is the same job: deduplicated.
+    again = await jobqueue.enqueue_product_embedding("p1")
+    assert not again.created
+
+
 async def test_batch_lane_products_go_in_one_submission_and_are_stored_as_the_sync_lane_stores_them(store, fast_lane):
     batch_texts = await _seed(store, 40, prefix="b")
     sync_texts = await _seed(store, 5, prefix="s")
@@ -100,6 +116,10 @@ async def test_batch_lane_products_go_in_one_submission_and_are_stored_as_the_sy
         assert (digest, model) == (result.text_hash, "embed-test")
         info = await queue.get_job(handles[product_id].job_id)
         assert info.attempts_made == 1  # parking spent no attempt
+    events = [parse_event(i, f) for i, f in await get_redis().xrange(queue.keys.events)]
+    parked = [e for e in events if e.name == "parked"]
+    assert sorted(e.job_id for e in parked) == sorted(h.job_id for h in handles.values())
+    assert all(e.data["attempt"] == 1 and "batch submission" in e.data["reason"] for e in parked)
     assert fast_lane.embedded_counts() == {t: 1 for t in [*batch_texts.values(), *sync_texts.values()]}
     view = await get_batches(queue.name)
     assert view.pending == 0 and not view.open
@@ -309,7 +329,8 @@ async def test_a_batchs_progress_shows_in_the_cli_and_the_dashboard_api(store, f
 
         async def in_progress() -> dict | None:
             body = (await c.get("/api/queues/product-embedding/batches")).json()
-            return body if body["open"] and body["open"][0]["status"] == "in_progress" else None
+            running = body["open"] and body["open"][0]["status"] == "in_progress" and not body["pending"]
+            return body if running else None
 
         body = await wait_for(in_progress, timeout=20, what="the dashboard to show the running batch")
         (running,) = body["open"]
