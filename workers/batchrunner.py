@@ -39,7 +39,7 @@ from redis.exceptions import RedisError
 
 from jobqueue import _redis_errors, _scripts
 from jobqueue.queues import get_queue
-from workers.lanecost import cost_usd
+from workers.batchmapping import CHUNK, MapBack
 from workers.llm import map_openai_error
 
 if TYPE_CHECKING:
@@ -47,8 +47,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("workers.batchlane")
 
-# Reads and writes of many items go in pipelines of this many commands.
-CHUNK = 1000
 # Batches looked at when recovering a submission whose batch id was never recorded.
 RECOVER_LIST_LIMIT = 100
 ENDED_STATUSES = frozenset({"completed", "expired", "cancelled", "failed"})
@@ -94,7 +92,7 @@ async def run_lane(lane: BatchLane) -> None:
         await asyncio.sleep(lane.settings.poll_interval)
 
 
-class LaneRunner:
+class LaneRunner(MapBack):
     """One pass of a queue's batch lane (see the module docstring)."""
 
     def __init__(self, lane: BatchLane) -> None:
@@ -106,10 +104,6 @@ class LaneRunner:
         self._set_if_current = self.redis.register_script(SET_IF_CURRENT)
         self._mark_submitted = self.redis.register_script(MARK_SUBMITTED)
         self._release = self.redis.register_script(RELEASE_LOCK)
-
-    async def now_ms(self) -> int:
-        seconds, micros = await self.redis.time()
-        return int(seconds) * 1000 + int(micros) // 1000
 
     async def run_pass(self) -> bool:
         """One pass, if this worker gets the lane's lock; returns whether it did."""
@@ -275,7 +269,7 @@ class LaneRunner:
             if marked:
                 await self.redis.zrem(self.keys.pending, *marked)
 
-    # -- poll and map back -------------------------------------------------------------------------
+    # -- poll (mapping back: workers.batchmapping) --------------------------------------------
 
     async def poll_open(self) -> None:
         for sid in [_text(s) for s in await self.redis.zrange(self.keys.open, 0, -1)]:
@@ -291,153 +285,6 @@ class LaneRunner:
             await self.redis.hset(sub_key, mapping=progress)
             if batch.status in ENDED_STATUSES:
                 await self.map_back(sid, batch)
-
-    async def map_back(self, sid: str, batch: Any) -> None:
-        """Write each answer of ended ``batch`` to its job's item, handle its ending, wake the jobs."""
-        members = {_text(k): _text(v) for k, v in (await self.redis.hgetall(self.keys.members(sid))).items()}
-        await self._drop_gone(members)
-        answered: set[str] = set()
-        tokens = [0, 0]
-        model = ""
-        wake: list[str] = []
-        for file_id in (batch.output_file_id, batch.error_file_id):
-            if not file_id:
-                continue
-            content = await self.client.files.content(file_id)
-            updates: list[tuple[str, list[Any]]] = []
-            for raw in content.content.splitlines():
-                if not raw.strip():
-                    continue
-                row = json.loads(raw)
-                job_id = row.get("custom_id")
-                if job_id not in members:
-                    continue
-                response, error = row.get("response"), row.get("error")
-                if error and error.get("code") in ("batch_expired", "batch_cancelled"):
-                    continue  # unanswered: the ending decides
-                answered.add(job_id)
-                if response and response.get("status_code") == 200:
-                    body = response.get("body") or {}
-                    usage = body.get("usage") or {}
-                    tokens[0] += int(usage.get("prompt_tokens") or 0)
-                    tokens[1] += int(usage.get("completion_tokens") or 0)
-                    model = model or str(body.get("model") or "")
-                    updates.append((job_id, ["state", "done", "response", json.dumps(body)]))
-                else:
-                    status = int(response.get("status_code") or 0) if response else 0
-                    message = _error_message(response, error)
-                    updates.append((job_id, ["state", "failed", "status", status, "error", message]))
-            wake += await self._apply(sid, members, updates)
-        unanswered = [j for j in members if j not in answered]
-        ending = await self._end_unanswered(sid, batch, members, unanswered)
-        wake += ending.pop("wake")
-        now = await self.now_ms()
-        sub_key = self.keys.submission(sid)
-        cost = cost_usd(model or self.lane.provider.embedding_model, "batch", tokens[0], tokens[1])
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(
-            sub_key,
-            mapping={
-                "status": batch.status,
-                "ending": batch.status,
-                "ended_at": now,
-                "input_tokens": tokens[0],
-                "output_tokens": tokens[1],
-                "cost_usd": f"{cost:.8f}",
-                **ending,
-            },
-        )
-        pipe.expire(sub_key, int(self.settings.keep_ended))
-        pipe.delete(self.keys.members(sid))
-        pipe.zrem(self.keys.open, sid)
-        pipe.zadd(self.keys.ended, {sid: now})
-        pipe.zremrangebyscore(self.keys.ended, "-inf", now - int(self.settings.keep_ended * 1000))
-        for start in range(0, len(wake), CHUNK):
-            pipe.zadd(self.keys.wake, dict.fromkeys(wake[start : start + CHUNK], now))
-        await pipe.execute()
-        logger.info(
-            "%s: batch %s ended %s: %d answered, %d unanswered",
-            self.lane.queue,
-            batch.id,
-            batch.status,
-            len(answered),
-            len(unanswered),
-        )
-
-    async def _drop_gone(self, members: dict[str, str]) -> None:
-        """Forget the requests of jobs that no longer exist (cancelled or removed while their batch
-        ran): their answers are not kept. Removes them from ``members``."""
-        ids = list(members)
-        arq_job = get_queue(self.lane.queue).keys.arq_job
-        for start in range(0, len(ids), CHUNK):
-            chunk = ids[start : start + CHUNK]
-            pipe = self.redis.pipeline(transaction=False)
-            for job_id in chunk:
-                pipe.exists(arq_job(job_id))
-            gone = [job_id for job_id, exists in zip(chunk, await pipe.execute(), strict=True) if not exists]
-            if gone:
-                await self.redis.delete(*(self.keys.item(job_id) for job_id in gone))
-                for job_id in gone:
-                    del members[job_id]
-
-    async def _apply(self, sid: str, members: dict[str, str], updates: list[tuple[str, list[Any]]]) -> list[str]:
-        """Write ``updates`` to the items still holding the request sent in ``sid``; their job ids."""
-        applied: list[str] = []
-        for start in range(0, len(updates), CHUNK):
-            chunk = updates[start : start + CHUNK]
-            pipe = self.redis.pipeline(transaction=False)
-            for job_id, fields in chunk:
-                await self._set_if_current(
-                    keys=[self.keys.item(job_id)], args=[members[job_id], sid, *fields], client=pipe
-                )
-            for (job_id, _), done in zip(chunk, await pipe.execute(), strict=True):
-                if done:
-                    applied.append(job_id)
-        return applied
-
-    async def _end_unanswered(
-        self, sid: str, batch: Any, members: dict[str, str], unanswered: list[str]
-    ) -> dict[str, Any]:
-        """Handle the requests ``batch`` ended without answering, by how it ended."""
-        if not unanswered:
-            return {"wake": [], "resubmitted": 0, "sent_sync": 0}
-        if batch.status == "expired":
-            now = await self.now_ms()
-            pipe = self.redis.pipeline(transaction=False)
-            for job_id in unanswered:
-                pipe.hget(self.keys.item(job_id), "deadline")
-            deadlines = await pipe.execute()
-            late = [j for j, d in zip(unanswered, deadlines, strict=True) if d is not None and int(d) <= now]
-            again = [j for j, d in zip(unanswered, deadlines, strict=True) if d is not None and int(d) > now]
-            await self._apply(sid, members, [(j, ["state", "sync"]) for j in late])
-            requeued = await self._apply(sid, members, [(j, ["state", "pending", "sid", ""]) for j in again])
-            if requeued:
-                # Resubmitted at once: they have waited a whole window already.
-                await self.redis.zadd(
-                    self.keys.pending, dict.fromkeys(requeued, now - int(self.settings.gather_max * 1000))
-                )
-            return {"wake": late, "resubmitted": len(requeued), "sent_sync": len(late)}
-        if batch.status == "cancelled":
-            fields = [
-                "state",
-                "failed",
-                "cancelled",
-                1,
-                "error",
-                f"batch {batch.id} was cancelled before this request ran",
-            ]
-        else:
-            errors = "; ".join(e.message or "" for e in (batch.errors.data or [])) if batch.errors else ""
-            fields = [
-                "state",
-                "failed",
-                "status",
-                0,
-                "error",
-                f"batch {batch.id} ended {batch.status} without an answer {errors}".strip(),
-            ]
-        woken = await self._apply(sid, members, [(j, fields) for j in unanswered])
-        return {"wake": woken, "resubmitted": 0, "sent_sync": 0}
 
     # -- wake ----------------------------------------------------------------------------------
 
@@ -465,13 +312,3 @@ class LaneRunner:
             ]
             if done:
                 await self.redis.zrem(self.keys.wake, *done)
-
-
-def _error_message(response: dict[str, Any] | None, error: dict[str, Any] | None) -> str:
-    if response and isinstance(response.get("body"), dict):
-        detail = response["body"].get("error") or {}
-        if detail.get("message"):
-            return str(detail["message"])
-    if error:
-        return f"{error.get('code') or 'error'}: {error.get('message') or ''}"
-    return "the batch gave no answer"
