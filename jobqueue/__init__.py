@@ -5,6 +5,7 @@ Enqueue from a FastAPI handler with the ``enqueue_*`` helpers; run workers with
 """
 
 from jobqueue.backoff import exponential_backoff
+from jobqueue.batches import get_batches
 from jobqueue.connection import check_queues_health, close_queues
 from jobqueue.constants import QUEUE_NAMES, QueueName
 from jobqueue.enqueue import (
@@ -126,6 +127,7 @@ __all__ = [
     "enqueue_taste_profile_embedding",
     "enqueue_taste_profile_embeddings",
     "exponential_backoff",
+    "get_batches",
     "get_queue",
     "get_schedules",
     "get_settings",
