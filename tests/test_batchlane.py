@@ -358,3 +358,23 @@ def _jobqueue(*args: str) -> tuple[int, str, str]:
         [str(script), *args], env={**os.environ, "COLUMNS": "200"}, capture_output=True, text=True, timeout=60
     )
     return proc.returncode, proc.stdout, proc.stderr
+
+
+async def test_a_refused_submission_fails_its_jobs_and_a_5xx_is_submitted_again(store, fast_lane):
+    texts = await _seed(store, 3)
+    fast_lane.fail_next(status=500, path="/v1/batches")  # the first create: tried again next pass
+    handles = _ids(await jobqueue.enqueue_product_embeddings(list(texts), lane="batch"))
+    await run_burst(embedding_settings())
+    assert len(fast_lane.batches()) == 1
+    for handle in handles.values():
+        assert (await handle.result(timeout=5)).status == "processed"
+    view = await get_batches(queue.name)
+    assert not view.open and len(view.ended) == 1
+
+    await store.upsert_product("q0", name="Another", price=1, description="New.")
+    fast_lane.fail_next(status=401, path="/v1/files")  # a bad key: no retry can help
+    refused = await jobqueue.enqueue_product_embedding("q0", lane="batch")
+    await run_burst(embedding_settings())
+    with pytest.raises(JobFailedError, match=r"401.*check LLM_API_KEY") as info:
+        await refused.result(timeout=5)
+    assert info.value.attempts == 1 and len(fast_lane.batches()) == 1

@@ -38,6 +38,7 @@ import openai
 from redis.exceptions import RedisError
 
 from jobqueue import _redis_errors, _scripts
+from jobqueue.errors import PermanentJobError
 from jobqueue.queues import get_queue
 from workers.batchmapping import CHUNK, MapBack
 from workers.llm import map_openai_error
@@ -230,29 +231,39 @@ class LaneRunner(MapBack):
                 completion_window="24h",
                 metadata={"jobqueue_queue": self.lane.queue, "jobqueue_submission": sid},
             )
-        except openai.OpenAIError as exc:
-            # Nothing was created (or recover() adopts it): the requests stay pending for the next pass.
+        except openai.APIStatusError as exc:
+            # The provider answered with an error: no batch was created. A refusal that retrying
+            # cannot fix fails the requests; otherwise they stay pending for the next pass.
             logger.warning("%s: could not submit %d batch requests: %s", self.lane.queue, len(lines), exc)
-            if isinstance(exc, openai.APIStatusError) and exc.status_code < 500 and exc.status_code != 429:
-                await self.redis.delete(sub_key, self.keys.members(sid))
-                await self.redis.zrem(self.keys.open, sid)
-                await self._fail_pending(included, map_openai_error(exc))
+            await self.redis.delete(sub_key, self.keys.members(sid))
+            await self.redis.zrem(self.keys.open, sid)
+            error = map_openai_error(exc)
+            if isinstance(error, PermanentJobError):
+                await self._fail_pending(included, exc.status_code, str(error))
+            return
+        except openai.OpenAIError as exc:
+            # No answer (a timeout, a cut connection): the batch may exist. recover() looks for it by
+            # its metadata after lock_ttl and adopts it, or drops the submission; the requests stay
+            # pending meanwhile.
+            logger.warning("%s: submitting %d batch requests got no answer: %s", self.lane.queue, len(lines), exc)
             return
         await self.redis.hset(sub_key, mapping={"batch_id": batch.id, "status": batch.status})
         await self._mark_members_submitted(sid)
         logger.info("%s: submitted %d requests as batch %s (%s)", self.lane.queue, len(lines), batch.id, sid)
 
-    async def _fail_pending(self, included: dict[str, str], error: Exception) -> None:
-        """The provider refused the submission itself (4xx): each request fails with that error."""
+    async def _fail_pending(self, included: dict[str, str], status: int, error: str) -> None:
+        """The provider refused the submission itself (a 4xx other than 429): each request fails
+        with that status and error, as its sync call would have (``workers.batchlane.item_error``)."""
+        now = await self.now_ms()
         pipe = self.redis.pipeline(transaction=False)
         for job_id, fp in included.items():
             await self._set_if_current(
                 keys=[self.keys.item(job_id)],
-                args=[fp, "", "state", "failed", "status", 400, "error", str(error)],
+                args=[fp, "", "state", "failed", "status", status, "error", error],
                 client=pipe,
             )
             pipe.zrem(self.keys.pending, job_id)
-            pipe.zadd(self.keys.wake, {job_id: await self.now_ms()})
+            pipe.zadd(self.keys.wake, {job_id: now})
         await pipe.execute()
 
     async def _mark_members_submitted(self, sid: str) -> None:
