@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
 import jobqueue
@@ -378,3 +379,30 @@ async def test_a_refused_submission_fails_its_jobs_and_a_5xx_is_submitted_again(
     with pytest.raises(JobFailedError, match=r"401.*check LLM_API_KEY") as info:
         await refused.result(timeout=5)
     assert info.value.attempts == 1 and len(fast_lane.batches()) == 1
+
+
+async def test_a_batch_whose_creation_reply_was_lost_is_found_by_its_metadata_and_adopted(
+    store, fast_lane, monkeypatch
+):
+    monkeypatch.setenv("JOBQUEUE_BATCH_LOCK_TTL", "1")  # recover() looks for it after this long
+    create = openai.resources.batches.AsyncBatches.create
+    lost: list[str] = []
+
+    async def created_but_reply_lost(self, **kwargs):
+        batch = await create(self, **kwargs)
+        if not lost:
+            lost.append(batch.id)
+            raise openai.APIConnectionError(request=httpx.Request("POST", fast_lane.base_url + "/batches"))
+        return batch
+
+    monkeypatch.setattr(openai.resources.batches.AsyncBatches, "create", created_but_reply_lost)
+    texts = await _seed(store, 5)
+    handles = _ids(await jobqueue.enqueue_product_embeddings(list(texts), lane="batch"))
+    await run_burst(embedding_settings())
+    (only,) = fast_lane.batches()
+    assert lost == [only["id"]]  # adopted: no second batch for the same requests
+    for product_id, text in texts.items():
+        assert (await handles[product_id].result(timeout=5)).status == "processed"
+        assert (await store.get_product(product_id)).embedding == pytest.approx(FakeOpenAI.vector_for(text, DIMS))
+    (ended,) = (await get_batches(queue.name)).ended
+    assert ended.batch_id == only["id"] and ended.ending == "completed"

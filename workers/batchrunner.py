@@ -133,12 +133,10 @@ class LaneRunner(MapBack):
                 logger.warning(
                     "%s: submission %s never reached the provider: its requests go again", self.lane.queue, sid
                 )
-                await self.redis.delete(self.keys.submission(sid), self.keys.members(sid))
-                await self.redis.zrem(self.keys.open, sid)
+                await self._unsend(sid, ["state", "pending", "sid", ""], requeue=True)
                 continue
             logger.warning("%s: adopting batch %s of submission %s", self.lane.queue, batch.id, sid)
             await self.redis.hset(self.keys.submission(sid), mapping={"batch_id": batch.id, "status": batch.status})
-            await self._mark_members_submitted(sid)
 
     async def _find_batch(self, sid: str) -> Any:
         page = await self.client.batches.list(limit=RECOVER_LIST_LIMIT)
@@ -220,6 +218,8 @@ class LaneRunner(MapBack):
         members = list(included.items())
         for start in range(0, len(members), CHUNK):
             await self.redis.hset(self.keys.members(sid), mapping=dict(members[start : start + CHUNK]))
+        # Marked before the upload: while the submission is in doubt, no later pass sends them again.
+        await self._mark_members_submitted(sid)
         try:
             file = await self.client.files.create(
                 file=(f"{self.lane.queue}-{sid}.jsonl", b"".join(lines)), purpose="batch"
@@ -235,35 +235,33 @@ class LaneRunner(MapBack):
             # The provider answered with an error: no batch was created. A refusal that retrying
             # cannot fix fails the requests; otherwise they stay pending for the next pass.
             logger.warning("%s: could not submit %d batch requests: %s", self.lane.queue, len(lines), exc)
-            await self.redis.delete(sub_key, self.keys.members(sid))
-            await self.redis.zrem(self.keys.open, sid)
             error = map_openai_error(exc)
             if isinstance(error, PermanentJobError):
-                await self._fail_pending(included, exc.status_code, str(error))
+                # Each request fails as its sync call would have (workers.batchlane.item_error).
+                await self._unsend(sid, ["state", "failed", "status", exc.status_code, "error", str(error)])
+            else:
+                await self._unsend(sid, ["state", "pending", "sid", ""], requeue=True)
             return
         except openai.OpenAIError as exc:
             # No answer (a timeout, a cut connection): the batch may exist. recover() looks for it by
-            # its metadata after lock_ttl and adopts it, or drops the submission; the requests stay
-            # pending meanwhile.
+            # its metadata after lock_ttl and adopts it, or sends its requests again.
             logger.warning("%s: submitting %d batch requests got no answer: %s", self.lane.queue, len(lines), exc)
             return
         await self.redis.hset(sub_key, mapping={"batch_id": batch.id, "status": batch.status})
-        await self._mark_members_submitted(sid)
         logger.info("%s: submitted %d requests as batch %s (%s)", self.lane.queue, len(lines), batch.id, sid)
 
-    async def _fail_pending(self, included: dict[str, str], status: int, error: str) -> None:
-        """The provider refused the submission itself (a 4xx other than 429): each request fails
-        with that status and error, as its sync call would have (``workers.batchlane.item_error``)."""
+    async def _unsend(self, sid: str, fields: list[Any], *, requeue: bool = False) -> None:
+        """A submission that created no batch: write ``fields`` to the requests still in it, and put
+        them back in pending (``requeue``) or wake their jobs; then forget the submission."""
+        members = {_text(k): _text(v) for k, v in (await self.redis.hgetall(self.keys.members(sid))).items()}
+        applied = await self._apply(sid, members, [(job_id, fields) for job_id in members])
         now = await self.now_ms()
-        pipe = self.redis.pipeline(transaction=False)
-        for job_id, fp in included.items():
-            await self._set_if_current(
-                keys=[self.keys.item(job_id)],
-                args=[fp, "", "state", "failed", "status", status, "error", error],
-                client=pipe,
-            )
-            pipe.zrem(self.keys.pending, job_id)
-            pipe.zadd(self.keys.wake, {job_id: now})
+        pipe = self.redis.pipeline(transaction=True)
+        for start in range(0, len(applied), CHUNK):
+            chunk = dict.fromkeys(applied[start : start + CHUNK], now)
+            pipe.zadd(self.keys.pending if requeue else self.keys.wake, chunk)
+        pipe.delete(self.keys.submission(sid), self.keys.members(sid))
+        pipe.zrem(self.keys.open, sid)
         await pipe.execute()
 
     async def _mark_members_submitted(self, sid: str) -> None:
