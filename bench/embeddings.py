@@ -1,4 +1,5 @@
-"""The workload benchmark: ``python -m bench embeddings [--quick] [--products N] [--latency-ms 150] [--rpm 3000]``.
+"""The workload benchmark: ``python -m bench embeddings [--quick] [--products N] [--latency-ms 150] [--rpm 3000]
+[--batch-completion-s 60]``.
 
 The real embedding worker (``workers.settings.embedding_settings()`` run by arq's ``Worker`` in
 one child process, a SQLite store in a temporary directory) embeds N products against the loopback
@@ -8,7 +9,9 @@ and ``Retry-After`` beyond. It runs twice in the same run, batched (the defaults
 20 ms) and unbatched (batch size 1), with the same concurrency and the same client-side rate limit
 (``EMBEDDING_RATE_LIMIT_PER_MINUTE`` set to the server's limit, as an operator would), each over
 its own N products, and checks that every product was embedded exactly once with a vector of the
-configured length.
+configured length. A third side (``bench/lanes.py``) embeds another N products on the batch lane
+(``lane="batch"``) through the server's Batch API, which answers a batch ``--batch-completion-s``
+after its creation, and compares its cost per product with the batched sync side's.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Final
 
 import jobqueue
+from bench.lanes import DEFAULT_BATCH_COMPLETION_S, LaneResult, run_batch_lane_side, sync_cost
 from bench.measure import percentile
 from bench.server import Admin, redis_under_test, server_version
 from jobqueue.settings import get_settings
@@ -57,6 +61,7 @@ class Args:
     concurrency: int
     dims: int
     batch_size: int
+    batch_completion_s: float
 
 
 @dataclass(slots=True)
@@ -73,6 +78,7 @@ class SideResult:
     failed: int
     attempts_over_one: int
     verified: int
+    input_tokens: int
 
     @property
     def rate(self) -> float:
@@ -95,6 +101,12 @@ def parse_args(argv: list[str] | None) -> Args:
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="jobs at once, both sides")
     parser.add_argument("--dims", type=int, default=DEFAULT_DIMS, help="EMBEDDING_DIMS")
     parser.add_argument("--batch-size", type=int, default=64, help="the batched side's batch size")
+    parser.add_argument(
+        "--batch-completion-s",
+        type=float,
+        default=DEFAULT_BATCH_COMPLETION_S,
+        help="seconds the server's Batch API takes to answer a batch (the batch-lane side)",
+    )
     ns = parser.parse_args(argv)
     products = ns.products if ns.products is not None else (QUICK_PRODUCTS if ns.quick else DEFAULT_PRODUCTS)
     if products < 100:
@@ -105,7 +117,9 @@ def parse_args(argv: list[str] | None) -> Args:
         parser.error("--latency-ms must not be negative")
     if ns.concurrency < 1 or ns.dims < 1 or ns.batch_size < 2:
         parser.error("--concurrency and --dims must be positive, --batch-size at least 2")
-    return Args(products, ns.latency_ms, ns.rpm, ns.concurrency, ns.dims, ns.batch_size)
+    if ns.batch_completion_s < 0:
+        parser.error("--batch-completion-s must not be negative")
+    return Args(products, ns.latency_ms, ns.rpm, ns.concurrency, ns.dims, ns.batch_size, ns.batch_completion_s)
 
 
 def product_ids(side: str, n: int) -> list[str]:
@@ -236,6 +250,7 @@ async def run_side(
             failed=counts["failed"],
             attempts_over_one=sum(1 for j in completed if j.attempts_made > 1),
             verified=verified,
+            input_tokens=after["sync_input_tokens"] - before["sync_input_tokens"],
         )
     finally:
         await store.aclose()
@@ -259,8 +274,10 @@ async def verify(store: SqlStore, texts: dict[str, str], fake: FakeOpenAI, dims:
     return len(texts)
 
 
-def report(results: list[SideResult], args: Args, origin: str, server: str) -> str:
+def report(results: list[SideResult], lane: LaneResult, args: Args, origin: str, server: str) -> str:
     batched, unbatched = results
+    batched_cost = sync_cost(EMBEDDING_MODEL, batched.input_tokens)
+    cost_ratio = lane.cost_per_product / (batched_cost / batched.products) if batched_cost else math.nan
     lines = [
         f"{'side':<10} {'batch':>5} {'products':>9} {'seconds':>8} {'products/s':>11} {'requests':>9} "
         f"{'req/job':>8} {'429s':>5} {'p50 ms':>8} {'p95 ms':>8} {'retried':>8} {'failed':>7} {'verified':>9}",
@@ -285,13 +302,22 @@ def report(results: list[SideResult], args: Args, origin: str, server: str) -> s
         f"verified: every product has a {args.dims}-float vector for its own text, and the server embedded "
         "each text exactly once",
         "",
+        f"batch lane: {lane.products:,} products in {lane.submissions} Batch API submission(s) "
+        f"({lane.batch_requests:,} batch requests, {lane.http_embedding_requests} sync requests), "
+        f"wall {lane.wall_s:.1f} s from enqueue to the last job's end with the server answering a batch "
+        f"{args.batch_completion_s:g} s after its creation; failed {lane.failed}, verified {lane.verified:,}",
+        f"cost (workers.lanecost, {EMBEDDING_MODEL}, tokens from the server's usage): sync lane (batched side) "
+        f"${batched_cost:.6f} for {batched.input_tokens:,} tokens, batch lane ${lane.cost_usd:.6f} for "
+        f"{lane.input_tokens:,} tokens; per product {cost_ratio:.2f}x",
+        "",
         f"bench-embeddings: speedup={batched.rate / unbatched.rate:.1f}x "
-        f"requests_per_job={batched.requests / batched.products:.4f} p95_job_latency_ms={batched.p95_ms:.0f}",
+        f"requests_per_job={batched.requests / batched.products:.4f} p95_job_latency_ms={batched.p95_ms:.0f} "
+        f"batch_cost_ratio={cost_ratio:.2f}",
     ]
     return "\n".join(lines)
 
 
-async def run(args: Args, url: str, tmp: Path) -> list[SideResult]:
+async def run(args: Args, url: str, tmp: Path) -> tuple[list[SideResult], LaneResult]:
     admin = Admin(url)
     latency = args.latency_ms / 1000
     try:
@@ -300,10 +326,11 @@ async def run(args: Args, url: str, tmp: Path) -> list[SideResult]:
                 await run_side("batched", args.batch_size, args, admin, fake, url, tmp),
                 await run_side("unbatched", 1, args, admin, fake, url, tmp),
             ]
+            lane = await run_batch_lane_side(args, admin, fake, url, tmp)
     finally:
         await jobqueue.close_queues()
         await admin.aclose()
-    return results
+    return results, lane
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -312,9 +339,9 @@ def main(argv: list[str] | None = None) -> None:
     with redis_under_test() as (url, origin), tempfile.TemporaryDirectory(prefix="bench-embeddings-") as tmp:
         os.environ["REDIS_URL"] = url  # jobqueue reads it on first use
         get_settings.cache_clear()
-        results = asyncio.run(run(args, url, Path(tmp)))
+        results, lane = asyncio.run(run(args, url, Path(tmp)))
         server = server_version(url)
-    print(report(results, args, origin, server))
+    print(report(results, lane, args, origin, server))
 
 
 if __name__ == "__main__":

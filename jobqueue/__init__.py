@@ -5,6 +5,7 @@ Enqueue from a FastAPI handler with the ``enqueue_*`` helpers; run workers with
 """
 
 from jobqueue.backoff import exponential_backoff
+from jobqueue.batches import get_batches
 from jobqueue.connection import check_queues_health, close_queues
 from jobqueue.constants import QUEUE_NAMES, QueueName
 from jobqueue.enqueue import (
@@ -14,9 +15,11 @@ from jobqueue.enqueue import (
     enqueue_product_embedding,
     enqueue_product_embeddings,
     enqueue_product_enrichment,
+    enqueue_product_enrichments,
     enqueue_product_processing,
     enqueue_reminder_dispatch,
     enqueue_taste_profile_embedding,
+    enqueue_taste_profile_embeddings,
     schedule_daily_curated_collections,
 )
 from jobqueue.errors import (
@@ -26,6 +29,7 @@ from jobqueue.errors import (
     JobError,
     JobFailedError,
     JobNotFoundError,
+    JobParked,
     JobQueueError,
     JobResultTimeoutError,
     JobStateError,
@@ -84,6 +88,7 @@ __all__ = [
     "JobHandle",
     "JobInfo",
     "JobNotFoundError",
+    "JobParked",
     "JobQueueError",
     "JobResultTimeoutError",
     "JobState",
@@ -118,10 +123,13 @@ __all__ = [
     "enqueue_product_embedding",
     "enqueue_product_embeddings",
     "enqueue_product_enrichment",
+    "enqueue_product_enrichments",
     "enqueue_product_processing",
     "enqueue_reminder_dispatch",
     "enqueue_taste_profile_embedding",
+    "enqueue_taste_profile_embeddings",
     "exponential_backoff",
+    "get_batches",
     "get_queue",
     "get_schedules",
     "get_settings",

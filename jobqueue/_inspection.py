@@ -126,7 +126,7 @@ class QueueInspection:
     async def get_workers(self) -> list[dict[str, Any]]:
         """The live workers of this queue: ``id``, ``host``, ``pid``, ``concurrency``,
         ``started_at`` and ``last_heartbeat`` (epoch ms), ``running`` jobs, and their counts of
-        ``completed``, ``failed``, ``retried``, ``handed_back`` and ``stale`` runs so far."""
+        ``completed``, ``failed``, ``retried``, ``handed_back``, ``parked`` and ``stale`` runs so far."""
         k = self.keys
         async with redis_errors(queue=self.name):
             redis = get_redis(self.name)

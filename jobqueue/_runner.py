@@ -27,7 +27,7 @@ from jobqueue._state import Claimed, Outcome, Run
 from jobqueue._validate import describe
 from jobqueue.backoff import exponential_backoff
 from jobqueue.constants import MAX_PRIORITY, MIN_PRIORITY
-from jobqueue.errors import PermanentJobError, RetryableJobError
+from jobqueue.errors import JobParked, PermanentJobError, RetryableJobError
 from jobqueue.metrics import worker_metrics
 
 if TYPE_CHECKING:
@@ -140,6 +140,9 @@ def _failed(
 def _handler_error(state: WorkerState, run: Run, record: dict[str, Any], exc: BaseException) -> Outcome:
     """A failed attempt: failed for good (permanent error, last attempt) or retried after a delay."""
     options = state.options
+    if isinstance(exc, JobParked):
+        # Not an attempt: the job waits, delayed, for work done elsewhere (workers.batchlane).
+        return Outcome("park", error=_error_text(exc), delay_ms=int(max(exc.recheck_after, 0) * 1000))
     if isinstance(exc, PermanentJobError):
         return _failed(state, run, record, _error_text(exc), type(exc).__name__, exc)
     if run.attempt >= options.attempts:

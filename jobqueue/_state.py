@@ -74,7 +74,8 @@ class Claim:
 
 @dataclass(slots=True)
 class Outcome:
-    """How a run ended: ``completed``, ``failed``, ``retry`` or ``handback`` (a graceful stop)."""
+    """How a run ended: ``completed``, ``failed``, ``retry``, ``handback`` (a graceful stop) or
+    ``park`` (the job waits, delayed, for work done elsewhere; no attempt spent)."""
 
     kind: str
     record: dict[str, Any] = field(default_factory=dict)
@@ -96,7 +97,7 @@ class WorkerState:
     started_ms: int = 0
     running: dict[str, Run] = field(default_factory=dict)  # run token -> the run
     counters: dict[str, int] = field(
-        default_factory=lambda: {"completed": 0, "failed": 0, "retried": 0, "handed_back": 0, "stale": 0}
+        default_factory=lambda: {"completed": 0, "failed": 0, "retried": 0, "handed_back": 0, "parked": 0, "stale": 0}
     )
     tick_task: asyncio.Task[None] | None = None
     renewed_at: float = 0.0  # monotonic time of the last lease renewal (and heartbeat)
@@ -195,7 +196,9 @@ class WorkerState:
                 outcome.kind,
             )
         if code != -1:
-            self.counters[{"retry": "retried", "handback": "handed_back"}.get(outcome.kind, outcome.kind)] += 1
+            self.counters[
+                {"retry": "retried", "handback": "handed_back", "park": "parked"}.get(outcome.kind, outcome.kind)
+            ] += 1
         outcome.code = int(code)
         return int(code)
 

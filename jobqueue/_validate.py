@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from jobqueue.constants import (
     ID_FORBIDDEN_CHARACTERS,
+    LANES,
     MAX_ID_LENGTH,
     MAX_PAYLOAD_BYTES,
     MAX_PRIORITY,
@@ -72,6 +73,13 @@ def priority(value: Any, default: int) -> int:
     if not MIN_PRIORITY <= value <= MAX_PRIORITY:
         raise InvalidJobError(f"priority must be from {MIN_PRIORITY} (highest) to {MAX_PRIORITY}, got {value}")
     return value
+
+
+def lane(value: Any) -> str | None:
+    """The lane as a payload carries it: None for the default ``"sync"``, ``"batch"`` as it is."""
+    if value not in LANES:
+        raise InvalidJobError(f"lane must be one of {', '.join(map(repr, LANES))}, got {value!r}")
+    return None if value == "sync" else value
 
 
 def seconds(value: Any, what: str) -> float:

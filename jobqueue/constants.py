@@ -124,3 +124,7 @@ SCHEDULER_BATCH: Final = 100
 # The shortest every= of a schedule: each slot is a job, and the scheduler's waits are counted in
 # SCHEDULER_MAX_WAIT_S; sub-second slots would be a flood of jobs, not a schedule.
 SCHEDULE_MIN_EVERY_S: Final = 1.0
+
+# Provider-call lanes of the LLM jobs: "sync" calls the provider during the run, "batch" gathers
+# the calls into Batch API submissions (half price, answered within 24 h; workers.batchlane).
+LANES: Final = ("sync", "batch")

@@ -11,7 +11,7 @@ from typing import Any
 from jobqueue import _autopipeline, _replicated, _scripts, _validate, tracing
 from jobqueue.connection import get_redis, redis_errors
 from jobqueue.job import JobHandle
-from jobqueue.payloads import SURFACES, ReminderDispatchJobPayload
+from jobqueue.payloads import SURFACES, Lane, ReminderDispatchJobPayload
 from jobqueue.queue import PreparedJob, Queue
 from jobqueue.queues import (
     curated_collections_queue,
@@ -35,9 +35,18 @@ async def enqueue_product_embedding(
     previous_text_hash: str | None = None,
     priority: int | None = None,
     delay: float | dt.timedelta | None = None,
+    lane: Lane = "sync",
 ) -> JobHandle:
-    """Embed a product for vector search. Job id ``product-embedding:{product_id}``, priority 2."""
-    payload = _fields(product_id=product_id, triggered_by=triggered_by, previous_text_hash=previous_text_hash)
+    """Embed a product for vector search. Job id ``product-embedding:{product_id}``, priority 2.
+
+    ``lane="batch"`` embeds it through the provider's Batch API (half price, within 24 h).
+    """
+    payload = _fields(
+        product_id=product_id,
+        triggered_by=triggered_by,
+        previous_text_hash=previous_text_hash,
+        lane=_validate.lane(lane),
+    )
     return await product_embedding_queue.enqueue(payload, priority=priority, delay=delay)
 
 
@@ -49,13 +58,18 @@ async def enqueue_product_enrichment(
     current_enrichment_version: int | None = None,
     priority: int | None = None,
     delay: float | dt.timedelta | None = None,
+    lane: Lane = "sync",
 ) -> JobHandle:
-    """Enrich a product with LLM metadata. Job id ``product-enrichment:{product_id}``, priority 3."""
+    """Enrich a product with LLM metadata. Job id ``product-enrichment:{product_id}``, priority 3.
+
+    ``lane="batch"`` asks the LLM through the provider's Batch API (half price, within 24 h).
+    """
     payload = _fields(
         product_id=product_id,
         triggered_by=triggered_by,
         prompt_version=prompt_version,
         current_enrichment_version=current_enrichment_version,
+        lane=_validate.lane(lane),
     )
     return await product_enrichment_queue.enqueue(payload, priority=priority, delay=delay)
 
@@ -68,13 +82,18 @@ async def enqueue_taste_profile_embedding(
     recipient_id: str | None = None,
     priority: int | None = None,
     delay: float | dt.timedelta | None = None,
+    lane: Lane = "sync",
 ) -> JobHandle:
-    """Embed a taste profile. Job id ``taste-profile-embedding:{taste_profile_id}``, priority 1."""
+    """Embed a taste profile. Job id ``taste-profile-embedding:{taste_profile_id}``, priority 1.
+
+    ``lane="batch"`` embeds it through the provider's Batch API (half price, within 24 h).
+    """
     payload = _fields(
         taste_profile_id=taste_profile_id,
         user_id=user_id,
         triggered_by=triggered_by,
         recipient_id=recipient_id,
+        lane=_validate.lane(lane),
     )
     return await taste_profile_embedding_queue.enqueue(payload, priority=priority, delay=delay)
 
@@ -199,20 +218,23 @@ async def enqueue_product_processing(
     current_enrichment_version: int | None = None,
     priority: int | None = None,
     delay: float | dt.timedelta | None = None,
+    lane: Lane = "sync",
 ) -> ProductProcessingJobs:
     """Enqueue both enrichment and embedding for a product, validated together, in one round trip."""
+    on_lane = _validate.lane(lane)
     enrichment = product_enrichment_queue.prepare(
         _fields(
             product_id=product_id,
             triggered_by=triggered_by,
             prompt_version=prompt_version,
             current_enrichment_version=current_enrichment_version,
+            lane=on_lane,
         ),
         priority=priority,
         delay=delay,
     )
     embedding = product_embedding_queue.prepare(
-        _fields(product_id=product_id, triggered_by=triggered_by, previous_text_hash=previous_text_hash),
+        _fields(product_id=product_id, triggered_by=triggered_by, previous_text_hash=previous_text_hash, lane=on_lane),
         priority=priority,
         delay=delay,
     )
@@ -254,7 +276,44 @@ async def enqueue_product_embeddings(
     triggered_by: str | None = None,
     priority: int | None = None,
     delay: float | dt.timedelta | None = None,
+    lane: Lane = "sync",
 ) -> list[JobHandle]:
-    """Bulk variant of ``enqueue_product_embedding``."""
-    payloads = [_fields(product_id=pid, triggered_by=triggered_by) for pid in product_ids]
+    """Bulk variant of ``enqueue_product_embedding`` (``lane="batch"`` for a catalogue re-embed)."""
+    on_lane = _validate.lane(lane)
+    payloads = [_fields(product_id=pid, triggered_by=triggered_by, lane=on_lane) for pid in product_ids]
     return await product_embedding_queue.add_bulk(payloads, priority=priority, delay=delay)
+
+
+async def enqueue_product_enrichments(
+    product_ids: Iterable[str],
+    *,
+    triggered_by: str | None = None,
+    prompt_version: str | None = None,
+    priority: int | None = None,
+    delay: float | dt.timedelta | None = None,
+    lane: Lane = "sync",
+) -> list[JobHandle]:
+    """Bulk variant of ``enqueue_product_enrichment`` (``lane="batch"`` for a catalogue re-enrichment)."""
+    on_lane = _validate.lane(lane)
+    payloads = [
+        _fields(product_id=pid, triggered_by=triggered_by, prompt_version=prompt_version, lane=on_lane)
+        for pid in product_ids
+    ]
+    return await product_enrichment_queue.add_bulk(payloads, priority=priority, delay=delay)
+
+
+async def enqueue_taste_profile_embeddings(
+    profiles: Iterable[tuple[str, str]],
+    *,
+    triggered_by: str | None = None,
+    priority: int | None = None,
+    delay: float | dt.timedelta | None = None,
+    lane: Lane = "sync",
+) -> list[JobHandle]:
+    """Bulk variant of ``enqueue_taste_profile_embedding``: ``profiles`` are
+    ``(taste_profile_id, user_id)`` pairs."""
+    on_lane = _validate.lane(lane)
+    payloads = [
+        _fields(taste_profile_id=tid, user_id=uid, triggered_by=triggered_by, lane=on_lane) for tid, uid in profiles
+    ]
+    return await taste_profile_embedding_queue.add_bulk(payloads, priority=priority, delay=delay)

@@ -15,7 +15,9 @@
         ├── PermanentJobError      retrying cannot help: the job fails at once
         │   ├── ConfigurationError a setting is missing or wrong (names the variable to set)
         │   └── EntityNotFoundError the row the job is about does not exist
-        └── RetryableJobError      retry, optionally after ``retry_after`` seconds (e.g. a 429)
+        ├── RetryableJobError      retry, optionally after ``retry_after`` seconds (e.g. a 429)
+        └── JobParked              not a failure: the job waits (delayed, no attempt spent) for
+                                   ``recheck_after`` seconds or until something promotes it
 
 Redis errors are wrapped at the boundary (``raise RedisUnavailableError(...) from exc``) so callers
 only ever need to catch ``JobQueueError``.
@@ -117,3 +119,13 @@ class RetryableJobError(JobError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class JobParked(JobError):
+    """Raised by a job function whose work goes on elsewhere (a Batch API request): the run ends
+    without an outcome or an attempt spent, and the job waits as a delayed job until it is promoted
+    (by whatever finishes that work) or ``recheck_after`` seconds have passed, then runs again."""
+
+    def __init__(self, message: str, *, recheck_after: float) -> None:
+        super().__init__(message)
+        self.recheck_after = recheck_after

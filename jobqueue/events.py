@@ -11,6 +11,8 @@ Events and their ``data`` (besides the job id every event has):
 - ``retrying``  an attempt failed and will be retried: ``attempt``, ``error``, ``delay`` (ms)
 - ``failed``    the job ended failed (never for an attempt that is retried): ``attempt``,
                 ``error``, ``error_type``
+- ``parked``    the run handed its work to something that finishes it elsewhere (a Batch API
+                request): the job waits delayed, no attempt spent: ``attempt``, ``reason``, ``delay`` (ms)
 - ``stalled``   a run's lease expired and the job was returned to the queue: ``attempt``
 - ``removed``   a waiting, delayed or finished job was removed (``remove_job``), or a waiting or
                 delayed one by ``clean``/``drain`` (finished records removed by retention or
@@ -47,6 +49,7 @@ EVENT_NAMES = (
     "retrying",
     "failed",
     "stalled",
+    "parked",
     "removed",
     "cancelled",
 )

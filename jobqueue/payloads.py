@@ -17,6 +17,8 @@ EntityId = Annotated[
 Surface = Literal["home", "discovery", "occasion"]
 Channel = Literal["PUSH", "EMAIL", "SMS"]
 SURFACES: tuple[Surface, ...] = ("home", "discovery", "occasion")
+# Absent (None) is the sync lane: a payload carries a lane only when it is "batch".
+Lane = Literal["sync", "batch"]
 
 
 class _Payload(BaseModel):
@@ -25,18 +27,28 @@ class _Payload(BaseModel):
     triggered_by: str | None = Field(None, max_length=200)
 
 
-class ProductEmbeddingJobPayload(_Payload):
+class _LanePayload(_Payload):
+    # How the job calls the LLM provider: None or "sync" during the run, "batch" through the Batch
+    # API (workers.batchlane).
+    lane: Lane | None = None
+
+    @property
+    def batch_lane(self) -> bool:
+        return self.lane == "batch"
+
+
+class ProductEmbeddingJobPayload(_LanePayload):
     product_id: EntityId
     previous_text_hash: str | None = Field(None, max_length=200)
 
 
-class ProductEnrichmentJobPayload(_Payload):
+class ProductEnrichmentJobPayload(_LanePayload):
     product_id: EntityId
     prompt_version: str | None = Field(None, max_length=100)
     current_enrichment_version: int | None = Field(None, ge=0)
 
 
-class TasteProfileEmbeddingJobPayload(_Payload):
+class TasteProfileEmbeddingJobPayload(_LanePayload):
     taste_profile_id: EntityId
     user_id: EntityId
     recipient_id: EntityId | None = None

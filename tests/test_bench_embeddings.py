@@ -12,7 +12,7 @@ from tests.support.waiting import ROOT
 
 def test_the_workload_benchmark_runs_both_sides_and_prints_its_summary(redis_url: str) -> None:
     env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
-    args = ["--products", "100", "--latency-ms", "20", "--rpm", "6000", "--dims", "16"]
+    args = ["--products", "100", "--latency-ms", "20", "--rpm", "6000", "--dims", "16", "--batch-completion-s", "1"]
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "embeddings", *args],
         env=env,
@@ -31,8 +31,13 @@ def test_the_workload_benchmark_runs_both_sides_and_prints_its_summary(redis_url
         assert row[2] == "100" and row[11] == "0" and row[12] == "100"
     assert int(rows["unbatched"][5]) >= 100  # one request per job at least
     assert int(rows["batched"][5]) < 100
+    # The batch lane: one submission, every product verified, half the sync lane's cost.
+    lane = next(line for line in lines if line.startswith("batch lane: "))
+    assert "100 products in 1 Batch API submission(s)" in lane and "0 sync requests" in lane
+    assert "failed 0, verified 100" in lane
     assert re.fullmatch(
-        r"bench-embeddings: speedup=\d+\.\dx requests_per_job=0\.\d{4} p95_job_latency_ms=\d+", lines[-1]
+        r"bench-embeddings: speedup=\d+\.\dx requests_per_job=0\.\d{4} p95_job_latency_ms=\d+ batch_cost_ratio=0\.50",
+        lines[-1],
     ), lines[-1]
 
 

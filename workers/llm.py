@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import openai
 import pydantic
+from openai.types.chat import ChatCompletion
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -168,9 +169,6 @@ class OpenAIProvider:
         when one is set, the texts' estimated tokens of the token limit."""
         if not texts:
             return []
-        extra: dict[str, Any] = {}
-        if self._dims is not None and self._send_dimensions:
-            extra["dimensions"] = self._dims
         if self._embedding_limiter is not None:
             await self._embedding_limiter.acquire(self._rate_limit_wait)
         if self._embedding_token_limiter is not None:
@@ -181,7 +179,7 @@ class OpenAIProvider:
         ) as span:
             span.set_attribute("jobqueue.llm.inputs", len(texts))
             try:
-                response = await self._client.embeddings.create(model=self._embedding_model, input=texts, **extra)
+                response = await self._client.embeddings.create(**self.embedding_body(texts))
             except openai.OpenAIError as exc:
                 raise map_openai_error(exc) from exc
             if response.usage is not None:
@@ -203,6 +201,29 @@ class OpenAIProvider:
             "server.address": self._client.base_url.host,
         }
 
+    @property
+    def client(self) -> openai.AsyncOpenAI:
+        """The SDK client (the batch lane uploads files and creates batches with it)."""
+        return self._client
+
+    def embedding_body(self, texts: list[str] | str) -> dict[str, Any]:
+        """The embeddings request body for ``texts``: the same for a call and a Batch API line."""
+        body: dict[str, Any] = {"model": self._embedding_model, "input": texts}
+        if self._dims is not None and self._send_dimensions:
+            body["dimensions"] = self._dims
+        return body
+
+    def chat_body(
+        self, system: str, user: str, schema: type[pydantic.BaseModel], *, schema_name: str
+    ) -> dict[str, Any]:
+        """The chat request body asking for ``schema``: the same for a call and a Batch API line."""
+        response_format = {
+            "type": "json_schema",
+            "json_schema": {"name": schema_name, "schema": strict_json_schema(schema), "strict": True},
+        }
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        return {"model": self._model, "messages": messages, "response_format": response_format}
+
     def vector_problem(self, vector: list[float]) -> str | None:
         """Why ``vector`` cannot be stored (a length other than ``EMBEDDING_DIMS``), or None."""
         if self._dims is not None and len(vector) != self._dims:
@@ -214,24 +235,22 @@ class OpenAIProvider:
 
     async def complete_json(self, system: str, user: str, schema: type[ModelT], *, schema_name: str) -> ModelT:
         """The model's answer parsed into ``schema``; output that does not fit is permanent."""
-        response_format = {
-            "type": "json_schema",
-            "json_schema": {"name": schema_name, "schema": strict_json_schema(schema), "strict": True},
-        }
         if self._chat_limiter is not None:
             await self._chat_limiter.acquire(self._rate_limit_wait)
         with tracing.span(f"chat {self._model}", kind="client", attributes=self._span_attributes("chat")) as span:
             try:
                 completion = await self._client.chat.completions.create(
-                    model=self._model,
-                    messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-                    response_format=response_format,  # type: ignore[arg-type]
+                    **self.chat_body(system, user, schema, schema_name=schema_name)
                 )
             except openai.OpenAIError as exc:
                 raise map_openai_error(exc) from exc
             if completion.usage is not None:
                 span.set_attribute("gen_ai.usage.input_tokens", completion.usage.prompt_tokens)
                 span.set_attribute("gen_ai.usage.output_tokens", completion.usage.completion_tokens)
+        return self.parse_completion(completion, schema)
+
+    def parse_completion(self, completion: ChatCompletion, schema: type[ModelT]) -> ModelT:
+        """The completion's answer parsed into ``schema``; an answer that does not fit is permanent."""
         if not completion.choices:
             raise PermanentJobError(f"LLM {self._model} returned no choices")
         choice = completion.choices[0]

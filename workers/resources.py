@@ -16,6 +16,7 @@ from jobqueue._env import read_settings
 from jobqueue._envnames import REPORTED_VARIABLE
 from jobqueue.errors import ConfigurationError
 from workers.batching import SharedEmbedder, open_shared_embedder
+from workers.batchlane import BatchLane
 from workers.config import WorkerEnv
 from workers.groupcall import ProductEmbeddingIO
 from workers.llm import OpenAIProvider, provider_from_settings
@@ -43,6 +44,9 @@ class Resources:
     embedder_error: ConfigurationError | None = None
     # Product reads and writes of concurrent embedding jobs, grouped into one query each.
     product_io: ProductEmbeddingIO | None = None
+    # The queue's Batch API lane (workers.batchlane), for jobs enqueued with lane="batch".
+    batch_lane_runner: BatchLane | None = None
+    batch_lane_error: ConfigurationError | None = None
 
     @property
     def llm(self) -> OpenAIProvider:
@@ -58,13 +62,27 @@ class Resources:
         return self.embedder
 
     @property
+    def batch_lane(self) -> BatchLane:
+        if self.batch_lane_runner is None:
+            raise self.batch_lane_error or ConfigurationError("this worker has no batch lane: enqueue on lane='sync'")
+        return self.batch_lane_runner
+
+    @property
     def notifier(self) -> WebhookNotifier:
         if self.notifier_client is None:
             raise self.notifier_error or ConfigurationError("no notifier configured: set REMINDER_WEBHOOK_SECRET")
         return self.notifier_client
 
     async def aclose(self) -> None:
-        for closer in (self.embedder, self.product_io, self.llm_provider, self.notifier_client, self.store):
+        closers = (
+            self.batch_lane_runner,
+            self.embedder,
+            self.product_io,
+            self.llm_provider,
+            self.notifier_client,
+            self.store,
+        )
+        for closer in closers:
             if closer is not None:
                 await closer.aclose()
 
@@ -73,9 +91,12 @@ def resources(ctx: dict[str, Any]) -> Resources:
     return ctx[RESOURCES_KEY]
 
 
-def make_hooks(*, llm: bool = False, notifier: bool = False, embeddings: str | None = None):
-    """``on_startup``/``on_shutdown`` opening the store and, when asked, the provider, the notifier
-    and (``embeddings``: the queue whose batch options apply) the shared embeddings batcher."""
+def make_hooks(
+    *, llm: bool = False, notifier: bool = False, embeddings: str | None = None, batch_lane: str | None = None
+):
+    """``on_startup``/``on_shutdown`` opening the store and, when asked, the provider, the notifier,
+    (``embeddings``: the queue whose batch options apply) the shared embeddings batcher and
+    (``batch_lane``: its queue) the Batch API lane with its runner."""
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         level = logging.DEBUG if os.environ.get(CONFIG_REPORTED_ENV) == "1" else logging.WARNING
@@ -94,6 +115,13 @@ def make_hooks(*, llm: bool = False, notifier: bool = False, embeddings: str | N
             except ConfigurationError as exc:
                 res.embedder_error = exc
                 logger.log(level, "LLM not configured, embedding jobs will fail: %s", exc)
+        if batch_lane is not None:
+            try:
+                res.batch_lane_runner = BatchLane.open(batch_lane, ctx["redis"], provider_from_settings())
+                res.batch_lane_runner.start()
+            except ConfigurationError as exc:
+                res.batch_lane_error = exc
+                logger.log(level, "LLM not configured, batch-lane jobs will fail: %s", exc)
         if notifier:
             try:
                 res.notifier_client = notifier_from_settings()

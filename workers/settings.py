@@ -23,21 +23,21 @@ CRON_KEEP_RESULT_S = 3600
 
 
 def embedding_settings() -> type:
-    start, stop = make_hooks(embeddings=QueueName.PRODUCT_EMBEDDING)
+    start, stop = make_hooks(embeddings=QueueName.PRODUCT_EMBEDDING, batch_lane=QueueName.PRODUCT_EMBEDDING)
     return build_worker_settings(
         QueueName.PRODUCT_EMBEDDING, product_embedding, name="EmbeddingSettings", on_startup=start, on_shutdown=stop
     )
 
 
 def enrichment_settings() -> type:
-    start, stop = make_hooks(llm=True)
+    start, stop = make_hooks(llm=True, batch_lane=QueueName.PRODUCT_ENRICHMENT)
     return build_worker_settings(
         QueueName.PRODUCT_ENRICHMENT, product_enrichment, name="EnrichmentSettings", on_startup=start, on_shutdown=stop
     )
 
 
 def taste_profile_settings() -> type:
-    start, stop = make_hooks(embeddings=QueueName.TASTE_PROFILE_EMBEDDING)
+    start, stop = make_hooks(embeddings=QueueName.TASTE_PROFILE_EMBEDDING, batch_lane=QueueName.TASTE_PROFILE_EMBEDDING)
     return build_worker_settings(
         QueueName.TASTE_PROFILE_EMBEDDING,
         taste_profile_embedding,

@@ -5,9 +5,9 @@
 -- KEYS[4] completed zset   KEYS[5] failed zset
 -- ARGV[1] queue key prefix   ARGV[2] keep completed count   ARGV[3] keep completed age (ms)
 -- ARGV[4] keep failed count   ARGV[5] keep failed age (ms)   ARGV[6] job id   ARGV[7] run token
--- ARGV[8] outcome: completed | failed | retry | handback
+-- ARGV[8] outcome: completed | failed | retry | handback | park
 -- ARGV[9] completed/failed: the record JSON, holding "run": <token> (the script adds finished_at);
--- retry: the error   ARGV[10] retry delay (ms)   ARGV[11] priority
+-- retry, park: the error (park: why it waits)   ARGV[10] retry or park delay (ms)   ARGV[11] priority
 -- ARGV[12] the run's attempt   ARGV[13] for the event: completed: the result as JSON ('' when too
 -- long to carry), failed/retry: the error, cut short   ARGV[14] failed: the error's type
 -- Returns 1 recorded, 2 recorded and a rerun placed, 3 already recorded by this same run (a FINISH
@@ -82,6 +82,15 @@ elseif outcome == 'retry' then
   end
   bump(base, now, 'r')
   emit(base, 'retrying', id, {'attempt', ARGV[12], 'error', ARGV[13], 'delay', ARGV[10]})
+elseif outcome == 'park' then
+  -- park: the job's work goes on elsewhere (a Batch API request). Like a handback it costs no
+  -- attempt; it waits delayed, at its priority, until promoted or its recheck falls due.
+  local delay = tonumber(ARGV[10])
+  redis.call('HINCRBY', info, 'attempts', -1)
+  redis.call('HSET', info, 'run', token)
+  redis.call('ZADD', KEYS[1], due_score(now + delay, tonumber(ARGV[11])), id)
+  mark(base, now + delay)
+  emit(base, 'parked', id, {'attempt', ARGV[12], 'reason', ARGV[13], 'delay', ARGV[10]})
 else
   -- handback: a graceful stop; the run did not happen, so it costs no attempt. The job waits again
   -- at its priority, behind the jobs already waiting there.

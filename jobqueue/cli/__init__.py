@@ -6,7 +6,7 @@ imports them. Errors are one line on stderr and a non-zero exit (see ``jobqueue.
 
 from __future__ import annotations
 
-from jobqueue.cli import dev, enqueue, events, ops, schedules  # noqa: F401  (each registers its commands on app)
+from jobqueue.cli import batches, dev, enqueue, events, ops, schedules  # noqa: F401  (each registers its commands on app)
 from jobqueue.cli._app import app, run
 
 __all__ = ["app", "main"]

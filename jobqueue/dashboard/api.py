@@ -12,6 +12,7 @@ from starlette.routing import Route
 from jobqueue._inspection import LIST_STATES
 from jobqueue._overview import all_summaries, queue_for_job, queue_summary, redis_servers
 from jobqueue._schedule_rows import schedule_rows
+from jobqueue.batches import get_batches
 from jobqueue.constants import LOG_LINES_KEPT
 from jobqueue.dashboard.live import job_events
 from jobqueue.errors import InvalidJobError, JobNotFoundError
@@ -85,6 +86,12 @@ async def queue_jobs(request: Request) -> JSONResponse:
 async def queue_workers(request: Request) -> JSONResponse:
     queue = get_queue(request.path_params["queue"])
     return JSONResponse({"queue": queue.name, "workers": await queue.get_workers()})
+
+
+async def queue_batches(request: Request) -> JSONResponse:
+    """The queue's batch lane (``jobqueue.batches``): pending requests and its submissions."""
+    queue = get_queue(request.path_params["queue"])
+    return JSONResponse((await get_batches(queue.name)).as_dict())
 
 
 async def job_detail(request: Request) -> JSONResponse:
@@ -171,6 +178,7 @@ routes = [
     Route("/api/queues/{queue}", queue_detail),
     Route("/api/queues/{queue}/jobs", queue_jobs),
     Route("/api/queues/{queue}/workers", queue_workers),
+    Route("/api/queues/{queue}/batches", queue_batches),
     Route("/api/queues/{queue}/{action}", queue_action, methods=["POST"]),
     Route("/api/jobs/{job_id:path}/{action}", job_action, methods=["POST"]),
     Route("/api/jobs/{job_id:path}/logs", job_logs),

@@ -61,7 +61,10 @@ async def product_embedding(ctx: dict[str, Any], payload: ProductEmbeddingJobPay
     if payload.previous_text_hash == digest:
         return ProductEmbeddingJobResult(**done, reason="text unchanged (previous_text_hash)")
     embeddings = res.embeddings
-    vector = await embeddings.embed(text)  # shares a request with the process's other embedding jobs
+    if payload.batch_lane:  # parks the job until its batch has answered (workers.batchlane)
+        vector = await res.batch_lane.embed(ctx["job_id"], text, sync=embeddings.embed)
+    else:
+        vector = await embeddings.embed(text)  # shares a request with the process's other embedding jobs
     # Written only if the product still has this text: a run left behind, or one that read the text
     # just before an edit, never replaces the vector of the newer text.
     if not await io.save_product_embedding(product.id, vector, digest, embeddings.embedding_model, source=product):
@@ -105,12 +108,20 @@ async def product_enrichment(ctx: dict[str, Any], payload: ProductEnrichmentJobP
         )
     steps = Steps(ctx, ENRICHMENT_STEPS)
     await steps.start("enriching")
-    enrichment = await res.llm.complete_json(
-        ENRICHMENT_SYSTEM_PROMPT,
-        canonical_text(product) + f"\nprice_pence: {product.price}",
-        ProductEnrichment,
-        schema_name="product_enrichment",
-    )
+    prompt = canonical_text(product) + f"\nprice_pence: {product.price}"
+    if payload.batch_lane:  # parks the job until its batch has answered (workers.batchlane)
+        enrichment = await res.batch_lane.complete_json(
+            ctx["job_id"],
+            ENRICHMENT_SYSTEM_PROMPT,
+            prompt,
+            ProductEnrichment,
+            schema_name="product_enrichment",
+            sync=res.llm.complete_json,
+        )
+    else:
+        enrichment = await res.llm.complete_json(
+            ENRICHMENT_SYSTEM_PROMPT, prompt, ProductEnrichment, schema_name="product_enrichment"
+        )
     await steps.start("storing")
     stored_now = await res.store.save_product_enrichment(
         product.id, enrichment.model_dump(mode="json"), current, payload.prompt_version, source=product

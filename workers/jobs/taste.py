@@ -45,7 +45,10 @@ async def taste_profile_embedding(
     if not text:
         raise PermanentJobError(f"taste profile {profile.id!r} has no answers to embed")
     embeddings = res.embeddings
-    vector = await embeddings.embed(text)  # shares a request with the process's other embedding jobs
+    if payload.batch_lane:  # parks the job until its batch has answered (workers.batchlane)
+        vector = await res.batch_lane.embed(ctx["job_id"], text, sync=embeddings.embed)
+    else:
+        vector = await embeddings.embed(text)  # shares a request with the process's other embedding jobs
     # Written only if the profile still has these answers: a stale vector would stay for good, as
     # the next run skips a profile that has one.
     if not await res.store.save_taste_profile_vector(profile.id, vector, embeddings.embedding_model, source=profile):

@@ -11,6 +11,10 @@ served concurrently, one thread each), ``request_limit`` requests per ``rate_win
 429 with ``Retry-After``/``retry-after-ms`` beyond it, ``reject_input(text)`` to make one input invalid
 (400 for any embeddings request holding it, as for an empty input), and ``stats()`` counting
 requests, inputs and 429s.
+
+It also serves the Files and Batch APIs (``/v1/files``, ``/v1/batches``: ``workers.testing._fake_batches``)
+for real through the ``openai`` SDK: batches answer after ``batch_completion_s`` seconds, and
+``fail_in_batch``, ``expire_next_batch`` and a cancel script the other ways a batch ends.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from workers.testing._fake_batches import FakeBatches
 from workers.testing._loopback import LoopbackServer
 
 _SCHEMA_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -85,7 +90,8 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeOpenAI(LoopbackServer):
-    """``POST /v1/embeddings`` and ``POST /v1/chat/completions`` on 127.0.0.1, with scripted faults."""
+    """``POST /v1/embeddings``, ``POST /v1/chat/completions``, files and batches on 127.0.0.1, with
+    scripted faults."""
 
     server_class = _Server
 
@@ -101,6 +107,7 @@ class FakeOpenAI(LoopbackServer):
         request_limit: int | None = None,
         rate_window: float = 60.0,
         port: int = 0,
+        batch_completion_s: float = 0.0,
     ) -> None:
         self.dims = dims
         # Seconds each request takes before it is answered (a provider's round trip).
@@ -123,6 +130,9 @@ class FakeOpenAI(LoopbackServer):
         self._failures: deque[_Failure] = deque()
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
+        # Files and batches; a batch's requests are answered like sync ones, without the latency,
+        # the request limit or scripted HTTP failures (the Batch API has its own limits).
+        self.files_and_batches = FakeBatches(self._answer, completion_s=batch_completion_s)
         super().__init__(("127.0.0.1", port))  # port 0: a free one
 
     # lifecycle (start, stop, with: LoopbackServer)
@@ -184,11 +194,47 @@ class FakeOpenAI(LoopbackServer):
         with self._lock:
             self._truncated_inputs.add(text)
 
+    def fail_in_batch(self, text: str, *, status: int = 500, times: int = 1) -> None:
+        """Answer the next ``times`` batch requests whose body holds ``text`` with ``status``."""
+        self.files_and_batches.fail_in_batch(text, status=status, times=times)
+
+    def expire_next_batch(self, *, finished: int = 0) -> None:
+        """The next batch created answers its first ``finished`` requests, then ends ``expired``."""
+        self.files_and_batches.expire_next_batch(finished=finished)
+
+    @property
+    def batch_completion_s(self) -> float:
+        """Seconds a batch takes from its creation to its end."""
+        return self.files_and_batches.completion_s
+
+    @batch_completion_s.setter
+    def batch_completion_s(self, seconds: float) -> None:
+        self.files_and_batches.completion_s = seconds
+
+    def batches(self) -> list[dict[str, Any]]:
+        """Every batch created so far, oldest first (the API's fields plus ``requests``)."""
+        return self.files_and_batches.batches()
+
     def stats(self) -> dict[str, int]:
         """Counters: ``requests``, ``embedding_requests``, ``inputs`` (in embeddings requests),
-        ``embedded`` (inputs answered with a vector), ``rate_limited`` (429s of the request limit),
-        ``invalid`` (400s), ``failed`` (scripted failures)."""
-        keys = ("requests", "embedding_requests", "inputs", "embedded", "rate_limited", "invalid", "failed")
+        ``embedded`` (inputs answered with a vector, sync or batch), ``rate_limited`` (429s of the
+        request limit), ``invalid`` (400s), ``failed`` (scripted failures), ``batch_requests``
+        (requests answered inside batches), and the tokens the ``usage`` of answers reported:
+        ``sync_input_tokens``, ``sync_output_tokens``, ``batch_input_tokens``, ``batch_output_tokens``."""
+        keys = (
+            "requests",
+            "embedding_requests",
+            "inputs",
+            "embedded",
+            "rate_limited",
+            "invalid",
+            "failed",
+            "batch_requests",
+            "sync_input_tokens",
+            "sync_output_tokens",
+            "batch_input_tokens",
+            "batch_output_tokens",
+        )
         with self._lock:
             return {key: self._stats[key] for key in keys}
 
@@ -218,11 +264,14 @@ class FakeOpenAI(LoopbackServer):
 
     def _handle(self, handler: _Handler) -> None:
         raw = _read_body(handler)
+        path, _, query = handler.path.partition("?")
+        if path.startswith(("/v1/files", "/v1/batches")):
+            self._files_or_batches(handler, path, query, raw)
+            return
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode(errors="replace")
-        path = handler.path.split("?", 1)[0]
         headers = {k.lower(): v for k, v in handler.headers.items()}
         arrived = time.monotonic()
         with self._lock:
@@ -257,13 +306,43 @@ class FakeOpenAI(LoopbackServer):
         if handler.command != "POST" or path not in ("/v1/embeddings", "/v1/chat/completions"):
             _send_error(handler, 404, f"Unknown request URL: {handler.command} {path}.")
             return
-        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-            _send_error(handler, 400, "you must provide a model parameter")
+        status, payload = self._answer(path, body, lane="sync")
+        _send_json(handler, status, payload)
+
+    def _files_or_batches(self, handler: _Handler, path: str, query: str, raw: bytes) -> None:
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        with self._lock:
+            self._requests.append(RecordedRequest(handler.command, path, headers, None, time.monotonic()))
+            self._stats["requests"] += 1
+            failure = self._take_failure(path)
+        if failure is not None:
+            _send_json(handler, failure.status, failure.body, failure.headers)
             return
-        if path == "/v1/embeddings":
-            self._embeddings(handler, body)
+        if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+            _send_error(handler, 401, "Incorrect API key provided.")
+            return
+        status, payload = self.files_and_batches.handle(
+            handler.command, path, query, raw, headers.get("content-type", "")
+        )
+        if isinstance(payload, bytes):
+            _send_bytes(handler, status, payload)
         else:
-            self._chat(handler, body)
+            _send_json(handler, status, payload)
+
+    def _answer(self, path: str, body: Any, lane: str = "batch") -> tuple[int, dict[str, Any]]:
+        """(status, body) answering one request to ``path``; ``lane`` names whose tokens it counts."""
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            return 400, _error_body(400, "you must provide a model parameter")
+        if lane == "batch":
+            with self._lock:
+                self._stats["batch_requests"] += 1
+        status, payload = self._embeddings(body) if path == "/v1/embeddings" else self._chat(body)
+        usage = payload.get("usage") if status == 200 else None
+        if usage:
+            with self._lock:
+                self._stats[f"{lane}_input_tokens"] += usage.get("prompt_tokens", 0)
+                self._stats[f"{lane}_output_tokens"] += usage.get("completion_tokens", 0)
+        return status, payload
 
     def _over_limit(self, now: float) -> float | None:
         """None when a request arriving ``now`` is within the limit (and counts it), else the
@@ -286,20 +365,18 @@ class FakeOpenAI(LoopbackServer):
                 return failure
         return None
 
-    def _embeddings(self, handler: _Handler, body: dict[str, Any]) -> None:
+    def _embeddings(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         inputs = body.get("input")
         if isinstance(inputs, str):
             inputs = [inputs]
         if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) for t in inputs):
-            _send_error(handler, 400, "'input' must be a string or a non-empty array of strings")
-            return
+            return 400, _error_body(400, "'input' must be a string or a non-empty array of strings")
         with self._lock:
             bad = next((i for i, t in enumerate(inputs) if not t or t in self._rejected_inputs), None)
         if bad is not None:
             with self._lock:
                 self._stats["invalid"] += 1
-            _send_error(handler, 400, f"'$.input[{bad}]' is invalid: empty or over the model's token limit")
-            return
+            return 400, _error_body(400, f"'$.input[{bad}]' is invalid: empty or over the model's token limit")
         dims = body.get("dimensions") if self.honour_dimensions and body.get("dimensions") else self.dims
         encoding = body.get("encoding_format", "float")
         data = []
@@ -316,30 +393,23 @@ class FakeOpenAI(LoopbackServer):
         with self._lock:
             self._stats["embedded"] += len(inputs)
             self._embedded.update(inputs)
-        _send_json(
-            handler,
-            200,
-            {
-                "object": "list",
-                "data": data,
-                "model": body["model"],
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            },
-        )
+        return 200, {
+            "object": "list",
+            "data": data,
+            "model": body["model"],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
 
-    def _chat(self, handler: _Handler, body: dict[str, Any]) -> None:
+    def _chat(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if not isinstance(body.get("messages"), list) or not body["messages"]:
-            _send_error(handler, 400, "'messages' must be a non-empty array")
-            return
+            return 400, _error_body(400, "'messages' must be a non-empty array")
         problem = _response_format_problem(body.get("response_format"))
         if problem is not None:
-            _send_error(handler, 400, problem)
-            return
+            return 400, _error_body(400, problem)
         try:
             reply = self.responder(body)
         except Exception as exc:  # a broken test responder shows up as a 500 in the test, not a hang
-            _send_error(handler, 500, f"responder failed: {exc!r}")
-            return
+            return 500, _error_body(500, f"responder failed: {exc!r}")
         if isinstance(reply, str):
             reply = ChatReply(content=reply)
         choices = []
@@ -347,23 +417,19 @@ class FakeOpenAI(LoopbackServer):
             message = {"role": "assistant", "content": reply.content, "refusal": reply.refusal}
             choices.append({"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason})
         completion_tokens = len((reply.content or "").split())
-        _send_json(
-            handler,
-            200,
-            {
-                "id": f"chatcmpl-fake{len(self._requests)}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body["model"],
-                "choices": choices,
-                "usage": {
-                    "prompt_tokens": 1,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": 1 + completion_tokens,
-                },
-                "system_fingerprint": None,
+        return 200, {
+            "id": f"chatcmpl-fake{len(self._requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": 1,
+                "completion_tokens": completion_tokens,
+                "total_tokens": 1 + completion_tokens,
             },
-        )
+            "system_fingerprint": None,
+        }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -417,6 +483,15 @@ def _send_json(
     handler.send_header("x-request-id", f"req_fake_{time.monotonic_ns()}")
     for name, value in (headers or {}).items():
         handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(data)
+    handler.wfile.flush()
+
+
+def _send_bytes(handler: BaseHTTPRequestHandler, status: int, data: bytes) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/octet-stream")
+    handler.send_header("Content-Length", str(len(data)))
     handler.end_headers()
     handler.wfile.write(data)
     handler.wfile.flush()
