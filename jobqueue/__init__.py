@@ -59,6 +59,7 @@ from jobqueue.queues import (
 )
 from jobqueue.results import (
     CuratedCollectionsJobResult,
+    LLMUsage,
     ProductEmbeddingJobResult,
     ProductEnrichmentJobResult,
     ReminderDispatchJobResult,
@@ -87,6 +88,7 @@ __all__ = [
     "JobResultTimeoutError",
     "JobState",
     "JobStateError",
+    "LLMUsage",
     "PermanentJobError",
     "ProductEmbeddingJobPayload",
     "ProductEmbeddingJobResult",
