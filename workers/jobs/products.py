@@ -56,13 +56,21 @@ async def product_embedding(ctx: dict[str, Any], payload: ProductEmbeddingJobPay
     if payload.previous_text_hash == digest:
         return ProductEmbeddingJobResult(**done, reason="text unchanged (previous_text_hash)")
     embeddings = res.embeddings
-    vector = await embeddings.embed(text)  # shares a request with the process's other embedding jobs
+    # Shares a request with the process's other embedding jobs, or the vector of the same text.
+    embedded = await embeddings.embed_counted(text)
+    vector, usage = embedded.vector, embedded.usage
     # Written only if the product still has this text: a run left behind, or one that read the text
     # just before an edit, never replaces the vector of the newer text.
     if not await io.save_product_embedding(product.id, vector, digest, embeddings.embedding_model, source=product):
-        return ProductEmbeddingJobResult(**done, reason="the product's text changed during this run: vector not stored")
+        reason = "the product's text changed during this run: vector not stored"
+        return ProductEmbeddingJobResult(**done, reason=reason, usage=usage)
     return ProductEmbeddingJobResult(
-        status="processed", product_id=product.id, text_hash=digest, model=embeddings.embedding_model, dims=len(vector)
+        status="processed",
+        product_id=product.id,
+        text_hash=digest,
+        model=embeddings.embedding_model,
+        dims=len(vector),
+        usage=usage,
     )
 
 
@@ -98,12 +106,13 @@ async def product_enrichment(ctx: dict[str, Any], payload: ProductEnrichmentJobP
             prompt_version=product.prompt_version,
             reason=f"enrichment version {product.enrichment_version} is current",
         )
-    enrichment = await res.llm.complete_json(
+    answered = await res.llm.complete_json_counted(
         ENRICHMENT_SYSTEM_PROMPT,
         canonical_text(product) + f"\nprice_pence: {product.price}",
         ProductEnrichment,
         schema_name="product_enrichment",
     )
+    enrichment: ProductEnrichment = answered.value
     stored_now = await res.store.save_product_enrichment(
         product.id, enrichment.model_dump(mode="json"), current, payload.prompt_version, source=product
     )
@@ -115,4 +124,5 @@ async def product_enrichment(ctx: dict[str, Any], payload: ProductEnrichmentJobP
         enrichment_version=current,
         prompt_version=payload.prompt_version,
         reason=None if stored_now else fenced,
+        usage=answered.usage,
     )

@@ -45,12 +45,19 @@ async def taste_profile_embedding(
     if not text:
         raise PermanentJobError(f"taste profile {profile.id!r} has no answers to embed")
     embeddings = res.embeddings
-    vector = await embeddings.embed(text)  # shares a request with the process's other embedding jobs
+    embedded = await embeddings.embed_counted(text)  # shares a request with the process's other embedding jobs
+    vector = embedded.vector
     # Written only if the profile still has these answers: a stale vector would stay for good, as
     # the next run skips a profile that has one.
     if not await res.store.save_taste_profile_vector(profile.id, vector, embeddings.embedding_model, source=profile):
         reason = "the profile's answers changed during this run: vector not stored"
-        return TasteProfileEmbeddingJobResult(status="skipped", taste_profile_id=profile.id, reason=reason)
+        return TasteProfileEmbeddingJobResult(
+            status="skipped", taste_profile_id=profile.id, reason=reason, usage=embedded.usage
+        )
     return TasteProfileEmbeddingJobResult(
-        status="processed", taste_profile_id=profile.id, model=embeddings.embedding_model, dims=len(vector)
+        status="processed",
+        taste_profile_id=profile.id,
+        model=embeddings.embedding_model,
+        dims=len(vector),
+        usage=embedded.usage,
     )
