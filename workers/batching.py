@@ -348,21 +348,18 @@ class EmbeddingBatcher:
             _fail(live, exc)
             return
         by_text = dict(zip(texts, embedded.vectors, strict=True))
+        problems = {text: self._backend.vector_problem(vector) for text, vector in by_text.items()}
         shares = await self._account(live, embedded.usage)
-        good: list[tuple[str, list[float]]] = []
+        if self._cache is not None:  # before the callers resume: a worker closing after them keeps it
+            await self._cache.put_many([(t, v) for t, v in by_text.items() if problems[t] is None])
         for item, share in zip(live, shares, strict=True):
-            vector = by_text[item.text]
-            problem = self._backend.vector_problem(vector)
-            if problem is None:
-                good.append((item.text, vector))
+            problem = problems[item.text]
             if item.future.done():
                 continue
             if problem is None:
-                item.future.set_result(EmbeddedText(vector, share))
+                item.future.set_result(EmbeddedText(by_text[item.text], share))
             else:
                 item.future.set_exception(PermanentJobError(problem))
-        if self._cache is not None:
-            await self._cache.put_many(list(dict(good).items()))
 
     async def _account(self, live: list[_Item], usage: LLMUsage) -> list[LLMUsage]:
         """Each item's share of ``usage``; each queue's sum accounted once."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
@@ -188,6 +189,7 @@ class OpenAIProvider:
         # With a queue, each call is accounted to it (jobqueue.spend); without, the caller does it.
         self._queue = queue
         self._redis = redis
+        self._pacing = asyncio.Lock()
         # max_retries=0: a 429 or 5xx must reach the job system at once, which retries the whole job
         # with its own backoff (and Retry-After) instead of the SDK sleeping inside a job slot.
         self._client = openai.AsyncOpenAI(
@@ -279,11 +281,15 @@ class OpenAIProvider:
         if self.sent_dimensions is not None:
             extra["dimensions"] = self.sent_dimensions
         tokens = sum(estimate_tokens(text) for text in texts)
-        if self._embedding_limiter is not None:
-            await self._embedding_limiter.acquire(self._rate_limit_wait)
-        if self._embedding_token_limiter is not None:
-            await self._embedding_token_limiter.acquire(self._rate_limit_wait, cost=tokens)
+
+        async def ceilings() -> None:
+            if self._embedding_limiter is not None:
+                await self._embedding_limiter.acquire(self._rate_limit_wait)
+            if self._embedding_token_limiter is not None:
+                await self._embedding_token_limiter.acquire(self._rate_limit_wait, cost=tokens)
+
         response = await self._call(
+            ceilings,
             self._embedding_limits,
             tokens,
             lambda: self._client.embeddings.with_raw_response.create(model=self._embedding_model, input=texts, **extra),
@@ -299,10 +305,24 @@ class OpenAIProvider:
         )
         return [list(item.embedding) for item in data], usage
 
-    async def _call(self, limits: ProviderLimits | None, tokens: int, send: Callable[[], Awaitable[Any]]) -> Any:
-        """``send()`` a ``with_raw_response`` request within the provider's learnt limits, teach
-        them its headers (a refusal's too), and return the parsed response."""
-        grant = None if limits is None else await limits.acquire(self._rate_limit_wait, tokens=tokens)
+    async def _call(
+        self,
+        ceilings: Callable[[], Awaitable[None]],
+        limits: ProviderLimits | None,
+        tokens: int,
+        send: Callable[[], Awaitable[Any]],
+    ) -> Any:
+        """``send()`` a ``with_raw_response`` request once the hand-set ``ceilings`` and the
+        provider's learnt limits allow it, teach the limits its headers (a refusal's too), and
+        return the parsed response.
+
+        The calls of one process wait for the limits one at a time, in arrival order: every
+        waiter sleeps until the moment the budget frees, and hundreds of them waking together
+        to ask Redis for the same one slot cost a worker more CPU than its jobs did.
+        """
+        async with self._pacing:
+            await ceilings()
+            grant = None if limits is None else await limits.acquire(self._rate_limit_wait, tokens=tokens)
         try:
             raw = await send()
         except openai.APIStatusError as exc:
@@ -337,9 +357,13 @@ class OpenAIProvider:
             "type": "json_schema",
             "json_schema": {"name": schema_name, "schema": strict_json_schema(schema), "strict": True},
         }
-        if self._chat_limiter is not None:
-            await self._chat_limiter.acquire(self._rate_limit_wait)
+
+        async def ceilings() -> None:
+            if self._chat_limiter is not None:
+                await self._chat_limiter.acquire(self._rate_limit_wait)
+
         completion = await self._call(
+            ceilings,
             self._chat_limits,
             estimate_tokens(system) + estimate_tokens(user),
             lambda: self._client.chat.completions.with_raw_response.create(

@@ -1,0 +1,193 @@
+"""Limits learnt from the provider's headers: parsing, the shared buckets in Redis, and two clients
+paced by them against the loopback server with a binding request limit and no 429."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+
+from jobqueue.errors import RetryableJobError
+from workers.llm import OpenAIProvider
+from workers.providerlimits import ProviderLimits, RateLimitHeaders, parse_duration
+from workers.testing.fake_openai import FakeOpenAI, go_duration
+
+DIMS = 8
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("6m0s", 360.0),
+        ("1s", 1.0),
+        ("120ms", 0.12),
+        ("1.5s", 1.5),
+        ("2h3m4.5s", 7384.5),
+        ("17.25ms", 0.01725),
+        ("250us", 0.00025),
+        ("0s", 0.0),
+        ("3", 3.0),
+        ("0.5", 0.5),
+    ],
+)
+def test_reset_durations_are_read_in_go_format_or_as_seconds(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", [None, "", "soon", "5x", "1s2", "-1", "s", "1m-2s"])
+def test_unreadable_reset_durations_are_none(text: str | None) -> None:
+    assert parse_duration(text) is None
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.0005, 0.02, 0.12, 1.0, 1.5, 59.999, 360.0, 3725.25])
+def test_the_fake_servers_durations_read_back_as_what_it_meant(seconds: float) -> None:
+    assert parse_duration(go_duration(seconds)) == pytest.approx(seconds, abs=1e-6)
+
+
+def test_headers_parse_into_both_budgets_and_retry_after() -> None:
+    parsed = RateLimitHeaders.parse(
+        {
+            "X-RateLimit-Limit-Requests": "3000",
+            "x-ratelimit-remaining-requests": "2999",
+            "x-ratelimit-reset-requests": "20ms",
+            "x-ratelimit-limit-tokens": "1000000",
+            "x-ratelimit-remaining-tokens": "999984",
+            "x-ratelimit-reset-tokens": "6m0s",
+            "retry-after-ms": "1500",
+        }
+    )
+    assert parsed.requests is not None and parsed.tokens is not None
+    assert (parsed.requests.limit, parsed.requests.remaining, parsed.requests.reset) == (3000, 2999, 0.02)
+    assert (parsed.tokens.limit, parsed.tokens.remaining, parsed.tokens.reset) == (1_000_000, 999_984, 360.0)
+    assert parsed.retry_after == 1.5
+
+
+def test_missing_or_broken_headers_teach_nothing() -> None:
+    parsed = RateLimitHeaders.parse({"x-ratelimit-limit-requests": "many", "x-ratelimit-remaining-tokens": "5"})
+    assert parsed == RateLimitHeaders()
+
+
+def headers(limit: int, remaining: int, reset: str) -> dict[str, str]:
+    return {
+        "x-ratelimit-limit-requests": str(limit),
+        "x-ratelimit-remaining-requests": str(remaining),
+        "x-ratelimit-reset-requests": reset,
+    }
+
+
+async def test_nothing_is_paced_before_the_first_response(redis_client: aioredis.Redis) -> None:
+    limits = ProviderLimits(redis_client, "test:cold")
+    grants = [await limits.acquire(timeout=0) for _ in range(20)]
+    assert [g.requests_mark for g in grants] == list(range(1, 21))
+
+
+async def test_an_empty_budget_makes_the_next_call_wait_for_its_refill(redis_client: aioredis.Redis) -> None:
+    limits = ProviderLimits(redis_client, "test:empty")
+    grant = await limits.acquire()
+    # 10 a second: 10 left of 10 would be whole; 0 left is whole again in 1 s.
+    await limits.observe(grant, headers(10, 0, "1s"))
+    with pytest.raises(RetryableJobError, match="no room") as info:
+        await limits.acquire(timeout=0.05)
+    # One request and the reserve (1 of 10) must refill: about 0.2 s.
+    assert info.value.retry_after == pytest.approx(0.2, abs=0.03)
+    started = asyncio.get_running_loop().time()
+    await limits.acquire(timeout=1)
+    assert asyncio.get_running_loop().time() - started >= 0.15
+
+
+async def test_grants_made_after_a_request_count_against_what_its_response_reported(
+    redis_client: aioredis.Redis,
+) -> None:
+    limits = ProviderLimits(redis_client, "test:inflight")
+    first = await limits.acquire()
+    for _ in range(4):  # granted after `first`, not yet seen by the provider when it answered
+        await limits.acquire()
+    # 100 a minute: the answer to `first` says 6 left; the 4 later grants leave 2, under the reserve.
+    await limits.observe(first, headers(100, 6, f"{94 * 0.6:.1f}s"))
+    with pytest.raises(RetryableJobError):
+        await limits.acquire(timeout=0)
+    level = float(await redis_client.hget(limits.key, "r:level"))
+    assert level == pytest.approx(2, abs=0.1)
+
+
+async def test_a_429s_retry_after_blocks_every_client(redis_client: aioredis.Redis, redis_url: str) -> None:
+    other_client = aioredis.Redis.from_url(redis_url)
+    try:
+        mine, theirs = ProviderLimits(redis_client, "test:429"), ProviderLimits(other_client, "test:429")
+        grant = await mine.acquire()
+        await mine.observe(grant, {"retry-after": "2"})
+        with pytest.raises(RetryableJobError) as info:
+            await theirs.acquire(timeout=0.5)
+        assert 1.5 < info.value.retry_after <= 2.0
+    finally:
+        await other_client.aclose()
+
+
+async def test_two_clients_sharing_the_learnt_limits_meet_no_429_under_a_binding_limit(
+    redis_url: str,
+) -> None:
+    """Two providers, each with its own Redis client (as two worker processes have), send 160
+    requests as fast as they may against 40 a second: the headers pace them, none is refused, and
+    together they run at the provider's rate."""
+    limit, window, per_client = 40, 1.0, 80
+    with FakeOpenAI(dims=DIMS, request_limit=limit, rate_window=window, latency=0.02) as fake:
+        clients = [aioredis.Redis.from_url(redis_url) for _ in range(2)]
+        providers = [
+            OpenAIProvider(
+                api_key="sk-test",
+                base_url=fake.base_url,
+                model="m",
+                embedding_model="e",
+                dims=DIMS,
+                embedding_limits=ProviderLimits(client, "openai:embeddings"),
+                rate_limit_wait=30,
+            )
+            for client in clients
+        ]
+
+        async def send(provider: OpenAIProvider, n: int) -> None:
+            async def one(i: int) -> None:
+                await provider.embed([f"text {id(provider)} {i}"])
+
+            await asyncio.gather(*(one(i) for i in range(n)))
+
+        try:
+            await asyncio.gather(*(send(p, per_client) for p in providers))
+        finally:
+            for provider in providers:
+                await provider.aclose()
+            for client in clients:
+                await client.aclose()
+        stats = fake.stats()
+        arrivals = sorted(r.at for r in fake.requests_to("/v1/embeddings"))
+    assert stats["rate_limited"] == 0
+    assert stats["embedding_requests"] == 2 * per_client
+    # Past the first second (the opening burst, while the budget is learnt), the two clients
+    # together run at the provider's rate: within 5% of 40 a second.
+    steady = [t for t in arrivals if t >= arrivals[0] + window]
+    rate = (len(steady) - 1) / (steady[-1] - steady[0])
+    assert limit / window * 0.95 <= rate <= limit / window * 1.05
+
+
+async def test_hand_set_limits_stay_ceilings_below_the_providers(redis_client: aioredis.Redis) -> None:
+    from workers.ratelimit import RateLimiter
+
+    with FakeOpenAI(dims=DIMS, request_limit=1000, rate_window=1.0) as fake:
+        provider = OpenAIProvider(
+            api_key="sk-test",
+            base_url=fake.base_url,
+            model="m",
+            embedding_model="e",
+            dims=DIMS,
+            embedding_limiter=RateLimiter(redis_client, "test:ceiling", limit=5, period=1.0),
+            embedding_limits=ProviderLimits(redis_client, "test:generous"),
+            rate_limit_wait=10,
+        )
+        try:
+            await asyncio.gather(*(provider.embed([f"t{i}"]) for i in range(10)))
+        finally:
+            await provider.aclose()
+        arrivals = sorted(r.at for r in fake.requests_to("/v1/embeddings"))
+    # The provider allows 1,000 a second; the ceiling of 5 a second still holds.
+    assert arrivals[5] - arrivals[0] >= 0.9
