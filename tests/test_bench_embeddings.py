@@ -32,7 +32,8 @@ def test_the_workload_benchmark_runs_both_sides_and_prints_its_summary(redis_url
     assert int(rows["unbatched"][5]) >= 100  # one request per job at least
     assert int(rows["batched"][5]) < 100
     assert re.fullmatch(
-        r"bench-embeddings: speedup=\d+\.\dx requests_per_job=0\.\d{4} p95_job_latency_ms=\d+", lines[-1]
+        r"bench-embeddings: speedup=\d+\.\dx requests_per_job=0\.\d{4} p95_job_latency_ms=\d+ rate_limited=\d+",
+        lines[-1],
     ), lines[-1]
 
 

@@ -120,7 +120,7 @@ class EmbeddedText:
     """One caller's vector and its share of the usage of the request that made it."""
 
     vector: list[float]
-    usage: LLMUsage
+    usage: LLMUsage | None
 
 
 @dataclass(eq=False, slots=True)
@@ -404,6 +404,15 @@ def _fail(items: list[_Item], exc: BaseException) -> None:
             except Exception:  # an exception type that cannot be rebuilt from its args
                 own = exc
             item.future.set_exception(own)
+
+
+async def embed_counted(embedder: Any, text: str) -> EmbeddedText:
+    """``text``'s vector and usage from ``embedder`` (a ``SharedEmbedder``); an embedder with only
+    ``embed`` (a host's own, a test double) reports no usage (``usage`` None)."""
+    counted = getattr(embedder, "embed_counted", None)
+    if counted is not None:
+        return await counted(text)
+    return EmbeddedText(await embedder.embed(text), None)
 
 
 @dataclass(slots=True)

@@ -98,10 +98,21 @@ class Embedded:
 
 @dataclass(frozen=True, slots=True)
 class Answered:
-    """A chat answer parsed into its schema and the usage of its request."""
+    """A chat answer parsed into its schema and the usage of its request (None: not reported)."""
 
     value: Any
-    usage: LLMUsage
+    usage: LLMUsage | None
+
+
+async def answer_counted(
+    llm: ChatProvider, system: str, user: str, schema: type[ModelT], *, schema_name: str
+) -> Answered:
+    """``llm``'s answer with its usage; a ``ChatProvider`` that reports none (a host's own, a test
+    double) answers with ``usage`` None."""
+    counted = getattr(llm, "complete_json_counted", None)
+    if counted is not None:
+        return await counted(system, user, schema, schema_name=schema_name)
+    return Answered(await llm.complete_json(system, user, schema, schema_name=schema_name), None)
 
 
 class InvalidInputError(PermanentJobError):

@@ -15,6 +15,7 @@ from jobqueue import (
     LLMUsage,
     schedule_daily_curated_collections,
 )
+from workers.llm import answer_counted
 from workers.resources import resources
 from workers.store import NewCollection, ProductRecord
 
@@ -104,8 +105,8 @@ async def _titled(
     listing = "\n".join(
         f"{i + 1}. " + "; ".join(f"{p.name} ({p.category or 'gift'})" for p in group) for i, group in enumerate(groups)
     )
-    answered = await res.llm.complete_json_counted(
-        TITLES_PROMPT, f"Surface: {surface}\n{listing}", CollectionTitles, schema_name="collection_titles"
+    answered = await answer_counted(
+        res.llm, TITLES_PROMPT, f"Surface: {surface}\n{listing}", CollectionTitles, schema_name="collection_titles"
     )
     titles: CollectionTitles = answered.value
     # Keep what the model gave for the groups it named (extra titles dropped); fall back for the rest.

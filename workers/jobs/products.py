@@ -14,6 +14,8 @@ from jobqueue import (
     ProductEnrichmentJobPayload,
     ProductEnrichmentJobResult,
 )
+from workers.batching import embed_counted
+from workers.llm import answer_counted
 from workers.resources import resources
 from workers.store import ProductRecord
 
@@ -57,7 +59,7 @@ async def product_embedding(ctx: dict[str, Any], payload: ProductEmbeddingJobPay
         return ProductEmbeddingJobResult(**done, reason="text unchanged (previous_text_hash)")
     embeddings = res.embeddings
     # Shares a request with the process's other embedding jobs, or the vector of the same text.
-    embedded = await embeddings.embed_counted(text)
+    embedded = await embed_counted(embeddings, text)
     vector, usage = embedded.vector, embedded.usage
     # Written only if the product still has this text: a run left behind, or one that read the text
     # just before an edit, never replaces the vector of the newer text.
@@ -106,7 +108,8 @@ async def product_enrichment(ctx: dict[str, Any], payload: ProductEnrichmentJobP
             prompt_version=product.prompt_version,
             reason=f"enrichment version {product.enrichment_version} is current",
         )
-    answered = await res.llm.complete_json_counted(
+    answered = await answer_counted(
+        res.llm,
         ENRICHMENT_SYSTEM_PROMPT,
         canonical_text(product) + f"\nprice_pence: {product.price}",
         ProductEnrichment,

@@ -11,6 +11,7 @@ from jobqueue import (
     TasteProfileEmbeddingJobPayload,
     TasteProfileEmbeddingJobResult,
 )
+from workers.batching import embed_counted
 from workers.resources import resources
 
 
@@ -45,7 +46,7 @@ async def taste_profile_embedding(
     if not text:
         raise PermanentJobError(f"taste profile {profile.id!r} has no answers to embed")
     embeddings = res.embeddings
-    embedded = await embeddings.embed_counted(text)  # shares a request with the process's other embedding jobs
+    embedded = await embed_counted(embeddings, text)  # shares a request with the process's other embedding jobs
     vector = embedded.vector
     # Written only if the profile still has these answers: a stale vector would stay for good, as
     # the next run skips a profile that has one.
