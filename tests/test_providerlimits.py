@@ -128,8 +128,7 @@ async def test_two_clients_sharing_the_learnt_limits_meet_no_429_under_a_binding
     redis_url: str,
 ) -> None:
     """Two providers, each with its own Redis client (as two worker processes have), send 160
-    requests as fast as they may against 40 a second: the headers pace them, none is refused, and
-    together they run at the provider's rate."""
+    requests as fast as they may against 40 a second: the headers pace them and none is refused."""
     limit, window, per_client = 40, 1.0, 80
     with FakeOpenAI(dims=DIMS, request_limit=limit, rate_window=window, latency=0.02) as fake:
         clients = [aioredis.Redis.from_url(redis_url) for _ in range(2)]
@@ -154,20 +153,19 @@ async def test_two_clients_sharing_the_learnt_limits_meet_no_429_under_a_binding
 
         try:
             await asyncio.gather(*(send(p, per_client) for p in providers))
+            learnt = await clients[0].hgetall("jq:ratelimit:openai:embeddings:learned")
         finally:
             for provider in providers:
                 await provider.aclose()
             for client in clients:
                 await client.aclose()
         stats = fake.stats()
-        arrivals = sorted(r.at for r in fake.requests_to("/v1/embeddings"))
     assert stats["rate_limited"] == 0
     assert stats["embedding_requests"] == 2 * per_client
-    # Past the first second (the opening burst, while the budget is learnt), the two clients
-    # together run at the provider's rate: within 5% of 40 a second.
-    steady = [t for t in arrivals if t >= arrivals[0] + window]
-    rate = (len(steady) - 1) / (steady[-1] - steady[0])
-    assert limit / window * 0.95 <= rate <= limit / window * 1.05
+    # What both learnt, shared in Redis: the provider's limit and its refill rate (40 a second).
+    # (The throughput this gives is measured by `python -m bench embeddings`, not asserted here.)
+    assert int(learnt[b"r:cap"]) == limit
+    assert float(learnt[b"r:rate"]) == pytest.approx(limit / window, rel=0.1)
 
 
 async def test_hand_set_limits_stay_ceilings_below_the_providers(redis_client: aioredis.Redis) -> None:
@@ -191,3 +189,29 @@ async def test_hand_set_limits_stay_ceilings_below_the_providers(redis_client: a
         arrivals = sorted(r.at for r in fake.requests_to("/v1/embeddings"))
     # The provider allows 1,000 a second; the ceiling of 5 a second still holds.
     assert arrivals[5] - arrivals[0] >= 0.9
+
+
+async def test_a_binding_token_limit_is_learnt_from_its_headers_too(redis_client: aioredis.Redis) -> None:
+    """200 tokens a second, each request 10 words (10 tokens to the server, 8 by the client's
+    estimate): the token budget binds (20 requests a second), the request budget (1,000) does not;
+    none is refused."""
+    with FakeOpenAI(dims=DIMS, request_limit=1000, token_limit=200, rate_window=1.0, latency=0.02) as fake:
+        provider = OpenAIProvider(
+            api_key="sk-test",
+            base_url=fake.base_url,
+            model="m",
+            embedding_model="e",
+            dims=DIMS,
+            embedding_limits=ProviderLimits(redis_client, "openai:embeddings"),
+            rate_limit_wait=30,
+        )
+        try:
+            texts = [" ".join([f"p{i}"] + [f"w{j}" for j in range(9)]) for i in range(60)]
+            await asyncio.gather(*(provider.embed([text]) for text in texts))
+            learnt = await redis_client.hgetall("jq:ratelimit:openai:embeddings:learned")
+        finally:
+            await provider.aclose()
+        stats = fake.stats()
+    assert stats["rate_limited"] == 0 and stats["embedding_requests"] == 60
+    assert (int(learnt[b"t:cap"]), int(learnt[b"r:cap"])) == (200, 1000)
+    assert float(learnt[b"t:rate"]) == pytest.approx(200, rel=0.1)

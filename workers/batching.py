@@ -305,12 +305,13 @@ class EmbeddingBatcher:
         metrics, model = worker_metrics(), self._backend.embedding_model
         misses = []
         for item, vector in zip(live, vectors, strict=True):
-            queue = item.queue or "-"
             if vector is None:
-                metrics.llm_cache_misses.labels(queue, model).inc()
+                if item.queue is not None:
+                    metrics.llm_cache_misses.labels(item.queue, model).inc()
                 misses.append(item)
                 continue
-            metrics.llm_cache_hits.labels(queue, model).inc()
+            if item.queue is not None:
+                metrics.llm_cache_hits.labels(item.queue, model).inc()
             self.stats.cache_hits += 1
             if not item.future.done():
                 item.future.set_result(EmbeddedText(vector, LLMUsage(model=model, cached=True)))
@@ -362,17 +363,19 @@ class EmbeddingBatcher:
                 item.future.set_exception(PermanentJobError(problem))
 
     async def _account(self, live: list[_Item], usage: LLMUsage) -> list[LLMUsage]:
-        """Each item's share of ``usage``; each queue's sum accounted once."""
+        """Each item's share of ``usage``; each queue's sum accounted once (``record_usage``)."""
         tokens = split_tokens(usage.input_tokens, [item.tokens for item in live])
         per_item = usage.requests / len(live)
         shares = [
             priced(usage.model_copy(update={"requests": per_item, "input_tokens": t, "output_tokens": 0}))
             for t in tokens
         ]
-        queues: dict[str, list[int]] = {}
+        queues: dict[str | None, list[int]] = {}
         for index, item in enumerate(live):
-            queues.setdefault(item.queue or "-", []).append(index)
+            queues.setdefault(item.queue, []).append(index)
         for queue, indexes in queues.items():
+            if queue is None:  # a caller outside any queue's worker: its share is in its result only
+                continue
             requests = usage.requests if len(queues) == 1 else per_item * len(indexes)
             total = usage.model_copy(
                 update={"requests": requests, "input_tokens": sum(tokens[i] for i in indexes), "output_tokens": 0}

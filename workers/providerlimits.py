@@ -26,6 +26,7 @@ Before the first response nothing is known and nothing is paced here; the hand-s
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from jobqueue.errors import RetryableJobError
 from workers._http import parse_retry_after
 from workers.ratelimit import RATE_LIMIT_KEY_PREFIX
+
+logger = logging.getLogger("workers.providerlimits")
 
 # Kept back from each learnt bucket: 10% of the limit (at least one unit when the limit is over 1).
 RESERVE_FRACTION: Final = 0.1
@@ -254,7 +257,10 @@ class ProviderLimits:
             args += ["", "", ""] if budget is None else [budget.limit, budget.remaining, _us(budget.reset)]
         if parsed.requests is None and parsed.tokens is None and parsed.retry_after is None:
             return parsed
-        await self._call(self._observe, args)
+        try:
+            await self._call(self._observe, args)
+        except RetryableJobError as exc:  # the call itself succeeded: losing one lesson is no reason to fail it
+            logger.warning("%s", exc)
         return parsed
 
     async def _call(self, script: Any, args: list[Any]) -> Any:
