@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Each worker serves Prometheus metrics on 9310 + its queue's index (see README "Metrics").
+# Each worker serves Prometheus metrics on 9310 + its queue's index (see docs/metrics.md).
 run: export JOBQUEUE_METRICS_PORT ?= 9310
 run: $(STAMP)
 	$(BIN)/jobqueue dev $(ARGS)
@@ -20,6 +20,7 @@ run: $(STAMP)
 test: $(STAMP) chromium tls-server
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+	$(MAKE) --no-print-directory docs
 
 # The dashboard's browser test drives Debian's chromium; install it where apt can and it is absent.
 chromium:
@@ -37,6 +38,12 @@ tls-server:
 	{ command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } || \
 	echo "note: no redis-server/valkey-server with TLS here; install one for the rediss:// fault scenario"
+
+# The documentation site (mkdocs.yml, docs/) into site/; --strict: a broken link, anchor or API
+# reference fails the build. `make test` runs it too.
+.PHONY: docs
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

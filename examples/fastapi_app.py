@@ -1,4 +1,4 @@
-"""A FastAPI app that enqueues jobs from its handlers, as in the README.
+"""A FastAPI app that enqueues jobs from its handlers, as in docs/enqueueing.md.
 
 Run it with ``uvicorn examples.fastapi_app:app`` (``pip install -e '.[server]'``) next to the
 workers (``make run``, or ``arq workers.EmbeddingSettings``). The connection pool is created on the

@@ -58,8 +58,8 @@ class QueueCancel:
         text = (reason or DEFAULT_REASON)[:EVENT_TEXT_MAX]
         k = self.keys
         for _ in range(CANCEL_TRIES):
-            async with redis_errors():
-                pipe = get_redis().pipeline(transaction=True)
+            async with redis_errors(queue=self.name):
+                pipe = get_redis(self.name).pipeline(transaction=True)
                 info_commands(pipe, k, job_id)
                 replies = await pipe.execute()
             job = build_info(self, job_id, replies)  # type: ignore[arg-type]
@@ -70,8 +70,8 @@ class QueueCancel:
             raw_job = b"" if job.state == "active" else replies[6]
             args = [k.base, job_id, text, raw_job, self._cancelled_record(job_id, raw_job, job.attempts_made, text)]
             args += [int(CANCEL_FLAG_TTL_S * 1000), job.attempts_made]
-            async with redis_errors():
-                code = await _scripts.CANCEL(get_redis(), [k.queue, k.active, k.completed, k.failed], args)
+            async with redis_errors(queue=self.name):
+                code = await _scripts.CANCEL(get_redis(self.name), [k.queue, k.active, k.completed, k.failed], args)
             if code in (1, 2):
                 return job.state
             if code == 0:

@@ -31,8 +31,10 @@ class QueueInspection:
     async def get_job_counts(self) -> dict[CountKind, int]:
         """Exact counts: ``waiting``, ``active``, ``completed``, ``failed``, ``delayed``, ``paused``."""
         k = self.keys
-        async with redis_errors():
-            values = await _scripts.COUNTS(get_redis(), [k.queue, k.active, k.completed, k.failed, k.paused], [])
+        async with redis_errors(queue=self.name):
+            values = await _scripts.COUNTS(
+                get_redis(self.name), [k.queue, k.active, k.completed, k.failed, k.paused], []
+            )
         return dict(zip(COUNT_NAMES, (int(v) for v in values), strict=True))
 
     async def get_job(self, job_id: str) -> JobInfo | None:
@@ -42,8 +44,8 @@ class QueueInspection:
     async def _fetch(self, job_ids: list[str]) -> list[JobInfo | None]:
         if not job_ids:
             return []
-        async with redis_errors():
-            pipe = get_redis().pipeline(transaction=False)
+        async with redis_errors(queue=self.name):
+            pipe = get_redis(self.name).pipeline(transaction=False)
             for job_id in job_ids:
                 info_commands(pipe, self.keys, job_id)
             replies = await pipe.execute()
@@ -54,8 +56,8 @@ class QueueInspection:
         """The job's log lines (``add_job_log``), oldest first; ``start``/``end`` as in LRANGE.
         Empty when the job logged nothing or is gone."""
         self.own_id(job_id)
-        async with redis_errors():
-            lines = await get_redis().lrange(self.keys.logs(job_id), start, end)
+        async with redis_errors(queue=self.name):
+            lines = await get_redis(self.name).lrange(self.keys.logs(job_id), start, end)
         return [line.decode(errors="replace") for line in lines]
 
     async def get_jobs(self, status: str, start: int = 0, end: int = 99) -> list[JobInfo]:
@@ -71,8 +73,8 @@ class QueueInspection:
         if size == 0:
             return []
         k = self.keys
-        async with redis_errors():
-            redis = get_redis()
+        async with redis_errors(queue=self.name):
+            redis = get_redis(self.name)
             if status in ("completed", "failed"):
                 ids = await redis.zrevrange(k.completed if status == "completed" else k.failed, start, end)
             elif status == "active":
@@ -103,8 +105,8 @@ class QueueInspection:
         minutes = _validate.count(minutes, "minutes")
         if not 1 <= minutes <= METRICS_KEEP_MINUTES:
             raise InvalidJobError(f"minutes must be from 1 to {METRICS_KEEP_MINUTES}, got {minutes}")
-        async with redis_errors():
-            redis = get_redis()
+        async with redis_errors(queue=self.name):
+            redis = get_redis(self.name)
             current = redis_ms(await redis.time()) // 60_000
             wanted = list(range(current - minutes + 1, current + 1))
             pipe = redis.pipeline(transaction=False)
@@ -121,8 +123,8 @@ class QueueInspection:
         ``started_at`` and ``last_heartbeat`` (epoch ms), ``running`` jobs, and their counts of
         ``completed``, ``failed``, ``retried``, ``handed_back`` and ``stale`` runs so far."""
         k = self.keys
-        async with redis_errors():
-            redis = get_redis()
+        async with redis_errors(queue=self.name):
+            redis = get_redis(self.name)
             beats = await redis.zrange(k.workers, 0, -1, withscores=True)
             if not beats:
                 return []

@@ -29,20 +29,20 @@ class QueueOperations:
 
     async def pause(self) -> None:
         """Stop workers of every process from starting jobs of this queue; enqueues still work."""
-        async with redis_errors():
-            await get_redis().set(self.keys.paused, b"1")
+        async with redis_errors(queue=self.name):
+            await get_redis(self.name).set(self.keys.paused, b"1")
 
     async def resume(self) -> None:
         """Let workers start this queue's jobs again, in priority order; idle workers wake at once."""
-        async with redis_errors():
-            async with get_redis().pipeline(transaction=True) as pipe:
+        async with redis_errors(queue=self.name):
+            async with get_redis(self.name).pipeline(transaction=True) as pipe:
                 pipe.delete(self.keys.paused)
                 pipe.zadd(self.keys.marker, {"m": 0})
                 await pipe.execute()
 
     async def is_paused(self) -> bool:
-        async with redis_errors():
-            return bool(await get_redis().exists(self.keys.paused))
+        async with redis_errors(queue=self.name):
+            return bool(await get_redis(self.name).exists(self.keys.paused))
 
     async def clean(self, grace: float | dt.timedelta, limit: int = 0, status: CleanState = "completed") -> list[str]:
         """Remove up to ``limit`` (0: all) ``status`` jobs older than ``grace``; returns their ids.
@@ -60,9 +60,9 @@ class QueueOperations:
         offset = 0
         while True:
             most = limit - len(removed) if limit else CLEAN_BATCH
-            async with redis_errors():
+            async with redis_errors(queue=self.name):
                 more, kept, *ids = await _scripts.CLEAN(
-                    get_redis(),
+                    get_redis(self.name),
                     [k.queue, k.completed, k.failed],
                     [k.base, int(grace_s * 1000), most, status, offset, CLEAN_BATCH],
                 )
@@ -82,8 +82,10 @@ class QueueOperations:
         """Remove a job that is not active; False when there was none. Active jobs raise JobStateError."""
         k = self.keys
         self.own_id(job_id)
-        async with redis_errors():
-            code = await _scripts.REMOVE(get_redis(), [k.queue, k.active, k.completed, k.failed], [k.base, job_id])
+        async with redis_errors(queue=self.name):
+            code = await _scripts.REMOVE(
+                get_redis(self.name), [k.queue, k.active, k.completed, k.failed], [k.base, job_id]
+            )
         if code == -1:
             raise JobStateError(f"job {job_id} is active and cannot be removed until it finishes")
         return code == 1
@@ -92,9 +94,9 @@ class QueueOperations:
         """Make a delayed job (or one waiting to retry) due now, at its priority."""
         k = self.keys
         self.own_id(job_id)
-        async with redis_errors():
+        async with redis_errors(queue=self.name):
             code = await _scripts.PROMOTE(
-                get_redis(), [k.queue, k.active, k.seq], [job_id, self.default_priority, k.base]
+                get_redis(self.name), [k.queue, k.active, k.seq], [job_id, self.default_priority, k.base]
             )
         if code == 0:
             raise JobNotFoundError(f"job {job_id} not found in queue {self.name}")
@@ -116,16 +118,16 @@ class QueueOperations:
         A failed job whose id is meanwhile waiting or active again is superseded by that job: its
         failed record is dropped rather than retried.
         """
-        async with redis_errors():
-            ids = [i.decode() for i in await get_redis().zrange(self.keys.failed, 0, -1)]
+        async with redis_errors(queue=self.name):
+            ids = [i.decode() for i in await get_redis(self.name).zrange(self.keys.failed, 0, -1)]
         handles: list[JobHandle] = []
         for i in range(0, len(ids), BULK_CHUNK):
             page = [j for j in await self._fetch(ids[i : i + BULK_CHUNK]) if j is not None and j.state == "failed"]
             batch = await self.enqueue_prepared([self._again(j) for j in page])
             superseded = [h.job_id for h in batch if not h.created]
             if superseded:
-                async with redis_errors():
-                    pipe = get_redis().pipeline(transaction=True)
+                async with redis_errors(queue=self.name):
+                    pipe = get_redis(self.name).pipeline(transaction=True)
                     pipe.zrem(self.keys.failed, *superseded)
                     pipe.delete(*(self.keys.done(j) for j in superseded))
                     await pipe.execute()

@@ -11,6 +11,7 @@ from jobqueue.connection import get_redis, redis_errors
 from jobqueue.errors import InvalidJobError
 from jobqueue.queue import Queue
 from jobqueue.queues import QUEUES
+from jobqueue.settings import get_settings, redact_url
 from jobqueue.spend import spend_summary
 
 # The finished records read to estimate run-time percentiles: the newest this many of the window
@@ -38,8 +39,8 @@ def percentile(values: list[float], q: float) -> float | None:
 
 async def recent_durations(queue: Queue, since_ms: int, limit: int = DURATION_SAMPLE) -> list[float]:
     """Run times in seconds of the newest completed jobs finished since ``since_ms``."""
-    async with redis_errors():
-        redis = get_redis()
+    async with redis_errors(queue=queue.name):
+        redis = get_redis(queue.name)
         ids = await redis.zrevrangebyscore(queue.keys.completed, "+inf", since_ms, start=0, num=limit)
         records = await redis.mget([queue.keys.done(i.decode()) for i in ids]) if ids else []
     out = []
@@ -85,7 +86,17 @@ async def all_summaries(minutes: int = WINDOW_MINUTES) -> list[dict[str, Any]]:
     return [await queue_summary(q, minutes) for q in QUEUES.values()]
 
 
+async def redis_servers() -> list[dict[str, Any]]:
+    """Every Redis the queues use (``REDIS_URL`` and each ``JOBQUEUE_<QUEUE>_REDIS_URL``): its
+    password-free ``url``, its ``queues`` and its ``used_memory`` in bytes."""
+    out = []
+    for url, queues in get_settings().redis_servers().items():
+        async with redis_errors(queue=queues[0]):
+            memory = int((await get_redis(queues[0]).info("memory"))["used_memory"])
+        out.append({"url": redact_url(url), "queues": queues, "used_memory": memory})
+    return out
+
+
 async def redis_used_memory() -> int:
-    """Redis ``used_memory`` in bytes."""
-    async with redis_errors():
-        return int((await get_redis().info("memory"))["used_memory"])
+    """Redis ``used_memory`` in bytes, summed over every Redis the queues use."""
+    return sum(server["used_memory"] for server in await redis_servers())

@@ -1,4 +1,5 @@
-"""arq ``RedisSettings`` resolved from ``REDIS_URL`` when a worker first reads them, not at import."""
+"""arq ``RedisSettings`` resolved from the queue's Redis URL (``JOBQUEUE_<QUEUE>_REDIS_URL``, else
+``REDIS_URL``) when a worker first reads them, not at import."""
 
 from __future__ import annotations
 
@@ -101,15 +102,22 @@ def bound_reads(connection_pool: Any) -> None:
 
 
 class LazyRedisSettings:
-    """Stands in for ``RedisSettings`` in a ``WorkerSettings`` class; reads the settings on use."""
+    """Stands in for ``RedisSettings`` in a ``WorkerSettings`` class; reads the settings on use:
+    the Redis of ``queue`` (its ``JOBQUEUE_<QUEUE>_REDIS_URL``, else ``REDIS_URL``)."""
+
+    def __init__(self, queue: str | None = None) -> None:
+        self._queue = queue
 
     def _resolve(self) -> RedisSettings:
         settings = get_settings()
-        wait_for_redis(settings.redis_url, settings.redis_timeout, settings.redis_startup_wait)
-        return redis_settings_from_url(settings.redis_url, settings.redis_timeout)
+        url = settings.queue_redis_url(self._queue)
+        wait_for_redis(url, settings.redis_timeout, settings.redis_startup_wait)
+        return redis_settings_from_url(url, settings.redis_timeout)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # copy, pickle and the like; no RedisSettings field starts so
+            raise AttributeError(name)
         return getattr(self._resolve(), name)
 
     def __repr__(self) -> str:
-        return f"RedisSettings(url={redact_url(get_settings().redis_url)!r})"
+        return f"RedisSettings(url={redact_url(get_settings().queue_redis_url(self._queue))!r})"

@@ -34,7 +34,8 @@ _RETRY_S = 0.5
 class ResultListener:
     """Reads one queue's events for the ``result()`` calls waiting on it."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, queue: str, key: str) -> None:
+        self.queue = queue
         self.key = key
         self.loop = asyncio.get_running_loop()
         self.waiters: dict[str, set[asyncio.Event]] = {}
@@ -59,7 +60,7 @@ class ResultListener:
         return self.closed
 
     async def _run(self) -> None:
-        client = dedicated_client()
+        client = dedicated_client(self.queue)
         timeout = get_settings().redis_timeout
         cursor: str | None = None
         try:
@@ -91,11 +92,12 @@ class ResultListener:
 _listeners: dict[str, ResultListener] = {}
 
 
-def listen(key: str, job_id: str) -> tuple[ResultListener, asyncio.Event]:
-    """Join the listener of ``key`` (made if need be) as a caller waiting for ``job_id``."""
+def listen(queue: str, key: str, job_id: str) -> tuple[ResultListener, asyncio.Event]:
+    """Join the listener of ``key``, ``queue``'s events stream (made if need be), as a caller
+    waiting for ``job_id``."""
     listener = _listeners.get(key)
     if listener is None or listener.closed or listener.loop is not asyncio.get_running_loop():
-        listener = _listeners[key] = ResultListener(key)
+        listener = _listeners[key] = ResultListener(queue, key)
     return listener, listener.add(job_id)
 
 

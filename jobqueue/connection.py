@@ -1,7 +1,9 @@
-"""The process's one Redis connection pool, created lazily from ``REDIS_URL``.
+"""The process's Redis connection pools, created lazily: one per distinct URL, ``REDIS_URL`` and any
+``JOBQUEUE_<QUEUE>_REDIS_URL`` (a queue on a server of its own). Every call about a queue goes to
+that queue's pool (``get_redis(queue)``), and its errors name that queue's URL.
 
-The pool belongs to the event loop that first used it: a call from another loop (a new
-``asyncio.run``, a test with its own loop) gets a fresh pool, so a client never crosses loops.
+The pools belong to the event loop that first used them: a call from another loop (a new
+``asyncio.run``, a test with its own loop) gets fresh pools, so a client never crosses loops.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from jobqueue import _redis_errors
 from jobqueue.errors import RedisCommandError, RedisUnavailableError
 from jobqueue.settings import get_settings, redact_url
 
-_client: Redis | None = None
-_client_loop: asyncio.AbstractEventLoop | None = None
+_clients: dict[str, Redis] = {}  # URL -> its client, all for _clients_loop
+_clients_loop: asyncio.AbstractEventLoop | None = None
 
 
 def client_for_url(url: str) -> Redis:
@@ -27,40 +29,43 @@ def client_for_url(url: str) -> Redis:
     return Redis.from_url(url, socket_connect_timeout=get_settings().redis_timeout, health_check_interval=30)
 
 
-def _new_client() -> Redis:
-    return client_for_url(get_settings().redis_url)
-
-
-def get_redis() -> Redis:
-    """The shared client for the running event loop (created on first use)."""
-    global _client, _client_loop
+def get_redis(queue: str | None = None) -> Redis:
+    """The shared client of ``queue``'s Redis (``REDIS_URL`` when None) for the running event loop,
+    created on first use; queues on the same URL share it."""
+    global _clients, _clients_loop
+    url = get_settings().queue_redis_url(queue)
     loop = asyncio.get_running_loop()
-    if _client is None or _client_loop is not loop:
-        _client = _new_client()
-        _client_loop = loop
-    return _client
+    if _clients_loop is not loop:
+        _clients, _clients_loop = {}, loop
+    client = _clients.get(url)
+    if client is None:
+        client = _clients[url] = client_for_url(url)
+    return client
 
 
-def dedicated_client() -> Redis:
-    """A client of one connection, made like the shared one, for a blocking call (XREAD BLOCK)
-    that must not hold a connection of the shared pool; the caller closes it (``aclose()``)."""
-    shared = get_redis().connection_pool
+def dedicated_client(queue: str | None = None) -> Redis:
+    """A client of one connection to ``queue``'s Redis, made like the shared one, for a blocking
+    call (XREAD BLOCK) that must not hold a connection of the shared pool; the caller closes it
+    (``aclose()``)."""
+    shared = get_redis(queue).connection_pool
     pool = type(shared)(connection_class=shared.connection_class, max_connections=1, **shared.connection_kwargs)
     return Redis.from_pool(pool)
 
 
 class redis_errors:  # lower-case: used like the context-manager function it replaced
     """Bound the calls inside to ``JOBQUEUE_REDIS_TIMEOUT`` (times ``scale``, for big pipelines)
-    and turn Redis errors into jobqueue's, naming the redacted URL: unreachable, busy, loading or
-    read-only → ``RedisUnavailableError``; any other refusal (OOM, NOPERM...) → ``RedisCommandError``.
+    and turn Redis errors into jobqueue's, naming the redacted URL of ``queue``'s Redis
+    (``REDIS_URL`` when None): unreachable, busy, loading or read-only → ``RedisUnavailableError``;
+    any other refusal (OOM, NOPERM...) → ``RedisCommandError``.
 
     A class rather than ``@asynccontextmanager``: it sits on every enqueue, and the generator
     machinery cost as much as the timeout itself.
     """
 
-    __slots__ = ("_seconds", "_timeout")
+    __slots__ = ("_queue", "_seconds", "_timeout")
 
-    def __init__(self, scale: float = 1.0) -> None:
+    def __init__(self, scale: float = 1.0, *, queue: str | None = None) -> None:
+        self._queue = queue
         self._seconds = get_settings().redis_timeout * scale
         self._timeout = asyncio.timeout(self._seconds)
 
@@ -74,7 +79,7 @@ class redis_errors:  # lower-case: used like the context-manager function it rep
             exc = timeout_exc
         if exc is None:
             return False
-        url = redact_url(get_settings().redis_url)
+        url = redact_url(get_settings().queue_redis_url(self._queue))
         if isinstance(exc, _redis_errors.TRANSIENT):
             reason = _redis_errors.describe(exc) if str(exc) else f"no answer within {self._seconds:g}s"
             raise RedisUnavailableError(url, reason) from exc
@@ -84,19 +89,22 @@ class redis_errors:  # lower-case: used like the context-manager function it rep
 
 
 async def close_queues() -> None:
-    """Close the shared connection pool. Safe to call more than once."""
-    global _client, _client_loop
-    client, loop = _client, _client_loop
-    _client = _client_loop = None
-    if client is not None and loop is asyncio.get_running_loop():
-        await client.aclose()
+    """Close the shared connection pools (of every Redis). Safe to call more than once."""
+    global _clients, _clients_loop
+    clients, loop = _clients, _clients_loop
+    _clients, _clients_loop = {}, None
+    if loop is asyncio.get_running_loop():
+        for client in clients.values():
+            await client.aclose()
 
 
 async def check_queues_health() -> bool:
-    """True when Redis answers a PING within the configured timeout; never raises."""
+    """True when every Redis the queues use (each queue's own, and ``REDIS_URL`` while some queue
+    has none) answers a PING within the configured timeout; never raises."""
     try:
-        redis = get_redis()
-        timeout = get_settings().redis_timeout
-        return bool(await asyncio.wait_for(redis.ping(), timeout))
+        settings = get_settings()
+        pings = [get_redis(queues[0]).ping() for queues in settings.redis_servers().values()]
+        answers = await asyncio.wait_for(asyncio.gather(*pings, return_exceptions=True), settings.redis_timeout)
+        return all(answer is True for answer in answers)
     except Exception:  # health checks report, they do not raise
         return False

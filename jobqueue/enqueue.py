@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from jobqueue.queues import (
     reminder_dispatch_queue,
     taste_profile_embedding_queue,
 )
+from jobqueue.settings import get_settings
 
 
 def _fields(**values: Any) -> dict[str, Any]:
@@ -151,13 +153,32 @@ class ProductProcessingJobs:
 
 
 async def _enqueue_across(batches: list[tuple[Queue, list[PreparedJob]]]) -> list[JobHandle]:
-    """Write prepared jobs of several queues in one pipelined round."""
-    async with redis_errors():
-        redis = get_redis()
-        pipe = redis.pipeline(transaction=False)
-        for queue, jobs in batches:
-            _scripts.ENQUEUE.queue_in(pipe, [], queue.script_args(jobs))
-        replies = await _scripts.run_pipeline(redis, pipe, _scripts.ENQUEUE)
+    """Write prepared jobs of several queues in one pipelined round per Redis (queues with a
+    ``JOBQUEUE_<QUEUE>_REDIS_URL`` of their own are written on it, at the same time)."""
+    settings = get_settings()
+    by_server: dict[str, list[int]] = {}
+    for i, (queue, _) in enumerate(batches):
+        by_server.setdefault(settings.queue_redis_url(queue.name), []).append(i)
+    replies: list[Any] = [None] * len(batches)
+
+    async def write(indexes: list[int]) -> None:
+        name = batches[indexes[0]][0].name  # any queue of this server picks its client
+        async with redis_errors(queue=name):
+            redis = get_redis(name)
+            pipe = redis.pipeline(transaction=False)
+            for i in indexes:
+                queue, jobs = batches[i]
+                _scripts.ENQUEUE.queue_in(pipe, [], queue.script_args(jobs))
+            for i, reply in zip(indexes, await _scripts.run_pipeline(redis, pipe, _scripts.ENQUEUE), strict=True):
+                replies[i] = reply
+
+    if len(by_server) == 1:
+        await write(next(iter(by_server.values())))
+    else:
+        errors = await asyncio.gather(*(write(ix) for ix in by_server.values()), return_exceptions=True)
+        for error in errors:
+            if error is not None:
+                raise error
     handles = []
     for (queue, jobs), codes in zip(batches, replies, strict=True):
         handles += [JobHandle(j.job_id, queue.name, c == 1, c == 2, queue) for j, c in zip(jobs, codes, strict=True)]

@@ -123,6 +123,7 @@ def read_timeout_scale() -> float:
 class QueueEvents:
     """The events side of ``Queue``."""
 
+    name: str
     keys: QueueKeys
 
     async def events(self, since: str = "$") -> AsyncIterator[JobEvent]:
@@ -137,14 +138,14 @@ class QueueEvents:
         """
         cursor = check_since(since)
         key = self.keys.events
-        client = dedicated_client()
+        client = dedicated_client(self.name)
         try:
             if cursor == "$":
-                async with redis_errors():
+                async with redis_errors(queue=self.name):
                     cursor = await last_event_id(client, key)
             scale = read_timeout_scale()
             while True:
-                async with redis_errors(scale=scale):
+                async with redis_errors(queue=self.name, scale=scale):
                     reply = await client.xread({key: cursor}, count=EVENTS_READ_COUNT, block=int(EVENTS_BLOCK_S * 1000))
                 for _, entries in reply:
                     for event_id, fields in entries:

@@ -68,6 +68,6 @@ def _progress_json(value: Any) -> str:
 async def _write(state: WorkerState, run: Run, kind: str, value: str) -> bool:
     k = state.queue.keys
     args = [k.base, run.job_id, run.token, kind, value, run.attempt, LOG_LINES_KEPT]
-    async with redis_errors():
+    async with redis_errors(queue=state.queue.name):
         code = await _scripts.PROGRESS(state.redis, [k.active], args)
     return int(code) == 1

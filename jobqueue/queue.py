@@ -126,8 +126,8 @@ class Queue(QueueInspection, QueueOperations, QueueEvents, QueueCancel):
         """Write already-prepared jobs: one script call per chunk, all chunks in one pipeline."""
         if not jobs:
             return []
-        async with redis_errors(scale=1 + len(jobs) // BULK_CHUNK):
-            redis = get_redis()
+        async with redis_errors(queue=self.name, scale=1 + len(jobs) // BULK_CHUNK):
+            redis = get_redis(self.name)
             if len(jobs) <= BULK_CHUNK:
                 codes = await _scripts.ENQUEUE(redis, [], self.script_args(jobs))
             else:
@@ -151,8 +151,8 @@ class Queue(QueueInspection, QueueOperations, QueueEvents, QueueCancel):
 
     async def get_job_state(self, job_id: str) -> JobState:
         self.own_id(job_id)
-        async with redis_errors():
-            pipe = get_redis().pipeline(transaction=True)
+        async with redis_errors(queue=self.name):
+            pipe = get_redis(self.name).pipeline(transaction=True)
             state_commands(pipe, self.keys, job_id)
             return state_from(await pipe.execute())
 
@@ -166,7 +166,7 @@ class Queue(QueueInspection, QueueOperations, QueueEvents, QueueCancel):
             return self._outcome(loads(raw))
         if get_settings().events_maxlen == 0:
             return await self._poll_result(job_id, deadline, timeout)
-        listener, woken = _result_wait.listen(self.keys.events, job_id)
+        listener, woken = _result_wait.listen(self.name, self.keys.events, job_id)
         try:
             await _result_wait.wait_woken(listener.ready, self._wait(deadline))
             while True:
@@ -192,8 +192,8 @@ class Queue(QueueInspection, QueueOperations, QueueEvents, QueueCancel):
 
     async def _look(self, job_id: str) -> tuple[bytes | None, JobState]:
         """The job's record (None until it has finished) and its state, read together."""
-        async with redis_errors():
-            pipe = get_redis().pipeline(transaction=True)
+        async with redis_errors(queue=self.name):
+            pipe = get_redis(self.name).pipeline(transaction=True)
             pipe.get(self.keys.done(job_id))
             state_commands(pipe, self.keys, job_id)
             raw, *rest = await pipe.execute()

@@ -24,6 +24,7 @@ from jobqueue.connection import get_redis, redis_errors
 from jobqueue.errors import InvalidJobError
 from jobqueue.queue import Queue
 from jobqueue.queues import get_queue
+from jobqueue.settings import get_settings
 
 logger = logging.getLogger("jobqueue.schedules")
 
@@ -177,20 +178,20 @@ async def upsert_schedule(
         end=end,
         limit=limit,
     )
-    rule, keys = definition.rule, SCHEDULE_KEYS
-    async with redis_errors():
-        redis = get_redis()
+    rule, keys, name = definition.rule, SCHEDULE_KEYS, definition.queue.name
+    async with redis_errors(queue=name):
+        redis = get_redis(name)
         seconds, micros = await redis.time()
         first = rule.next_after(seconds * 1000 + micros // 1000)
         if first is None and rule.end_ms is None:
             raise InvalidJobError(f"cron expression {rule.cron!r} never matches")
         await _scripts.SCHEDULE_UPSERT(
             redis,
-            [keys.schedule(definition.schedule_id), keys.ids, keys.due(definition.queue.name)],
+            [keys.schedule(definition.schedule_id), keys.ids, keys.due(name)],
             [
                 definition.schedule_id,
-                definition.queue.name,
-                rule.pattern(definition.queue.name),
+                name,
+                rule.pattern(name),
                 definition.spec_json(),
                 -1 if first is None else first,
                 definition.limit or 0,
@@ -198,16 +199,47 @@ async def upsert_schedule(
                 keys.due(""),
             ],
         )
-        return from_hash(await redis.hgetall(keys.schedule(definition.schedule_id)))
+        stored = from_hash(await redis.hgetall(keys.schedule(definition.schedule_id)))
+    # A schedule lives with its queue: moved to a queue on another Redis, it leaves the old one.
+    await _remove_from(definition.schedule_id, [url for url in _servers() if url != _server_of(name)])
+    return stored
+
+
+def _servers() -> dict[str, str]:
+    """Each Redis the queues use → a queue on it (whose client and error messages reach it)."""
+    return {url: queues[0] for url, queues in get_settings().redis_servers().items()}
+
+
+def _server_of(queue: str) -> str:
+    return get_settings().queue_redis_url(queue)
+
+
+async def _remove_from(schedule_id: str, urls: list[str]) -> bool:
+    keys, servers, removed = SCHEDULE_KEYS, _servers(), False
+    for url in urls:
+        queue = servers[url]
+        async with redis_errors(queue=queue):
+            removed |= bool(
+                await _scripts.SCHEDULE_REMOVE(
+                    get_redis(queue), [keys.schedule(schedule_id), keys.ids], [schedule_id, keys.due("")]
+                )
+            )
+    return removed
 
 
 async def get_schedules(queue: str | Queue | None = None) -> list[Schedule]:
-    """Every schedule (of ``queue`` when given), soonest next run first, finished ones last."""
+    """Every schedule (of ``queue`` when given), soonest next run first, finished ones last.
+
+    Schedules live on their queue's Redis: each Redis the queues use is read.
+    """
     name = None if queue is None else get_queue(queue).name
-    async with redis_errors():
-        redis = get_redis()
-        ids = sorted(i.decode() for i in await redis.smembers(SCHEDULE_KEYS.ids))
-        found = [s for s in await _load(redis, ids) if s is not None and (name is None or s.queue == name)]
+    servers = _servers() if name is None else {_server_of(name): name}
+    found: list[Schedule] = []
+    for on_server in servers.values():
+        async with redis_errors(queue=on_server):
+            redis = get_redis(on_server)
+            ids = sorted(i.decode() for i in await redis.smembers(SCHEDULE_KEYS.ids))
+            found += [s for s in await _load(redis, ids) if s is not None and (name is None or s.queue == name)]
     far = dt.datetime.max.replace(tzinfo=dt.UTC)
     return sorted(found, key=lambda s: (s.next_run or far, s.id))
 
@@ -217,11 +249,7 @@ async def remove_schedule(schedule_id: str) -> bool:
     # Not upsert's rule: a schedule stored before ids were checked as job ids must stay removable.
     if not isinstance(schedule_id, str) or not schedule_id:
         raise InvalidJobError(f"schedule_id must be a non-empty string, got {schedule_id!r}")
-    sid = schedule_id
-    keys = SCHEDULE_KEYS
-    async with redis_errors():
-        removed = await _scripts.SCHEDULE_REMOVE(get_redis(), [keys.schedule(sid), keys.ids], [sid, keys.due("")])
-    return bool(removed)
+    return await _remove_from(schedule_id, list(_servers()))
 
 
 async def _load(redis: Any, ids: list[str]) -> list[Schedule | None]:

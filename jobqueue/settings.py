@@ -7,16 +7,18 @@ change the environment call ``get_settings.cache_clear()``. Per-queue worker opt
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobqueue._env import read_settings
-from jobqueue.constants import DEFAULT_EVENTS_MAXLEN, DEFAULT_REDIS_STARTUP_WAIT_S, DEFAULT_REDIS_TIMEOUT_S
+from jobqueue._queue_urls import queue_urls
+from jobqueue.constants import DEFAULT_EVENTS_MAXLEN, DEFAULT_REDIS_STARTUP_WAIT_S, DEFAULT_REDIS_TIMEOUT_S, QueueName
 
 
 class Settings(BaseSettings):
@@ -40,6 +42,25 @@ class Settings(BaseSettings):
     llm_base_url: str | None = None
 
     database_url: str = "sqlite+aiosqlite:///./jobqueue.db"
+
+    # JOBQUEUE_<QUEUE>_REDIS_URL, by queue name (jobqueue._queue_urls); private: URLs hold passwords.
+    _queue_redis_urls: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any) -> None:
+        self._queue_redis_urls = queue_urls(os.environ, redact_url)
+
+    def queue_redis_url(self, queue: str | None) -> str:
+        """The Redis URL of ``queue``: its ``JOBQUEUE_<QUEUE>_REDIS_URL``, else ``REDIS_URL``."""
+        if queue is None:
+            return self.redis_url
+        return self._queue_redis_urls.get(queue, self.redis_url)
+
+    def redis_servers(self) -> dict[str, list[str]]:
+        """Each distinct Redis URL the queues use → the queues on it, in ``QueueName`` order."""
+        servers: dict[str, list[str]] = {}
+        for queue in QueueName:
+            servers.setdefault(self.queue_redis_url(queue.value), []).append(queue.value)
+        return servers
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # A repr ends up in logs and tracebacks: URLs without their password, no API key.

@@ -181,8 +181,8 @@ async def spend_summary(queue: str, *, now: float | None = None) -> dict[str, An
     keys = QueueKeys(queue)
     minute = int((time.time() if now is None else now) // 60)
     hour = minute // 60
-    async with redis_errors():
-        pipe = get_redis().pipeline(transaction=False)
+    async with redis_errors(queue=queue):
+        pipe = get_redis(queue).pipeline(transaction=False)
         for m in range(minute - HOUR_MINUTES + 1, minute + 1):
             pipe.hgetall(keys.llm_minute(m))
         for h in range(hour - DAY_HOURS + 1, hour + 1):

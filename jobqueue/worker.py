@@ -39,6 +39,7 @@ from jobqueue.metrics import start_metrics_server
 from jobqueue.options import QueueOptions, queue_options
 from jobqueue.queue import Queue
 from jobqueue.queues import get_queue
+from jobqueue.settings import get_settings, redact_url
 
 logger = logging.getLogger("jobqueue.worker")
 
@@ -160,7 +161,11 @@ def build_worker_settings(
         ctx[CANCELS_KEY] = asyncio.create_task(watch_cancels(state, worker_tasks), name=f"jobqueue-cancels-{q.name}")
         ctx[SCHEDULER_KEY] = start_scheduler(q, ctx["redis"])  # recurring schedules: jobqueue._scheduler
         logger.info(
-            "%s: worker %s started (concurrency %d) in jobqueue.worker.Worker", q.name, worker_id, opts.concurrency
+            "%s: worker %s started (concurrency %d) in jobqueue.worker.Worker, Redis %s",
+            q.name,
+            worker_id,
+            opts.concurrency,
+            redact_url(get_settings().queue_redis_url(q.name)),  # which server, when queues have their own
         )
         start_metrics_server(state)
         if on_startup is not None:
@@ -188,7 +193,7 @@ def build_worker_settings(
         "functions": [func(run_marker, name=q.function)],
         "queue_name": q.keys.cron,  # arq's own queue: its cron jobs only
         "health_check_key": q.keys.queue + ":health-check",
-        "redis_settings": LazyRedisSettings(),
+        "redis_settings": LazyRedisSettings(q.name),  # the queue's own Redis, if it has one
         "job_serializer": dumps_bytes,
         "job_deserializer": _arq.job_deserializer(q.function, [c.name for c in cron_jobs]),
         "max_jobs": opts.concurrency,

@@ -25,4 +25,4 @@ def test_queue_names_match_the_seed():
 def test_importing_opens_no_connection():
     from jobqueue import connection
 
-    assert connection._client is None or connection._client_loop is not None
+    assert not connection._clients or connection._clients_loop is not None

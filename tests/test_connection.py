@@ -72,7 +72,7 @@ def test_importing_jobqueue_and_a_settings_class_touches_no_redis():
     # With Redis unreachable, imports must still be instant: nothing connects at import time.
     code = (
         "import jobqueue, jobqueue.connection as c, tests.support.workers as w;"
-        "assert c._client is None; print(w.EmbeddingTestSettings.queue_name)"
+        "assert not c._clients; print(w.EmbeddingTestSettings.queue_name)"
     )
     env = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "PYTHONPATH": str(ROOT), "PATH": ""}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=30, check=True)

@@ -189,3 +189,41 @@ async def test_schedules_list_upserted_schedules_with_the_arq_cron_jobs_and_remo
         assert (await c.post("/api/schedules/nightly/explode")).status_code == 404
         left = [row["id"] for row in (await c.get("/api/schedules")).json()["schedules"]]
     assert left == ["nightly", "daily_curated_collections"]
+
+
+async def test_cancel_ends_a_waiting_job_failed_and_answers_404_409_and_400():
+    await jobqueue.enqueue_product_embedding("queued")
+    await jobqueue.enqueue_product_embedding("later", delay=3600)
+    async with api() as c:
+        waiting = await c.post("/api/jobs/product-embedding:queued/cancel")
+        assert waiting.json() == {"job_id": "product-embedding:queued", "was": "waiting", "state": "failed"}
+        delayed = await c.post("/api/jobs/product-embedding:later/cancel", json={"reason": "not needed"})
+        assert delayed.json()["was"] == "delayed"
+        again = await c.post("/api/jobs/product-embedding:queued/cancel")
+        assert again.status_code == 409 and "cannot be cancelled" in again.json()["error"]
+        unknown = await c.post("/api/jobs/product-embedding:ghost/cancel")
+        assert unknown.status_code == 404 and "not found" in unknown.json()["error"]
+        await jobqueue.enqueue_product_embedding("kept")
+        bad_reason = await c.post("/api/jobs/product-embedding:kept/cancel", json={"reason": 7})
+        assert bad_reason.status_code == 400 and "reason must be a str" in bad_reason.json()["error"]
+    queued = await embeddings.get_job("product-embedding:queued")
+    assert (queued.state, queued.error_type) == ("failed", "JobCancelled")
+    assert queued.error == "JobCancelled: cancelled from the dashboard"
+    assert (await embeddings.get_job("product-embedding:later")).error == "JobCancelled: not needed"
+    assert await embeddings.get_job_counts() == counts(waiting=1, failed=2)
+
+
+async def test_cancel_stops_a_running_job(redis_client):
+    await redis_client.set(behaviour_key("slow"), json.dumps({"block": True}))
+    handle = await jobqueue.enqueue_product_embedding("slow")
+    async with RunningWorker(settings_for()), api() as c:
+        await wait_for(lambda: _state(handle, "active"), what="the job to start")
+        answer = (await c.post("/api/jobs/product-embedding:slow/cancel")).json()
+        assert (answer["was"], answer["state"]) == ("active", "active")  # its worker stops it
+        await wait_for(lambda: _state(handle, "failed"), what="the worker to stop the cancelled run")
+    job = await embeddings.get_job("product-embedding:slow")
+    assert (job.error_type, job.attempts_made) == ("JobCancelled", 1)
+
+
+async def _state(handle, state: str) -> bool:
+    return await handle.status() == state

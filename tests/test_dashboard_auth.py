@@ -76,6 +76,25 @@ async def test_actions_need_the_csrf_token_unless_made_with_the_bearer_token():
     assert not await embeddings.is_paused()
 
 
+async def test_cancel_is_guarded_like_every_action():
+    await jobqueue.enqueue_product_embedding("p1")
+    cancel = "/api/jobs/product-embedding:p1/cancel"
+    app = create_app(user="ops", password="pw", allowed_hosts=["dash.test"])
+    async with client(app) as c:
+        assert (await c.post(cancel)).status_code == 401
+    async with client(app, auth=("ops", "pw")) as c:
+        token = csrf_of((await c.get("/")).text)
+        assert (await c.post(cancel)).status_code == 403
+        wrong = await c.post(cancel, headers={"X-CSRF-Token": "0" * 64})
+        assert wrong.status_code == 403
+        cross = await c.post(cancel, headers={"X-CSRF-Token": token, "Origin": "https://evil.example"})
+        assert cross.status_code == 403 and "cross-origin" in cross.json()["error"]
+        assert await embeddings.get_job_state("product-embedding:p1") == "waiting"
+        ok = await c.post(cancel, headers={"X-CSRF-Token": token, "Origin": "http://dash.test"})
+        assert ok.json()["was"] == "waiting"
+    assert (await embeddings.get_job("product-embedding:p1")).error_type == "JobCancelled"
+
+
 async def test_removing_a_schedule_needs_the_csrf_token_too():
     await jobqueue.upsert_schedule("kept", "product-embedding", every=60, payload={"product_id": "p1"})
     async with client(create_app(user="ops", password="pw"), auth=("ops", "pw")) as c:

@@ -1,6 +1,7 @@
 """The dashboard in a real headless browser (Debian's chromium driven by Playwright) against real
 Redis and a real arq worker process: live counts, schedules, a failed job's error, retry, pause, escaping,
-no Content-Security-Policy violation, 401.
+no Content-Security-Policy violation, 401; a running job's progress, logs and timeline, and cancel,
+all shown live from the events stream without a reload.
 
 ``JOBQUEUE_DASHBOARD_SCREENSHOT=docs/dashboard.png`` also saves the overview there (the README's).
 """
@@ -98,6 +99,13 @@ async def test_dashboard_in_chromium(redis_client, dashboard_url, browser_page, 
         await expect(count_cell(page, "product-embedding", "completed")).to_have_text("4")
         await expect(count_cell(page, "product-embedding", "failed")).to_have_text("1")
         await expect(count_cell(page, "product-embedding", "waiting")).to_have_text("0")
+        # Done per hour counts each job (never 0.0 for a few jobs); the charts have axes with units.
+        done = page.locator('#queues tr[data-queue="product-embedding"] td[data-done]')
+        await expect(done).to_have_text("4")
+        axis = page.locator("#charts svg.chart").first.locator("text.axis")
+        await expect(axis.last).to_have_text("now")
+        await expect(axis.nth(2 if await axis.count() > 5 else 1)).to_contain_text("/min")
+        await expect(page.locator("#live")).to_have_text("live")
         await page.screenshot(path=tmp_path / "dashboard.png", full_page=True)
         if os.environ.get("JOBQUEUE_DASHBOARD_SCREENSHOT"):
             await page.screenshot(path=os.environ["JOBQUEUE_DASHBOARD_SCREENSHOT"], full_page=True)
@@ -155,6 +163,67 @@ async def test_dashboard_in_chromium(redis_client, dashboard_url, browser_page, 
     assert await page.evaluate("window.__inline") is None
     assert await page.evaluate("window.__csp") == ["script-src-elem inline"]
     assert [text for text in console if "Content Security Policy" in text]
+
+
+STEP = {"step": "grouping", "step_number": 2, "steps": 4, "percent": 50}
+
+
+async def test_progress_logs_timeline_and_cancel_update_live_in_chromium(redis_client, browser_page):
+    """With polling every 10 minutes, whatever changes on the page came through the event stream."""
+    expect = playwright_api.expect
+    page = browser_page
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    await redis_client.set(behaviour_key("slow"), json.dumps({"block": True, "progress": [STEP], "logs": ["reading"]}))
+    async with serving(create_app(user=USER, password=PASSWORD, poll_interval_ms=600_000)) as url:
+        await page.goto(url + "/")
+        await count_cell(page, "product-embedding", "active").locator("a").click()  # the running jobs
+        await expect(page.locator('.tabs a[data-state="active"]')).to_have_class("current")
+        await expect(page.locator("#live")).to_have_text("live")
+        await page.evaluate("window.__loaded = 1")  # gone if the page were loaded again
+        await expect(page.locator("#jobs tbody tr")).to_have_count(0)
+        await jobqueue.enqueue_product_embedding("slow")
+        await jobqueue.enqueue_product_embedding("queued")  # waits behind it: the worker runs one at a time
+        with WorkerProcess(SETTINGS) as worker:
+            row = page.locator('#jobs tr[data-job="product-embedding:slow"]')
+            await expect(row.locator(".progress-label")).to_have_text("grouping · 2 of 4 · 50%")
+            assert await row.locator("progress").get_attribute("value") == "50"
+
+            # A waiting job's row has Cancel too: it ends failed at once.
+            await page.click('.tabs a[data-state="waiting"]')
+            queued = page.locator('#jobs tr[data-job="product-embedding:queued"]')
+            await queued.locator("button.cancel").click()
+            await expect(queued).to_have_count(0)
+            await expect(page.locator('.tabs a[data-state="failed"]')).to_have_text("failed (1)")
+
+            # The running job's view: progress, its log lines and its timeline so far.
+            await page.click('.tabs a[data-state="active"]')
+            await row.locator("a").click()
+            await expect(page.locator("#job-state")).to_have_text("active")
+            await expect(page.locator("dl .progress-label")).to_have_text("grouping · 2 of 4 · 50%")
+            await expect(page.locator("#job-logs")).to_have_text("reading (try 1)")
+            timeline = page.locator("#job-timeline li")
+            await expect(timeline).to_have_count(3)
+            assert await _event_names(timeline) == ["added", "active", "progress"]
+
+            # Cancel: the worker process stops the run; the page shows it failed, without a reload.
+            await page.click("#job-cancel")
+            await expect(page.locator("#job-state")).to_have_text("failed")
+            await expect(page.locator("#job-error")).to_have_text("JobCancelled: cancelled from the dashboard")
+            names = ["added", "active", "progress", "cancelled", "failed"]
+            await expect(timeline).to_have_count(len(names))
+            assert await _event_names(timeline) == names
+            await expect(page.locator("#job-cancel")).to_have_count(0)
+            job = await worker.wait_for(lambda: embeddings.get_job("product-embedding:slow"), what="the job")
+            assert (job.state, job.error_type) == ("failed", "JobCancelled")
+            assert await page.evaluate("window.__loaded") == 1
+        assert await page.evaluate("window.__csp") == []
+        assert not [text for text in console if "Content Security Policy" in text], console
+        await page.goto("about:blank")  # the page's stream ends: the server need not wait for it
+
+
+async def _event_names(timeline) -> list[str]:
+    return await timeline.evaluate_all("items => items.map(i => i.dataset.event)")
 
 
 async def _ticked_since(ms: int) -> bool:

@@ -36,8 +36,8 @@ async def test_fastapi_example_enqueues_and_reports_jobs():
             assert (await client.post("/products/bad id/processing")).status_code == 422
             assert (await client.get("/jobs/emails/x")).status_code == 404
             assert (await client.get("/health")).json() == {"redis": True}
-            assert connection._client is not None
-    assert connection._client is None  # the lifespan closed the pool
+            assert connection._clients
+    assert not connection._clients  # the lifespan closed the pools
 
 
 async def test_readme_command_serves_the_example_with_uvicorn(redis_url, redis_client, tmp_path):

@@ -7,7 +7,7 @@ import pytest
 import jobqueue
 from jobqueue import JobFailedError
 from tests.support.fixtures import DIMS
-from tests.support.workers import run_burst
+from tests.support.workers import progress_steps, run_burst
 from workers.jobs.products import canonical_text, text_hash
 from workers.settings import embedding_settings, enrichment_settings
 from workers.testing.fake_openai import ChatReply, FakeOpenAI
@@ -115,6 +115,9 @@ async def test_enrichment_stores_validated_output_with_versions(store, fake_open
     (request,) = fake_openai.requests_to("/v1/chat/completions")
     assert request.body["model"] == "gpt-test"
     assert request.body["response_format"]["json_schema"]["name"] == "product_enrichment"
+    steps = await progress_steps(jobqueue.product_enrichment_queue, handle.job_id)
+    assert steps == ["enriching", "storing", "done"]
+    assert (await jobqueue.product_enrichment_queue.get_job(handle.job_id)).progress["percent"] == 100
 
 
 async def test_enrichment_is_skipped_when_the_stored_version_is_current(store, fake_openai):

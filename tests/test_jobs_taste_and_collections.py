@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 import random
+import threading
 import time
 
 import numpy as np
@@ -15,7 +16,8 @@ import jobqueue
 from jobqueue import CuratedCollectionsJobPayload, JobFailedError
 from jobqueue.constants import DEFAULT_WORKER_LEASE_S
 from tests.support.fixtures import DIMS
-from tests.support.workers import make_worker, run_burst
+from tests.support.waiting import WorkerProcess
+from tests.support.workers import make_worker, progress_steps, run_burst
 from workers.jobs.collections import CANDIDATES_PER_SLOT, MAX_CANDIDATES, group_products, group_products_in_thread
 from workers.settings import collections_settings, taste_profile_settings
 from workers.store import ProductRecord
@@ -82,6 +84,34 @@ async def test_collections_group_products_by_embedding_similarity(store, fake_op
     skipped = await again.result(timeout=5)
     assert skipped.status == "skipped" and skipped.collection_ids == result.collection_ids
     assert len(fake_openai.requests_to("/v1/chat/completions")) == 1
+
+
+async def test_collections_report_their_steps_to_other_processes(store, fake_openai):
+    await _catalogue(store)
+    named = threading.Event()  # the fake LLM holds the titles request until the test has looked
+    titles = {"collections": [{"title": "Tea time", "description": "Brews."}, {"title": "Green", "description": "."}]}
+    fake_openai.responder = lambda request: named.wait(20) and json.dumps(titles)
+    handle = await jobqueue.enqueue_curated_collections(
+        "home", DAY, collections_count=2, products_per_collection=4, filters={"max_price": 5000}
+    )
+    queue = jobqueue.curated_collections_queue
+    try:
+        with WorkerProcess("workers.CollectionsSettings") as worker:
+
+            async def naming():
+                job = await queue.get_job(handle.job_id)
+                progress = job.progress if job is not None and job.state == "active" else None
+                return progress if isinstance(progress, dict) and progress["step"] == "naming" else None
+
+            progress = await worker.wait_for(naming, timeout=30, what="the job to report its naming step")
+            assert progress == {"step": "naming", "step_number": 3, "steps": 4, "percent": 50}
+            named.set()
+            assert (await handle.result(timeout=30)).status == "processed"
+    finally:
+        named.set()
+    assert await progress_steps(queue, handle.job_id) == ["reading", "grouping", "naming", "storing", "done"]
+    job = await queue.get_job(handle.job_id)
+    assert job.progress == {"step": "done", "step_number": 4, "steps": 4, "percent": 100}
 
 
 async def test_collections_without_an_llm_use_category_titles(store, no_llm):

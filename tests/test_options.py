@@ -79,6 +79,12 @@ def test_process_and_worker_settings_report_a_bad_variable_the_same_way(monkeypa
             "expected an integer >= 1",
         ),
         (["workers.RemindersSettings"], "REMINDER_STALE_AFTER", "never", "expected a number > 0"),
+        (
+            ["workers.RemindersSettings"],
+            "JOBQUEUE_REMINDER_DISPATCH_REDIS_URL",
+            "http://cache:6379",
+            "expected a redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel:// URL",
+        ),
     ],
 )
 def test_arq_with_a_bad_variable_prints_one_line_and_exits_non_zero(redis_url, arguments, variable, value, line):

@@ -4,8 +4,8 @@ import json
 import time
 
 import jobqueue
-from jobqueue.events import parse_event
 from jobqueue import product_embedding_queue as embeddings
+from jobqueue.events import parse_event
 from tests.support.waiting import WorkerProcess, wait_for
 from tests.support.workers import (
     RunningWorker,

@@ -213,13 +213,23 @@ def _seed(database_url: str) -> str:
 
 
 def _workers_up(url: str, names: tuple[str, ...]) -> bool:
-    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
-    try:
-        return all(client.zcard(QueueKeys(WORKER_QUEUES[name]).workers) for name in names)
-    except (redis.RedisError, OSError):
-        return False
-    finally:
-        client.close()
+    """Every named worker has a heartbeat: on ``url``, or on its queue's own Redis when it has one
+    (``JOBQUEUE_<QUEUE>_REDIS_URL``)."""
+    settings = Settings()
+    for name in names:
+        queue = WORKER_QUEUES[name]
+        own = settings.queue_redis_url(queue)
+        client = redis.Redis.from_url(
+            own if own != settings.redis_url else url, socket_timeout=1, socket_connect_timeout=1
+        )
+        try:
+            if not client.zcard(QueueKeys(queue).workers):
+                return False
+        except (redis.RedisError, OSError):
+            return False
+        finally:
+            client.close()
+    return True
 
 
 def start(options: DevOptions, stack: DevStack) -> None:

@@ -1,9 +1,18 @@
 """Rate limits shared by every worker process through Redis (sliding-window logs): requests per
-window (``RateLimiter``) and tokens per window (``TokenRateLimiter``)."""
+window (``RateLimiter``) and tokens per window (``TokenRateLimiter``).
+
+A limit's window lives on the Redis of the worker that takes from it, its queue's Redis
+(``JOBQUEUE_<QUEUE>_REDIS_URL``, else ``REDIS_URL``): a queue on a Redis of its own keeps every key
+of its own there and depends on no other server. Queues that share a limit (``LIMIT_USERS``) and sit
+on different servers each count it on their own server, so together they may reach the limit once
+per server; a worker says so at start-up. Keep such queues on one Redis, or give each server its
+share of the limit (the ``*_PER_MINUTE`` variables of each queue's workers).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any, Final, Literal
@@ -14,8 +23,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from jobqueue.constants import KEY_PREFIX
+from jobqueue.constants import KEY_PREFIX, QueueName
 from jobqueue.errors import PermanentJobError, RetryableJobError
+
+logger = logging.getLogger("workers")
 
 RATE_LIMIT_KEY_PREFIX: Final = f"{KEY_PREFIX}:ratelimit:"
 # Keys outlive their window by this much so a slow clock read never drops a live entry.
@@ -230,6 +241,34 @@ class TokenRateLimiter:
 
 RateLimitKind = Literal["chat", "embeddings"]
 
+# The queues whose workers take from each kind of provider limit (workers.settings' hooks).
+LIMIT_USERS: Final[dict[str, tuple[str, ...]]] = {
+    "chat": (QueueName.PRODUCT_ENRICHMENT.value, QueueName.CURATED_COLLECTIONS.value),
+    "embeddings": (QueueName.PRODUCT_EMBEDDING.value, QueueName.TASTE_PROFILE_EMBEDDING.value),
+}
+
+
+def split_limit_servers(kind: RateLimitKind) -> list[str]:
+    """The password-free URLs of the Redis servers a ``kind`` limit is counted on, when its queues
+    sit on more than one (each then counts the whole limit); empty when they share one."""
+    from jobqueue.settings import get_settings, redact_url
+
+    settings = get_settings()
+    urls = sorted({redact_url(settings.queue_redis_url(queue)) for queue in LIMIT_USERS[kind]})
+    return urls if len(urls) > 1 else []
+
+
+def _warn_if_split(kind: RateLimitKind, name: str) -> None:
+    servers = split_limit_servers(kind)
+    if servers:
+        logger.warning(
+            "rate limit %r is counted on each of %s (the queues %s use it and sit on different Redis "
+            "servers): together they may reach it once per server; give each server its share",
+            name,
+            ", ".join(servers),
+            ", ".join(LIMIT_USERS[kind]),
+        )
+
 
 def rate_limiter_for(
     redis: Redis, provider: str, kind: RateLimitKind, settings: RateLimitSettings | None = None
@@ -239,6 +278,7 @@ def rate_limiter_for(
     per_minute = settings.llm_rate_limit_per_minute if kind == "chat" else settings.embedding_rate_limit_per_minute
     if per_minute == 0:
         return None
+    _warn_if_split(kind, f"{provider}:{kind}")
     return RateLimiter(redis, f"{provider}:{kind}", per_minute, settings.llm_rate_limit_period)
 
 
@@ -250,4 +290,5 @@ def token_limiter_for(
     per_minute = settings.embedding_token_limit_per_minute
     if per_minute == 0:
         return None
+    _warn_if_split(kind, f"{provider}:{kind}:tokens")
     return TokenRateLimiter(redis, f"{provider}:{kind}:tokens", per_minute, settings.llm_rate_limit_period)

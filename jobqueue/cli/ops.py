@@ -239,10 +239,9 @@ def dashboard(
 
     Without JOBQUEUE_DASHBOARD_TOKEN or JOBQUEUE_DASHBOARD_USER/_PASSWORD it listens on loopback only.
     """
-    import uvicorn
-
     from jobqueue.dashboard import create_app
     from jobqueue.dashboard.auth import NO_CREDENTIALS, Credentials, resolve_served
+    from jobqueue.dashboard.live import serve
     from jobqueue.dashboard.origins import is_loopback
 
     try:
@@ -253,4 +252,4 @@ def dashboard(
     if not credentials.configured and not is_loopback(host):
         raise JobQueueError(f"refusing to listen on {host}: {NO_CREDENTIALS} (or listen on 127.0.0.1)")
     print(f"jobqueue dashboard on http://{host}:{port}/")
-    uvicorn.run(create_app(close_pool_on_shutdown=True), host=host, port=port, log_level="warning")
+    serve(create_app(close_pool_on_shutdown=True), host=host, port=port, log_level="warning")

@@ -1,4 +1,4 @@
-"""The dashboard's JSON API (documented in the README); the page uses nothing else."""
+"""The dashboard's JSON API (documented in docs/dashboard.md and docs/dashboard-live.md); the page uses nothing else."""
 
 from __future__ import annotations
 
@@ -10,13 +10,18 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from jobqueue._inspection import LIST_STATES
-from jobqueue._overview import all_summaries, queue_for_job, queue_summary, redis_used_memory
+from jobqueue._overview import all_summaries, queue_for_job, queue_summary, redis_servers
 from jobqueue._schedule_rows import schedule_rows
+from jobqueue.constants import LOG_LINES_KEPT
+from jobqueue.dashboard.live import job_events
 from jobqueue.errors import InvalidJobError, JobNotFoundError
 from jobqueue.queues import get_queue
 from jobqueue.schedules import remove_schedule
 
 MAX_PAGE_SIZE = 200
+# A job's log lines the page shows: the newest this many, unless it asks for more.
+LOG_TAIL = 200
+CANCEL_REASON = "cancelled from the dashboard"
 
 
 def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -46,7 +51,14 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 async def overview(request: Request) -> JSONResponse:
-    return JSONResponse({"queues": await all_summaries(), "redis_used_memory": await redis_used_memory()})
+    servers = await redis_servers()
+    return JSONResponse(
+        {
+            "queues": await all_summaries(),
+            "redis_used_memory": sum(server["used_memory"] for server in servers),
+            "redis_servers": servers,
+        }
+    )
 
 
 async def queue_detail(request: Request) -> JSONResponse:
@@ -81,6 +93,19 @@ async def job_detail(request: Request) -> JSONResponse:
     if job is None:
         raise JobNotFoundError(f"job {job_id} not found")
     return JSONResponse(job.to_dict())
+
+
+async def job_logs(request: Request) -> JSONResponse:
+    job_id = request.path_params["job_id"]
+    tail = _int(request, "tail", LOG_TAIL, 1, LOG_LINES_KEPT)
+    lines = await queue_for_job(job_id).get_job_logs(job_id, -tail, -1)
+    return JSONResponse({"job_id": job_id, "lines": lines})
+
+
+async def job_timeline(request: Request) -> JSONResponse:
+    job_id = request.path_params["job_id"]
+    events, last = await job_events(job_id, request.query_params.get("since"))
+    return JSONResponse({"job_id": job_id, "events": [e.to_dict() for e in events], "last_id": last})
 
 
 def _jobs(jobs: list[Any]) -> list[dict[str, Any]]:
@@ -121,6 +146,10 @@ async def job_action(request: Request) -> JSONResponse:
     if action == "promote":
         await queue.promote_job(job_id)
         return JSONResponse({"job_id": job_id, "state": await queue.get_job_state(job_id)})
+    if action == "cancel":
+        reason = (await _body(request)).get("reason", CANCEL_REASON)
+        was = await queue.cancel_job(job_id, reason)
+        return JSONResponse({"job_id": job_id, "was": was, "state": await queue.get_job_state(job_id)})
     raise JobNotFoundError(f"no action {action!r} on jobs")
 
 
@@ -144,6 +173,8 @@ routes = [
     Route("/api/queues/{queue}/workers", queue_workers),
     Route("/api/queues/{queue}/{action}", queue_action, methods=["POST"]),
     Route("/api/jobs/{job_id:path}/{action}", job_action, methods=["POST"]),
+    Route("/api/jobs/{job_id:path}/logs", job_logs),
+    Route("/api/jobs/{job_id:path}/events", job_timeline),
     Route("/api/jobs/{job_id:path}", job_detail),
     Route("/api/schedules", schedules),
     Route("/api/schedules/{schedule_id:path}/{action}", schedule_action, methods=["POST"]),

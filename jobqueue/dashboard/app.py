@@ -26,6 +26,7 @@ from jobqueue.connection import close_queues
 from jobqueue.dashboard import api
 from jobqueue.dashboard.auth import AuthMiddleware, Credentials, resolve_served
 from jobqueue.dashboard.headers import SecurityHeadersMiddleware
+from jobqueue.dashboard.live import MAX_STREAMS, LiveStreams
 from jobqueue.dashboard.origins import Served
 from jobqueue.errors import ConfigurationError, InvalidJobError, JobNotFoundError, JobStateError, RedisUnavailableError
 
@@ -52,6 +53,7 @@ def create_app(
     allowed_hosts: str | Iterable[str] | None = None,
     allowed_origins: str | Iterable[str] | None = None,
     poll_interval_ms: int = POLL_INTERVAL_MS,
+    max_live_streams: int = MAX_STREAMS,
     close_pool_on_shutdown: bool = False,
 ) -> Starlette:
     """The dashboard app. Credentials default to ``JOBQUEUE_DASHBOARD_TOKEN`` /
@@ -59,7 +61,9 @@ def create_app(
     clients naming a loopback host get in. ``allowed_hosts`` and ``allowed_origins`` (lists or
     comma-separated) default to ``JOBQUEUE_DASHBOARD_ALLOWED_HOSTS`` and
     ``JOBQUEUE_DASHBOARD_ALLOWED_ORIGINS``: the host names, besides loopback ones, the dashboard
-    answers to, and the origins actions may come from. ``close_pool_on_shutdown`` closes jobqueue's
+    answers to, and the origins actions may come from. ``max_live_streams`` bounds the pages
+    that get live updates at once (each holds a Redis connection; the rest poll every
+    ``poll_interval_ms``; see ``jobqueue.dashboard.live``). ``close_pool_on_shutdown`` closes jobqueue's
     pool when the app stops (for the app served alone; a host app closes it in its own lifespan).
     """
     given = (token, user, password)
@@ -67,6 +71,7 @@ def create_app(
         Credentials.resolve(*given)  # half-given credentials fail here, not at the first request
     hosts, origins = _listed(allowed_hosts), _listed(allowed_origins)
     Served.parse(hosts or (), origins or ())  # so do bad hosts or origins
+    live = LiveStreams(max_live_streams)
 
     @cache
     def credentials() -> Credentials:  # the environment is read on first use, never at import
@@ -93,10 +98,11 @@ def create_app(
         if close_pool_on_shutdown:
             await close_queues()
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", index),
             Route("/metrics", metrics),
+            Route("/api/events", live.endpoint),
             *api.routes,
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
@@ -113,3 +119,5 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    app.state.live_streams = live  # jobqueue.dashboard.live.serve stops them when the server stops
+    return app

@@ -12,6 +12,7 @@ appended to ``jq:test:runs`` as JSON, so tests can read execution order and timi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -225,3 +226,15 @@ class RunningWorker:
         await self.worker.close()
         if self.task is not None:
             await asyncio.gather(self.task, return_exceptions=True)
+
+
+async def progress_steps(queue: Any, job_id: str) -> list[str]:
+    """The steps a job reported, from its queue's events, up to its completion."""
+    steps = []
+    async with asyncio.timeout(10), contextlib.aclosing(queue.events(since="0")) as events:
+        async for event in events:
+            if event.job_id == job_id and event.name == "progress":
+                steps.append(event.data["progress"]["step"])
+            if event.job_id == job_id and event.name == "completed":
+                return steps
+    raise AssertionError("the events stream ended")

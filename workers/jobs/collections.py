@@ -17,11 +17,14 @@ from jobqueue import (
 )
 from workers.llm import answer_counted
 from workers.resources import resources
+from workers.steps import Steps
 from workers.store import NewCollection, ProductRecord
 
 # How many candidate products to read per product placed: room to pick similar ones.
 CANDIDATES_PER_SLOT = 3
 MAX_CANDIDATES = 2000
+# Reported with update_progress as each starts (workers.steps).
+STEPS = ("reading", "grouping", "naming", "storing")
 
 
 def group_products(products: list[ProductRecord], size: int, count: int) -> list[list[ProductRecord]]:
@@ -125,6 +128,8 @@ async def curated_collections(
         existing = await store.get_collections(payload.surface, payload.date)
         ids = [c.id for c in existing]
         return CuratedCollectionsJobResult(status="skipped", collection_ids=ids, reason="collections exist", **done)
+    steps = Steps(ctx, STEPS)
+    await steps.start("reading")
     f = payload.filters
     limit = min(payload.collections_count * payload.products_per_collection * CANDIDATES_PER_SLOT, MAX_CANDIDATES)
     products = await store.find_products(
@@ -133,11 +138,16 @@ async def curated_collections(
         max_price=f.max_price if f else None,
         limit=limit,
     )
+    await steps.start("grouping")
     groups = await group_products_in_thread(products, payload.products_per_collection, payload.collections_count)
     if not groups:
+        await steps.done()
         return CuratedCollectionsJobResult(status="skipped", reason="no products match the filters", **done)
+    await steps.start("naming")
     collections, usage = await _titled(ctx, payload.surface, groups)
+    await steps.start("storing")
     ids = await store.save_collections(payload.surface, payload.date, collections)
+    await steps.done()
     return CuratedCollectionsJobResult(status="processed", collection_ids=ids, usage=usage, **done)
 
 

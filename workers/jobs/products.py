@@ -17,7 +17,12 @@ from jobqueue import (
 from workers.batching import embed_counted
 from workers.llm import answer_counted
 from workers.resources import resources
+from workers.steps import Steps
 from workers.store import ProductRecord
+
+# An enrichment's steps, reported with update_progress as each starts (workers.steps). Embeddings
+# have one step (a batched request) and report none.
+ENRICHMENT_STEPS = ("enriching", "storing")
 
 
 def canonical_text(product: ProductRecord) -> str:
@@ -108,6 +113,8 @@ async def product_enrichment(ctx: dict[str, Any], payload: ProductEnrichmentJobP
             prompt_version=product.prompt_version,
             reason=f"enrichment version {product.enrichment_version} is current",
         )
+    steps = Steps(ctx, ENRICHMENT_STEPS)
+    await steps.start("enriching")
     answered = await answer_counted(
         res.llm,
         ENRICHMENT_SYSTEM_PROMPT,
@@ -116,9 +123,11 @@ async def product_enrichment(ctx: dict[str, Any], payload: ProductEnrichmentJobP
         schema_name="product_enrichment",
     )
     enrichment: ProductEnrichment = answered.value
+    await steps.start("storing")
     stored_now = await res.store.save_product_enrichment(
         product.id, enrichment.model_dump(mode="json"), current, payload.prompt_version, source=product
     )
+    await steps.done()
     # Not stored if the product changed meanwhile (text or price) or a newer version was stored.
     fenced = "the product changed or a newer enrichment was stored during this run: enrichment not stored"
     return ProductEnrichmentJobResult(

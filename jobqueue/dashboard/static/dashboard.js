@@ -1,4 +1,8 @@
-// The jobqueue dashboard: one page over the JSON API, re-read every few seconds.
+// The jobqueue dashboard: one page over the JSON API. This file holds its settings, the API calls
+// and the views; widgets.js (loaded before) the building blocks, live.js (after) the routing and
+// the updates: each view is re-read when the queues' event stream (/api/events, Server-Sent
+// Events) says something moved, and every few seconds besides; without the stream (refused, or
+// Redis away) it is re-read every POLL_MS.
 // Everything shown is set with textContent (never innerHTML), so payloads and errors stay text.
 "use strict";
 
@@ -7,27 +11,13 @@ const BASE = meta("jq-base");
 const CSRF = meta("jq-csrf");
 const POLL_MS = Number(meta("jq-poll")) || 2000;
 const STATES = ["waiting", "active", "delayed", "paused", "completed", "failed"];
+const CANCELLABLE = ["waiting", "active", "delayed", "paused"];
 const PAGE_SIZE = 20;
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "onclick") node.addEventListener("click", value);
-    else if (key === "text") node.textContent = value;
-    else if (value !== null && value !== undefined && value !== false) node.setAttribute(key, value);
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
-
-const enc = encodeURIComponent;
-const fmtTime = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
-const fmtSeconds = (s) => (s === null || s === undefined ? "—" : s < 1 ? `${Math.round(s * 1000)} ms` : `${s.toFixed(2)} s`);
-const fmtPercent = (r) => `${(r * 100).toFixed(1)}%`;
-const fmtBytes = (b) => (b > 1048576 ? `${(b / 1048576).toFixed(1)} MiB` : `${(b / 1024).toFixed(0)} KiB`);
+// With the live stream open, views are re-read on events, and on a timer this much slower only
+// for what has no event (heartbeats, the minute of the charts).
+const LIVE_POLL_MS = POLL_MS * 5;
+const LIVE_RETRY_MS = 10000; // a refused or closed stream is tried again this often
+const LOG_TAIL = 200;
 
 function showMessage(text) {
   const box = document.getElementById("message");
@@ -57,47 +47,15 @@ async function act(question, path, body = {}) {
   }
   await refresh();
 }
-
-function chart(history, width = 360, height = 60) {
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("class", "chart");
-  svg.setAttribute("width", width);
-  svg.setAttribute("height", height);
-  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
-  const n = history.minutes.length;
-  const top = Math.max(1, ...history.completed.map((c, i) => c + history.failed[i]));
-  const bar = width / n;
-  history.minutes.forEach((start, i) => {
-    let y = height;
-    for (const kind of ["completed", "failed"]) {
-      const h = (history[kind][i] / top) * (height - 4);
-      if (h <= 0) continue;
-      y -= h;
-      const rect = document.createElementNS(ns, "rect");
-      rect.setAttribute("class", kind);
-      rect.setAttribute("x", i * bar);
-      rect.setAttribute("y", y);
-      rect.setAttribute("width", Math.max(bar - 1, 1));
-      rect.setAttribute("height", h);
-      const title = document.createElementNS(ns, "title");
-      title.textContent = `${new Date(start).toLocaleTimeString()}: ${history.completed[i]} completed, ${history.failed[i]} failed`;
-      rect.append(title);
-      svg.append(rect);
-    }
-  });
-  return svg;
-}
-
 // --- views: each builds its skeleton once and returns a refresh function ---------------------
 
 function overviewView(root) {
   root.append(el("h1", { text: "Queues" }));
   const body = el("tbody");
-  const heads = ["queue", "state", ...STATES, "workers", "done/min", "failure rate", "p50", "p95"];
+  const heads = ["queue", "state", ...STATES, "workers", "done/h", "failure rate", "p50", "p95"];
   root.append(el("table", { id: "queues" }, el("thead", {}, el("tr", {}, heads.map((h) => el("th", { text: h })))), body));
   const charts = el("div", { id: "charts" });
-  root.append(el("h2", { text: "Last hour: completed and failed per minute" }), charts);
+  root.append(el("h2", { text: "Last hour: completed and failed jobs per minute" }), legend(), charts);
   const schedules = el("tbody");
   const scheduleHeads = ["kind", "id", "queue", "pattern", "zone", "next run", "fired", ""];
   root.append(
@@ -116,9 +74,10 @@ function overviewView(root) {
           { "data-queue": q.name },
           el("td", {}, el("a", { href: `#/queue/${enc(q.name)}`, text: q.name })),
           el("td", {}, el("span", { class: q.paused ? "badge paused" : "badge", text: q.paused ? "paused" : "running" })),
-          STATES.map((s) => el("td", { class: "num", "data-count": s, text: q.counts[s] })),
+          // Each count links to its list: the active count to the running jobs' progress bars.
+          STATES.map((s) => el("td", { class: "num", "data-count": s }, el("a", { href: `#/queue/${enc(q.name)}/${s}`, text: q.counts[s] }))),
           el("td", { class: "num" }, el("a", { href: `#/workers/${enc(q.name)}`, text: q.workers })),
-          el("td", { class: "num", text: q.throughput_per_minute.toFixed(1) }),
+          el("td", { class: "num", "data-done": "", title: `${q.completed} completed in the last ${q.window_minutes} min (${q.throughput_per_minute} per minute)`, text: doneInWindow(q) }),
           el("td", { class: "num", text: fmtPercent(q.failure_rate) }),
           el("td", { class: "num", text: fmtSeconds(q.duration_p50) }),
           el("td", { class: "num", text: fmtSeconds(q.duration_p95) }),
@@ -127,6 +86,12 @@ function overviewView(root) {
     );
     charts.replaceChildren(...data.queues.map((q) => el("div", {}, el("div", { class: "muted", text: q.name }), chart(q.history))));
   };
+}
+
+// Completed jobs per hour: the window's count when the window is the hour (so 2 jobs read 2, never 0.0).
+function doneInWindow(q) {
+  const perHour = (q.completed * 60) / q.window_minutes;
+  return Number.isInteger(perHour) ? String(perHour) : perHour.toFixed(1);
 }
 
 function scheduleRow(row) {
@@ -187,17 +152,18 @@ function queueView(root, name, state, page) {
   const body = el("tbody");
   const pager = el("div", { class: "toolbar" });
   root.append(chartBox, tabs);
-  const heads = ["job", "priority", "attempts", "enqueued", state === "delayed" ? "due" : "finished", "error", ""];
+  const timeHead = { delayed: "due", active: "started", completed: "finished", failed: "finished" }[state] || "due";
+  const heads = ["job", "priority", "attempts", "enqueued", timeHead, state === "active" ? "progress" : "error", ""];
   root.append(el("table", { id: "jobs" }, el("thead", {}, el("tr", {}, heads.map((h) => el("th", { text: h })))), body), pager);
 
-  return async () => {
+  const refresh = async () => {
     const [detail, list] = await Promise.all([api(`/queues/${q}`), api(`/queues/${q}/jobs?state=${state}&page=${page}&size=${PAGE_SIZE}`)]);
     const badge = document.getElementById("queue-state");
     badge.textContent = detail.paused ? "paused" : "running";
     badge.className = detail.paused ? "badge paused" : "badge";
     pauseButton.textContent = detail.paused ? "Resume" : "Pause";
     pauseButton.onclick = () => act(`${detail.paused ? "Resume" : "Pause"} ${name}?`, `/queues/${q}/${detail.paused ? "resume" : "pause"}`);
-    chartBox.replaceChildren(chart(detail.history, 720, 80));
+    chartBox.replaceChildren(legend(), chart(detail.history, 720, 120));
     tabs.replaceChildren(
       ...STATES.map((s) => el("a", { href: `#/queue/${q}/${s}`, class: s === state ? "current" : null, "data-state": s }, `${s} (${detail.counts[s]})`)),
     );
@@ -207,7 +173,9 @@ function queueView(root, name, state, page) {
         const buttons = [];
         if (job.state === "failed") buttons.push(el("button", { class: "retry", onclick: () => act(`Retry ${job.job_id}?`, `/jobs/${id}/retry`) }, "Retry"));
         if (job.state === "delayed") buttons.push(el("button", { class: "promote", onclick: () => act(`Run ${job.job_id} now?`, `/jobs/${id}/promote`) }, "Promote"));
+        if (CANCELLABLE.includes(job.state)) buttons.push(el("button", { class: "danger cancel", onclick: () => cancel(job) }, "Cancel"));
         if (job.state !== "active") buttons.push(el("button", { class: "danger remove", onclick: () => act(`Remove ${job.job_id}?`, `/jobs/${id}/remove`) }, "Remove"));
+        const when = { delayed: job.due_at, active: job.started_at, completed: job.finished_at, failed: job.finished_at }[state] ?? job.due_at;
         return el(
           "tr",
           { "data-job": job.job_id },
@@ -215,8 +183,8 @@ function queueView(root, name, state, page) {
           el("td", { class: "num", text: job.priority ?? "—" }),
           el("td", { class: "num", text: job.attempts_made }),
           el("td", { text: fmtTime(job.enqueued_at) }),
-          el("td", { text: fmtTime(state === "delayed" ? job.due_at : job.finished_at) }),
-          el("td", { class: "error", title: job.error || "", text: job.error || "" }),
+          el("td", { text: fmtTime(when) }),
+          state === "active" ? el("td", {}, progressBox(job.job_id, job.progress)) : el("td", { class: "error", title: job.error || "", text: job.error || "" }),
           el("td", {}, buttons),
         );
       }),
@@ -228,24 +196,44 @@ function queueView(root, name, state, page) {
       el("a", { href: page < pages ? `#/queue/${q}/${state}/${page + 1}` : null }, "next ›"),
     );
   };
+  refresh.live = `queue=${q}&compact=1`;
+  refresh.gapMs = 500;
+  return refresh;
+}
+
+// Cancel: a waiting, delayed or paused job ends failed at once; a running one within about a second.
+function cancel(job) {
+  const running = job.state === "active" ? " Its worker stops it within about a second." : "";
+  return act(`Cancel ${job.job_id}? It ends failed (JobCancelled) and is not retried.${running}`, `/jobs/${enc(job.job_id)}/cancel`);
 }
 
 function jobView(root, jobId) {
   const box = el("div");
-  root.append(el("h1", { text: `Job ${jobId}` }), box);
   const id = enc(jobId);
-  return async () => {
-    let job;
+  // Kept across refreshes: the timeline grows from the last event read; the logs are re-read.
+  const timeline = el("ol", { id: "job-timeline", class: "timeline" });
+  const logs = el("pre", { id: "job-logs", class: "logs" });
+  const logsHead = el("h2", { text: "Logs" });
+  let lastEvent = null;
+  root.append(el("h1", { text: `Job ${jobId}` }), box, logsHead, logs, el("h2", { text: "Timeline" }), timeline);
+  const refresh = async () => {
+    let job, lines, events;
     try {
-      job = await api(`/jobs/${id}`);
+      [job, lines, events] = await Promise.all([
+        api(`/jobs/${id}`),
+        api(`/jobs/${id}/logs?tail=${LOG_TAIL}`),
+        api(`/jobs/${id}/events${lastEvent ? `?since=${enc(lastEvent)}` : ""}`),
+      ]);
     } catch (err) {
       box.replaceChildren(el("p", { class: "muted", text: err.message }));
       return;
     }
+    refresh.pollAlways = job.state === "active"; // log lines come without events
     const q = enc(job.queue_name);
     const buttons = [];
     if (job.state === "failed") buttons.push(el("button", { id: "job-retry", onclick: () => act(`Retry ${jobId}?`, `/jobs/${id}/retry`) }, "Retry"));
     if (job.state === "delayed") buttons.push(el("button", { id: "job-promote", onclick: () => act(`Run ${jobId} now?`, `/jobs/${id}/promote`) }, "Promote"));
+    if (CANCELLABLE.includes(job.state)) buttons.push(el("button", { class: "danger", id: "job-cancel", onclick: () => cancel(job) }, "Cancel"));
     if (job.state !== "active") buttons.push(el("button", { class: "danger", id: "job-remove", onclick: () => act(`Remove ${jobId}?`, `/jobs/${id}/remove`) }, "Remove"));
     const field = (label, value) => [el("dt", { text: label }), el("dd", {}, value)];
     const parts = [
@@ -254,11 +242,12 @@ function jobView(root, jobId) {
         "dl",
         {},
         field("state", el("span", { id: "job-state", class: `badge ${job.state}`, text: job.state })),
+        field("progress", progressBox(jobId, job.progress)),
         field("function", job.function),
         field("priority", job.priority ?? "—"),
         field("attempts", job.attempts_made),
         field("enqueued", fmtTime(job.enqueued_at)),
-        field("due", fmtTime(job.due_at)),
+        job.due_at ? field("due", fmtTime(job.due_at)) : null, // only a delayed job has one
         field("started", fmtTime(job.started_at)),
         field("finished", fmtTime(job.finished_at)),
       ),
@@ -269,9 +258,19 @@ function jobView(root, jobId) {
       job.result !== null && job.result !== undefined ? [el("h2", { text: "Result" }), el("pre", { id: "job-result", text: JSON.stringify(job.result, null, 2) })] : null,
     ];
     box.replaceChildren(...parts.flat().filter((part) => part !== null));
+    logsHead.textContent = lines.lines.length >= LOG_TAIL ? `Logs (the last ${LOG_TAIL} lines)` : "Logs";
+    logs.textContent = lines.lines.length ? lines.lines.join("\n") : "no log lines";
+    logs.classList.toggle("muted", !lines.lines.length);
+    lastEvent = events.last_id;
+    timeline.append(...events.events.map(timelineItem));
+    if (!timeline.children.length) timeline.append(el("li", { class: "muted empty", text: "no events kept for this job" }));
+    else timeline.querySelector(".empty")?.remove();
   };
+  refresh.live = `job=${id}`;
+  refresh.everyEvent = true; // each event of the job may add to its timeline
+  refresh.gapMs = SOON_MS;
+  return refresh;
 }
-
 function workersView(root, name) {
   const body = el("tbody");
   const heads = ["id", "host", "pid", "concurrency", "running", "started", "last heartbeat"];
@@ -279,7 +278,7 @@ function workersView(root, name) {
     el("h1", {}, `Workers of `, el("a", { href: `#/queue/${enc(name)}`, text: name })),
     el("table", { id: "workers" }, el("thead", {}, el("tr", {}, heads.map((h) => el("th", { text: h })))), body),
   );
-  return async () => {
+  const refresh = async () => {
     const data = await api(`/queues/${enc(name)}/workers`);
     body.replaceChildren(
       ...data.workers.map((w) =>
@@ -288,34 +287,6 @@ function workersView(root, name) {
     );
     if (!data.workers.length) body.append(el("tr", {}, el("td", { colspan: heads.length, class: "muted", text: "no live workers" })));
   };
+  refresh.live = `queue=${enc(name)}&compact=1`;
+  return refresh;
 }
-
-// --- routing and polling ------------------------------------------------------------------
-
-let current = null;
-
-function route() {
-  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
-  const root = document.getElementById("view");
-  root.replaceChildren();
-  showMessage("");
-  if (parts[0] === "queue" && parts[1]) current = queueView(root, parts[1], parts[2], parts[3]);
-  else if (parts[0] === "job" && parts[1]) current = jobView(root, parts.slice(1).join("/"));
-  else if (parts[0] === "workers" && parts[1]) current = workersView(root, parts[1]);
-  else current = overviewView(root);
-  refresh();
-}
-
-async function refresh() {
-  const view = current;
-  try {
-    await view();
-    document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
-  } catch (err) {
-    if (view === current) showMessage(err.message);
-  }
-}
-
-window.addEventListener("hashchange", route);
-route();
-setInterval(refresh, POLL_MS);
