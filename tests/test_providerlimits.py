@@ -76,10 +76,41 @@ def headers(limit: int, remaining: int, reset: str) -> dict[str, str]:
     }
 
 
-async def test_nothing_is_paced_before_the_first_response(redis_client: aioredis.Redis) -> None:
+async def test_before_the_first_answer_one_request_goes_at_a_time(redis_client: aioredis.Redis) -> None:
     limits = ProviderLimits(redis_client, "test:cold")
+    probe = await limits.acquire(timeout=0)
+    with pytest.raises(RetryableJobError):
+        await limits.acquire(timeout=0)  # the probe has not answered yet
+    await limits.observe(probe, headers(100, 99, "600ms"))
+    assert (await limits.acquire(timeout=0)).requests_mark == 2
+
+
+async def test_a_provider_that_sends_no_limits_is_not_paced(redis_client: aioredis.Redis) -> None:
+    limits = ProviderLimits(redis_client, "test:silent")
+    await limits.observe(await limits.acquire(timeout=0), {"content-type": "application/json"})
     grants = [await limits.acquire(timeout=0) for _ in range(20)]
-    assert [g.requests_mark for g in grants] == list(range(1, 21))
+    assert [g.requests_mark for g in grants] == list(range(2, 22))
+
+
+async def test_a_cold_start_with_no_hand_set_limit_meets_no_429(redis_client: aioredis.Redis) -> None:
+    """30 requests at once against 5 a second, nothing learnt yet and no ceiling: the probe
+    teaches the limit before the others go."""
+    with FakeOpenAI(dims=DIMS, request_limit=5, rate_window=1.0, latency=0.02) as fake:
+        provider = OpenAIProvider(
+            api_key="sk-test",
+            base_url=fake.base_url,
+            model="m",
+            embedding_model="e",
+            dims=DIMS,
+            embedding_limits=ProviderLimits(redis_client, "openai:embeddings"),
+            rate_limit_wait=30,
+        )
+        try:
+            await asyncio.gather(*(provider.embed([f"t{i}"]) for i in range(30)))
+        finally:
+            await provider.aclose()
+        stats = fake.stats()
+    assert (stats["rate_limited"], stats["embedding_requests"]) == (0, 30)
 
 
 async def test_an_empty_budget_makes_the_next_call_wait_for_its_refill(redis_client: aioredis.Redis) -> None:
@@ -100,6 +131,7 @@ async def test_grants_made_after_a_request_count_against_what_its_response_repor
     redis_client: aioredis.Redis,
 ) -> None:
     limits = ProviderLimits(redis_client, "test:inflight")
+    await limits.observe(await limits.acquire(), headers(100, 99, "600ms"))  # the probe: 100 a minute
     first = await limits.acquire()
     for _ in range(4):  # granted after `first`, not yet seen by the provider when it answered
         await limits.acquire()
@@ -215,3 +247,14 @@ async def test_a_binding_token_limit_is_learnt_from_its_headers_too(redis_client
     assert stats["rate_limited"] == 0 and stats["embedding_requests"] == 60
     assert (int(learnt[b"t:cap"]), int(learnt[b"r:cap"])) == (200, 1000)
     assert float(learnt[b"t:rate"]) == pytest.approx(200, rel=0.1)
+
+
+async def test_token_costs_follow_what_the_provider_counted_against_the_estimate(
+    redis_client: aioredis.Redis,
+) -> None:
+    limits = ProviderLimits(redis_client, "test:ratio")
+    probe = await limits.acquire(tokens=10)
+    await limits.observe(probe, headers(100, 99, "600ms"), used_tokens=20)  # twice the estimate
+    assert limits.token_ratio == 2.0
+    grant = await limits.acquire(tokens=10)
+    assert grant.tokens_mark - probe.tokens_mark == 20

@@ -342,9 +342,11 @@ class OpenAIProvider:
             raise map_openai_error(exc) from exc
         except openai.OpenAIError as exc:
             raise map_openai_error(exc) from exc
+        parsed = raw.parse()
         if limits is not None and grant is not None:
-            await limits.observe(grant, raw.headers)
-        return raw.parse()
+            usage = getattr(parsed, "usage", None)
+            await limits.observe(grant, raw.headers, used_tokens=getattr(usage, "prompt_tokens", None))
+        return parsed
 
     def vector_problem(self, vector: list[float]) -> str | None:
         """Why ``vector`` cannot be stored (a length other than ``EMBEDDING_DIMS``), or None."""

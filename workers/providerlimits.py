@@ -19,14 +19,17 @@ bucket per budget (requests, tokens) in a Redis hash, ``jq:ratelimit:<provider>:
   is authoritative, the grants it has not seen yet are still counted;
 - a 429's ``retry-after`` (or ``retry-after-ms``) blocks every process until it has passed.
 
-Before the first response nothing is known and nothing is paced here; the hand-set
-``*_RATE_LIMIT_PER_MINUTE`` limits (``workers.ratelimit``) stay in force as ceilings throughout.
+Before the first answer nothing is known: one request (the probe) goes at a time until one has
+answered, so a cold start of many workers never bursts past a limit not learnt yet. A provider that
+sends no such headers is then not paced here at all. The hand-set ``*_RATE_LIMIT_PER_MINUTE``
+limits (``workers.ratelimit``) stay in force as ceilings throughout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,6 +45,15 @@ from workers.ratelimit import RATE_LIMIT_KEY_PREFIX
 
 logger = logging.getLogger("workers.providerlimits")
 
+# Before any answer has been seen, one request goes at a time; a probe that never answers (a timeout,
+# a connection error) frees the way after PROBE_GRACE_US; the others look again every PROBE_POLL_US.
+PROBE_GRACE_US: Final = 5_000_000
+PROBE_POLL_US: Final = 20_000
+# The ratio of counted to estimated tokens: a moving average (this weight for the newest answer),
+# kept within these bounds so one odd answer cannot stall or flood the token budget.
+RATIO_WEIGHT: Final = 0.2
+MIN_TOKEN_RATIO: Final = 0.25
+MAX_TOKEN_RATIO: Final = 4.0
 # Kept back from each learnt bucket: 10% of the limit (at least one unit when the limit is over 1).
 RESERVE_FRACTION: Final = 0.1
 # The learnt state is forgotten after this long without a response (limits can change).
@@ -116,11 +128,13 @@ class RateLimitHeaders:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """What ``acquire`` took: the buckets' grant counters after it, and Redis' time (µs)."""
+    """What ``acquire`` took: the buckets' grant counters after it, Redis' time (µs), and the
+    estimated tokens it was asked for."""
 
     requests_mark: int
     tokens_mark: int
     at_us: int
+    estimated_tokens: int = 1
 
 
 # Fields of the hash per bucket b (r: requests, t: tokens): b:cap, b:rate (per second), b:level and
@@ -138,7 +152,9 @@ local function level_now(b)
 end
 """
 
-# ARGV: tokens, reserve fraction. Returns {granted 0/1, wait µs, requests mark, tokens mark, now µs}.
+# ARGV: tokens, reserve fraction, ttl ms, probe grace µs, probe poll µs. Returns {granted 0/1,
+# wait µs, requests mark, tokens mark, now µs}. Until some answer has been seen, one request (the
+# probe) goes at a time: a cold start never bursts past a limit it has not learnt yet.
 _ACQUIRE_LUA: Final = (
     _LUA_COMMON
     + """
@@ -146,6 +162,11 @@ local costs = {r = 1, t = tonumber(ARGV[1])}
 local fraction = tonumber(ARGV[2])
 local blocked = num('blocked') or 0
 if now < blocked then return {0, blocked - now, 0, 0, now} end
+if num('seen') == nil then
+  local probe = num('probe')
+  if probe ~= nil and now < probe then return {0, math.min(probe - now, tonumber(ARGV[5])), 0, 0, now} end
+  redis.call('HSET', key, 'probe', string.format('%d', now + tonumber(ARGV[4])))
+end
 local wait, levels = 0, {}
 for b, cost in pairs(costs) do
   local level, cap, rate = level_now(b)
@@ -180,6 +201,8 @@ local marks = {r = tonumber(ARGV[1]), t = tonumber(ARGV[2])}
 local granted_at = tonumber(ARGV[3])
 local retry_after = tonumber(ARGV[5])
 local args = {r = {6, 7, 8}, t = {9, 10, 11}}
+redis.call('HSET', key, 'seen', '1')
+redis.call('HDEL', key, 'probe')
 for b, at in pairs(args) do
   local limit, remaining, reset = tonumber(ARGV[at[1]]), tonumber(ARGV[at[2]]), tonumber(ARGV[at[3]])
   if limit ~= nil and remaining ~= nil then
@@ -227,6 +250,12 @@ class ProviderLimits:
         self.reserve_fraction = reserve_fraction
         self._acquire = redis.register_script(_ACQUIRE_LUA)
         self._observe = redis.register_script(_OBSERVE_LUA)
+        # This process has written that an answer was seen (the probe is over).
+        self._seen = False
+        # Tokens the provider counts per estimated token (characters / 4 is a rule of thumb): each
+        # acquisition takes its estimate times this, learnt from the answers' usage.
+        self.token_ratio = 1.0
+        self._ratio_seen = False
 
     async def acquire(self, timeout: float | None = None, *, tokens: int = 1) -> Grant:
         """Wait until the learnt budgets hold one request and ``tokens`` (plus the reserve), take
@@ -238,10 +267,12 @@ class ProviderLimits:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
-            reply = await self._call(self._acquire, [tokens, self.reserve_fraction, LEARNT_TTL_MS])
+            cost = max(1, math.ceil(tokens * self.token_ratio))
+            args = [cost, self.reserve_fraction, LEARNT_TTL_MS, PROBE_GRACE_US, PROBE_POLL_US]
+            reply = await self._call(self._acquire, args)
             granted, wait_us, r_mark, t_mark, now_us = (int(v) for v in reply)
             if granted:
-                return Grant(r_mark, t_mark, now_us)
+                return Grant(r_mark, t_mark, now_us, tokens)
             wait = wait_us / 1_000_000
             if deadline is not None and loop.time() + wait > deadline:
                 raise RetryableJobError(
@@ -249,18 +280,29 @@ class ProviderLimits:
                 )
             await asyncio.sleep(wait)
 
-    async def observe(self, grant: Grant, headers: Mapping[str, str] | None) -> RateLimitHeaders:
-        """Learn from the headers of the response to the request of ``grant`` (a 429's too)."""
+    async def observe(
+        self, grant: Grant, headers: Mapping[str, str] | None, *, used_tokens: int | None = None
+    ) -> RateLimitHeaders:
+        """Learn from the headers of the response to the request of ``grant`` (a 429's too), and
+        from ``used_tokens``, the tokens the provider counted, how far off the estimate was."""
+        if used_tokens is not None and used_tokens > 0 and grant.estimated_tokens > 0:
+            seen = used_tokens / grant.estimated_tokens
+            if self._ratio_seen:
+                seen = self.token_ratio * (1 - RATIO_WEIGHT) + seen * RATIO_WEIGHT
+            self.token_ratio = min(MAX_TOKEN_RATIO, max(MIN_TOKEN_RATIO, seen))
+            self._ratio_seen = True
         parsed = RateLimitHeaders.parse(headers)
         args: list[Any] = [grant.requests_mark, grant.tokens_mark, grant.at_us, LEARNT_TTL_MS, _us(parsed.retry_after)]
         for budget in (parsed.requests, parsed.tokens):
             args += ["", "", ""] if budget is None else [budget.limit, budget.remaining, _us(budget.reset)]
-        if parsed.requests is None and parsed.tokens is None and parsed.retry_after is None:
-            return parsed
+        if parsed.requests is None and parsed.tokens is None and parsed.retry_after is None and self._seen:
+            return parsed  # a provider that sends no limits: nothing to learn, nothing to pace by
         try:
             await self._call(self._observe, args)
         except RetryableJobError as exc:  # the call itself succeeded: losing one lesson is no reason to fail it
             logger.warning("%s", exc)
+        else:
+            self._seen = True
         return parsed
 
     async def _call(self, script: Any, args: list[Any]) -> Any:
