@@ -20,8 +20,8 @@ from jobqueue.settings import Settings
 from jobqueue.spend import PriceSettings
 from tests.support.waiting import ROOT
 from workers.batching import BatchSettings, InputSettings
-from workers.embedcache import CacheSettings
 from workers.config import WorkerEnv
+from workers.embedcache import CacheSettings
 from workers.llm import LLMSettings
 from workers.notifier import NotifierSettings
 from workers.ratelimit import RateLimitSettings
