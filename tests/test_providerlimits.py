@@ -258,3 +258,41 @@ async def test_token_costs_follow_what_the_provider_counted_against_the_estimate
     assert limits.token_ratio == 2.0
     grant = await limits.acquire(tokens=10)
     assert grant.tokens_mark - probe.tokens_mark == 20
+
+
+async def test_two_worker_processes_paced_by_the_headers_meet_no_429(store, fake_openai, core_env):
+    """Two real `arq` worker processes, no hand-set limit, one request per job, 16 jobs against
+    4 requests a second: the probe and the shared learnt limits keep every request within it."""
+    import jobqueue
+    from jobqueue.connection import get_redis
+    from tests.support.waiting import WorkerProcess, wait_for
+
+    fake_openai.request_limit, fake_openai.rate_window = 4, 1.0
+    ids = [f"p{i}" for i in range(16)]
+    for pid in ids:
+        await store.upsert_product(pid, name=f"Product {pid}", price=1000)
+    queue = jobqueue.product_embedding_queue
+    options = {
+        "JOBQUEUE_PRODUCT_EMBEDDING_BATCH_SIZE": "1",
+        "JOBQUEUE_PRODUCT_EMBEDDING_CONCURRENCY": "8",
+        "JOBQUEUE_PRODUCT_EMBEDDING_WORKER_LEASE": "15",
+    }
+
+    async def workers_up() -> bool:
+        return await get_redis().zcard(queue.keys.workers) >= 2
+
+    async def all_done() -> bool:
+        return (await queue.get_job_counts())["completed"] >= len(ids)
+
+    # Each process has its own key, so the server can tell who called.
+    with (
+        WorkerProcess("workers.EmbeddingSettings", LLM_API_KEY="sk-a", **options) as a,
+        WorkerProcess("workers.EmbeddingSettings", LLM_API_KEY="sk-b", **options),
+    ):
+        await wait_for(workers_up, timeout=30, what="both workers to start")
+        await jobqueue.enqueue_product_embeddings(ids)
+        await a.wait_for(all_done, timeout=60, what="16 embeddings")
+    stats = fake_openai.stats()
+    assert (stats["rate_limited"], stats["embedding_requests"]) == (0, len(ids))
+    callers = {r.headers["authorization"] for r in fake_openai.requests_to("/v1/embeddings")}
+    assert callers == {"Bearer sk-a", "Bearer sk-b"}
