@@ -4,8 +4,8 @@ Every provider call a worker makes is accounted once with ``record_usage``: it a
 process's Prometheus counters (``jobqueue_llm_requests_total``, ``jobqueue_llm_tokens_total`` by
 ``kind`` input/output, ``jobqueue_llm_cost_usd_total``, all by queue, model and lane) and to
 per-minute and per-hour hashes in Redis (``jq:<queue>:llm:m:<minute>``, ``jq:<queue>:llm:h:<hour>``,
-fields ``<model>|<lane>|<figure>``), which expire after a day, so that ``jobqueue stats`` and the
-dashboard can show every process's spend (``spend_summary``).
+fields ``<model>|<lane>|<figure>``), which expire after 2 and 26 hours, so that ``jobqueue stats``
+and the dashboard can show every process's spend (``spend_summary``).
 
 Prices are USD per million tokens, from ``JOBQUEUE_LLM_PRICES`` (JSON, model -> ``{"input": ...,
 "output": ...}``, merged over ``DEFAULT_LLM_PRICES``); the batch lane pays
