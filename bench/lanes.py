@@ -2,9 +2,9 @@
 ``lane="batch"``, embedded through the loopback server's Batch API, and their cost against the
 sync lane's for the same products.
 
-Cost is the tokens the server's ``usage`` reported on each lane, priced by ``workers.lanecost``
-(the batch lane at its discount); the ratio compares cost per product, so it does not depend on
-the sides' sizes.
+Cost is the tokens the server's ``usage`` reported on each lane, priced by ``jobqueue.spend``'s
+price table (``JOBQUEUE_LLM_PRICES``, the batch lane at its discount); the ratio compares cost
+per product, so it does not depend on the sides' sizes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import jobqueue
-from workers.lanecost import cost_usd
+from jobqueue.spend import price_table
 from workers.store import SqlStore
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class LaneResult:
 
 
 def sync_cost(model: str, input_tokens: int) -> float:
-    return cost_usd(model, "sync", input_tokens)
+    return price_table().cost_usd(model, "sync", input_tokens, 0)
 
 
 async def run_batch_lane_side(
@@ -105,7 +105,7 @@ async def run_batch_lane_side(
             batch_requests=after["batch_requests"] - before["batch_requests"],
             http_embedding_requests=after["embedding_requests"] - before["embedding_requests"],
             input_tokens=tokens,
-            cost_usd=cost_usd(workload.EMBEDDING_MODEL, "batch", tokens),
+            cost_usd=price_table().cost_usd(workload.EMBEDDING_MODEL, "batch", tokens, 0),
             failed=counts["failed"],
             parked_twice=sum(1 for j in completed if j.attempts_made > 1),
             verified=verified,

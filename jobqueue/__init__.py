@@ -64,6 +64,7 @@ from jobqueue.queues import (
 )
 from jobqueue.results import (
     CuratedCollectionsJobResult,
+    LLMUsage,
     ProductEmbeddingJobResult,
     ProductEnrichmentJobResult,
     ReminderDispatchJobResult,
@@ -93,6 +94,7 @@ __all__ = [
     "JobResultTimeoutError",
     "JobState",
     "JobStateError",
+    "LLMUsage",
     "NotReplicatedError",
     "PermanentJobError",
     "ProductEmbeddingJobPayload",

@@ -30,6 +30,10 @@ VARIABLES: set[str] = {
     "JOBQUEUE_TRACING",
     "JOBQUEUE_ENQUEUE_REPLICAS",
     "JOBQUEUE_ENQUEUE_REPLICAS_TIMEOUT",
+    # jobqueue.spend and workers.embedcache: prices, and the content-hash cache of embeddings
+    "JOBQUEUE_LLM_PRICES",
+    "JOBQUEUE_LLM_BATCH_DISCOUNT",
+    "JOBQUEUE_EMBEDDING_CACHE_TTL",
     # workers.batchlane: the LLM Batch API lane
     "JOBQUEUE_BATCH_GATHER_MAX",
     "JOBQUEUE_BATCH_GATHER_QUIET",

@@ -83,6 +83,14 @@ class QueueKeys:
         """Completed/failed/retried counts of one minute (minutes since the epoch)."""
         return self.base + "m:" + str(minute)
 
+    def llm_minute(self, minute: int) -> str:
+        """LLM requests, tokens and cost of one minute, by model and lane (``jobqueue.spend``)."""
+        return self.base + "llm:m:" + str(minute)
+
+    def llm_hour(self, hour: int) -> str:
+        """The same per hour (hours since the epoch), for the last day's figures."""
+        return self.base + "llm:h:" + str(hour)
+
     def worker(self, worker_id: str) -> str:
         return self.base + "worker:" + worker_id
 

@@ -12,6 +12,7 @@ from jobqueue.errors import InvalidJobError
 from jobqueue.queue import Queue
 from jobqueue.queues import QUEUES
 from jobqueue.settings import get_settings, redact_url
+from jobqueue.spend import spend_summary
 
 # The finished records read to estimate run-time percentiles: the newest this many of the window
 # (the page asks every few seconds; Prometheus' histogram has the exact figures).
@@ -53,7 +54,8 @@ async def recent_durations(queue: Queue, since_ms: int, limit: int = DURATION_SA
 
 
 async def queue_summary(queue: Queue, minutes: int = WINDOW_MINUTES) -> dict[str, Any]:
-    """Counts, pause state, live workers and the last ``minutes`` of throughput of one queue."""
+    """Counts, pause state, live workers, the last ``minutes`` of throughput of one queue, and its
+    LLM spend (``llm``: requests, tokens and cost over the last hour and day, see ``jobqueue.spend``)."""
     counts = await queue.get_job_counts()
     paused = await queue.is_paused()
     workers = await queue.get_workers()
@@ -76,6 +78,7 @@ async def queue_summary(queue: Queue, minutes: int = WINDOW_MINUTES) -> dict[str
         "duration_p95": percentile(durations, 95),
         "duration_p99": percentile(durations, 99),
         "history": history,
+        "llm": await spend_summary(queue.name),
     }
 
 

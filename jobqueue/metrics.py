@@ -64,6 +64,39 @@ class WorkerMetrics:
             registry=registry,
         )
 
+        # LLM provider calls (jobqueue.spend.record_usage); "lane" is sync or batch.
+        spend_labels = ["queue", "model", "lane"]
+        self.llm_requests = Counter(
+            "jobqueue_llm_requests",
+            "Provider requests, by queue, model and lane (a request shared by queues is split between them).",
+            spend_labels,
+            registry=registry,
+        )
+        self.llm_tokens = Counter(
+            "jobqueue_llm_tokens",
+            "Tokens the provider counted, by queue, model, lane and kind (input, output).",
+            [*spend_labels, "kind"],
+            registry=registry,
+        )
+        self.llm_cost = Counter(
+            "jobqueue_llm_cost_usd",
+            "Cost in USD from the price table (JOBQUEUE_LLM_PRICES), by queue, model and lane.",
+            spend_labels,
+            registry=registry,
+        )
+        self.llm_cache_hits = Counter(
+            "jobqueue_llm_cache_hits",
+            "Embeddings served from the content-hash cache, by queue and model.",
+            ["queue", "model"],
+            registry=registry,
+        )
+        self.llm_cache_misses = Counter(
+            "jobqueue_llm_cache_misses",
+            "Embeddings the content-hash cache did not hold (sent to the provider), by queue and model.",
+            ["queue", "model"],
+            registry=registry,
+        )
+
     def observe(self, queue: str, kind: str, seconds: float) -> None:
         """Count one run that ended with outcome ``kind`` after ``seconds``."""
         outcome = OUTCOME_LABELS.get(kind)

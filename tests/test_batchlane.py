@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,6 +25,7 @@ from jobqueue.batches import LaneKeys, get_batches
 from jobqueue.connection import get_redis
 from jobqueue.dashboard import create_app
 from jobqueue.events import parse_event
+from jobqueue.spend import price_table, spend_summary
 from tests.support.fixtures import DIMS
 from tests.support.waiting import WorkerProcess, wait_for
 from tests.support.workers import RunningWorker, run_burst
@@ -38,15 +40,19 @@ FAST_LANE = {
     "JOBQUEUE_BATCH_GATHER_QUIET": "0.3",
     "JOBQUEUE_BATCH_GATHER_MAX": "5",
     "JOBQUEUE_BATCH_LOCK_TTL": "5",
+    # The test models priced, so that a submission's cost is the table's, at the batch discount.
+    "JOBQUEUE_LLM_PRICES": '{"embed-test": {"input": 0.02}, "gpt-test": {"input": 0.15, "output": 0.6}}',
 }
 
 
 @pytest.fixture
-def fast_lane(core_env, monkeypatch, fake_openai) -> FakeOpenAI:
+def fast_lane(core_env, monkeypatch, fake_openai) -> Iterator[FakeOpenAI]:
     for key, value in FAST_LANE.items():
         monkeypatch.setenv(key, value)
+    price_table.cache_clear()
     fake_openai.batch_completion_s = 0.3
-    return fake_openai
+    yield fake_openai
+    price_table.cache_clear()
 
 
 async def _seed(store, n: int, prefix: str = "p") -> dict[str, str]:
@@ -126,7 +132,14 @@ async def test_batch_lane_products_go_in_one_submission_and_are_stored_as_the_sy
     assert view.pending == 0 and not view.open
     (ended,) = view.ended
     assert (ended.ending, ended.requests, ended.completed, ended.failed) == ("completed", 40, 40, 0)
-    assert ended.input_tokens > 0 and ended.cost_usd > 0
+    assert ended.input_tokens > 0
+    assert ended.cost_usd == pytest.approx(ended.input_tokens * 0.02 / 1e6 * 0.5)  # half the sync price
+    # The submission's usage counts in the queue's spend figures, on the batch lane.
+    spend = (await spend_summary(queue.name))["hour"]["by_model"]
+    (batch_spend,) = [row for row in spend if row["lane"] == "batch"]
+    assert (batch_spend["model"], batch_spend["requests"]) == ("embed-test", 40)
+    assert batch_spend["input_tokens"] == ended.input_tokens
+    assert batch_spend["cost_usd"] == pytest.approx(ended.cost_usd, abs=1e-6)
     # Nothing of the lane is left but the ended submission's record.
     left = sorted(k.decode() for k in await get_redis().keys(LaneKeys(queue.name).base + "*"))
     assert left == [LaneKeys(queue.name).ended, LaneKeys(queue.name).submission(ended.sid)]

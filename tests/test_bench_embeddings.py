@@ -36,7 +36,8 @@ def test_the_workload_benchmark_runs_both_sides_and_prints_its_summary(redis_url
     assert "100 products in 1 Batch API submission(s)" in lane and "0 sync requests" in lane
     assert "failed 0, verified 100" in lane
     assert re.fullmatch(
-        r"bench-embeddings: speedup=\d+\.\dx requests_per_job=0\.\d{4} p95_job_latency_ms=\d+ batch_cost_ratio=0\.50",
+        r"bench-embeddings: speedup=\d+\.\dx requests_per_job=0\.\d{4} p95_job_latency_ms=\d+ batch_cost_ratio=0\.50"
+        r" rate_limited=\d+",
         lines[-1],
     ), lines[-1]
 

@@ -96,7 +96,9 @@ def test_stats_calls_a_paused_queue_and_its_ready_jobs_paused(jq):
     run_async(lambda: jobqueue.enqueue_reminder_dispatch("s1", "u1", "PUSH", content, "2020-01-01T00:00:00Z"))
     code, out, _ = jq("stats")
     assert code == 0 and "held" not in out
-    rows = {cells[0]: cells for cells in map(_cells, out.splitlines()) if cells}
+    rows: dict[str, list[str]] = {}
+    for cells in filter(None, map(_cells, out.splitlines())):
+        rows.setdefault(cells[0], cells)  # the first table's rows (the LLM spend table follows)
     assert rows["queue"][:8] == ["queue", "state", "waiting", "active", "delayed", "paused", "completed", "failed"]
     assert rows["reminder-dispatch"][:8] == ["reminder-dispatch", "paused", "0", "0", "0", "1", "0", "0"]
     assert rows["product-embedding"][1] == "running"

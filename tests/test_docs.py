@@ -17,9 +17,11 @@ from jobqueue.cli import app as cli_app
 from jobqueue.dashboard.auth import DashboardSettings
 from jobqueue.options import QueueOptions
 from jobqueue.settings import Settings
+from jobqueue.spend import PriceSettings
 from tests.support.waiting import ROOT
 from workers.batching import BatchSettings, InputSettings
 from workers.config import WorkerEnv
+from workers.embedcache import CacheSettings
 from workers.llm import LLMSettings
 from workers.notifier import NotifierSettings
 from workers.ratelimit import RateLimitSettings
@@ -35,6 +37,8 @@ SETTINGS_CLASSES = [
     BatchSettings,
     InputSettings,
     RateLimitSettings,
+    PriceSettings,
+    CacheSettings,
 ]
 
 

@@ -14,7 +14,15 @@ arrive.
   retried until the bad input is alone; empty and over-long inputs are refused before batching;
 - each vector is checked on its own (a wrong length fails that job only);
 - a 429 pauses the whole batcher until its ``Retry-After`` has passed: no request is sent before;
-- a caller that is cancelled (its job timed out, the worker stops) only leaves the batch.
+- a caller that is cancelled (its job timed out, the worker stops) only leaves the batch;
+- a request never holds more than the provider takes in one (2,048 inputs, 300k tokens);
+- texts already in the content-hash cache (``workers.embedcache``) are answered from it, and a text
+  that appears twice in a batch is sent once.
+
+Each caller gets its vector and its share of the request's usage: ``requests`` 1/n of the request
+for each of its n callers, and the input tokens the provider reported split in proportion to each
+text's estimated tokens (whole tokens, summing to the reported total). Each queue's share is
+accounted once per request (``jobqueue.spend.record_usage``).
 
 ``batch_size`` 1 turns batching off: every job sends its own request at once.
 """
@@ -34,7 +42,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from jobqueue._env import read_settings
 from jobqueue._envnames import queue_prefix
 from jobqueue.errors import JobError, PermanentJobError, RetryableJobError
-from workers.llm import InvalidInputError, OpenAIProvider, RateLimitedError, estimate_tokens, provider_from_settings
+from jobqueue.metrics import worker_metrics
+from jobqueue.results import LLMUsage
+from jobqueue.spend import priced, record_usage
+from workers.embedcache import CacheSettings, EmbeddingCache
+from workers.llm import (
+    Embedded,
+    InvalidInputError,
+    OpenAIProvider,
+    RateLimitedError,
+    estimate_tokens,
+    provider_from_settings,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -55,12 +74,18 @@ class EmbeddingBackend(Protocol):
     """What the batcher needs of a provider (``workers.llm.OpenAIProvider`` is one)."""
 
     @property
+    def embedding_model(self) -> str: ...
+
+    @property
     def max_batch_inputs(self) -> int: ...
+
+    @property
+    def max_request_tokens(self) -> int: ...
 
     @property
     def token_limit_per_minute(self) -> int | None: ...
 
-    async def embed_unchecked(self, texts: list[str]) -> list[list[float]]: ...
+    async def embed_counted(self, texts: list[str]) -> Embedded: ...
 
     def vector_problem(self, vector: list[float]) -> str | None: ...
 
@@ -91,11 +116,33 @@ def batch_settings(queue: str) -> BatchSettings:
     return read_settings(per_queue)
 
 
+@dataclass(frozen=True, slots=True)
+class EmbeddedText:
+    """One caller's vector and its share of the usage of the request that made it."""
+
+    vector: list[float]
+    usage: LLMUsage | None
+
+
 @dataclass(eq=False, slots=True)
 class _Item:
     text: str
     tokens: int
-    future: asyncio.Future[list[float]]
+    queue: str | None
+    future: asyncio.Future[EmbeddedText]
+
+
+def split_tokens(total: int, weights: list[int]) -> list[int]:
+    """``total`` in whole parts proportional to ``weights`` that sum to ``total`` (largest remainder)."""
+    scale = sum(weights)
+    if scale <= 0:
+        return [0] * len(weights)
+    exact = [total * w / scale for w in weights]
+    parts = [int(x) for x in exact]
+    by_remainder = sorted(range(len(weights)), key=lambda i: exact[i] - parts[i], reverse=True)
+    for i in by_remainder[: total - sum(parts)]:
+        parts[i] += 1
+    return parts
 
 
 @dataclass(slots=True)
@@ -106,6 +153,7 @@ class BatcherStats:
     inputs: int = 0
     splits: int = 0
     rate_limited: int = 0
+    cache_hits: int = 0
     sizes: list[int] = field(default_factory=list)
 
 
@@ -121,6 +169,8 @@ class EmbeddingBatcher:
         max_input_tokens: int = DEFAULT_MAX_INPUT_TOKENS,
         max_pause_wait: float = DEFAULT_MAX_PAUSE_WAIT_S,
         max_in_flight: int = 1,
+        redis: Redis | None = None,
+        cache: EmbeddingCache | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -134,8 +184,12 @@ class EmbeddingBatcher:
             logger.warning("embedding batch size %d capped at the provider's %d", batch_size, self.batch_size)
         self.batch_wait = batch_wait
         self.max_input_tokens = max_input_tokens
-        # A batch never holds more estimated tokens than the token limit lets through at all.
-        self.max_batch_tokens = backend.token_limit_per_minute
+        # A batch never holds more estimated tokens than one request may carry, nor than the token
+        # limit lets through at all.
+        self.max_batch_tokens = backend.max_request_tokens
+        self.token_limit = backend.token_limit_per_minute
+        self._redis = redis
+        self._cache = cache
         self.max_pause_wait = max_pause_wait
         self.max_in_flight = max_in_flight
         self.stats = BatcherStats()
@@ -153,6 +207,10 @@ class EmbeddingBatcher:
 
         Raises the ``JobError`` its request (or its own input) failed with.
         """
+        return (await self.embed_counted(text)).vector
+
+    async def embed_counted(self, text: str, queue: str | None = None) -> EmbeddedText:
+        """``text``'s vector and its share of the request's usage, accounted to ``queue``."""
         if self._closed:
             raise RetryableJobError("the embedding batcher is closed: the worker is shutting down")
         tokens = estimate_tokens(text)
@@ -163,10 +221,9 @@ class EmbeddingBatcher:
                 f"a text of about {tokens} tokens is over the embedding model's limit of "
                 f"{self.max_input_tokens} (EMBEDDING_MAX_INPUT_TOKENS)"
             )
-        if self.max_batch_tokens is not None and tokens > self.max_batch_tokens:
+        if self.token_limit is not None and tokens > self.token_limit:
             raise InvalidInputError(
-                f"a text of about {tokens} tokens can never fit EMBEDDING_TOKEN_LIMIT_PER_MINUTE "
-                f"({self.max_batch_tokens})"
+                f"a text of about {tokens} tokens can never fit EMBEDDING_TOKEN_LIMIT_PER_MINUTE ({self.token_limit})"
             )
         loop = asyncio.get_running_loop()
         paused_for = self._paused_until - loop.time()
@@ -174,9 +231,9 @@ class EmbeddingBatcher:
             raise RateLimitedError(
                 f"embeddings are paused for {paused_for:.1f}s by the provider's rate limit", retry_after=paused_for
             )
-        if self.max_batch_tokens is not None and self._pending_tokens + tokens > self.max_batch_tokens:
+        if self._pending_tokens + tokens > self.max_batch_tokens:
             self._flush()
-        item = _Item(text, tokens, loop.create_future())
+        item = _Item(text, tokens, queue, loop.create_future())
         self._pending.append(item)
         self._pending_tokens += tokens
         if len(self._pending) >= self.batch_size:
@@ -217,6 +274,7 @@ class EmbeddingBatcher:
 
     async def _send(self, items: list[_Item]) -> None:
         try:
+            items = await self._from_cache(items)
             await self._wait_out_pause(items)
             await self._request(items)
         except asyncio.CancelledError:
@@ -239,15 +297,37 @@ class EmbeddingBatcher:
                 return
             await asyncio.sleep(wait)
 
+    async def _from_cache(self, items: list[_Item]) -> list[_Item]:
+        """Answer the items whose text the cache holds; return the others."""
+        live = [item for item in items if not item.future.done()]
+        if self._cache is None or not live:
+            return live
+        vectors = await self._cache.get_many([item.text for item in live])
+        metrics, model = worker_metrics(), self._backend.embedding_model
+        misses = []
+        for item, vector in zip(live, vectors, strict=True):
+            if vector is None:
+                if item.queue is not None:
+                    metrics.llm_cache_misses.labels(item.queue, model).inc()
+                misses.append(item)
+                continue
+            if item.queue is not None:
+                metrics.llm_cache_hits.labels(item.queue, model).inc()
+            self.stats.cache_hits += 1
+            if not item.future.done():
+                item.future.set_result(EmbeddedText(vector, LLMUsage(model=model, cached=True)))
+        return misses
+
     async def _request(self, items: list[_Item]) -> None:
         live = [item for item in items if not item.future.done()]
         if not live:
             return
+        texts = list(dict.fromkeys(item.text for item in live))  # a text twice in a batch is sent once
         self.stats.requests += 1
-        self.stats.inputs += len(live)
-        self.stats.sizes.append(len(live))
+        self.stats.inputs += len(texts)
+        self.stats.sizes.append(len(texts))
         try:
-            vectors = await self._backend.embed_unchecked([item.text for item in live])
+            embedded = await self._backend.embed_counted(texts)
         except RateLimitedError as exc:
             self.stats.rate_limited += 1
             pause = exc.retry_after if exc.retry_after is not None else DEFAULT_PAUSE_S
@@ -269,14 +349,40 @@ class EmbeddingBatcher:
         except JobError as exc:  # a 5xx, a timeout, a bad key...: each job retries or fails on its own
             _fail(live, exc)
             return
-        for item, vector in zip(live, vectors, strict=True):
+        by_text = dict(zip(texts, embedded.vectors, strict=True))
+        problems = {text: self._backend.vector_problem(vector) for text, vector in by_text.items()}
+        shares = await self._account(live, embedded.usage)
+        if self._cache is not None:  # before the callers resume: a worker closing after them keeps it
+            await self._cache.put_many([(t, v) for t, v in by_text.items() if problems[t] is None])
+        for item, share in zip(live, shares, strict=True):
+            problem = problems[item.text]
             if item.future.done():
                 continue
-            problem = self._backend.vector_problem(vector)
             if problem is None:
-                item.future.set_result(vector)
+                item.future.set_result(EmbeddedText(by_text[item.text], share))
             else:
                 item.future.set_exception(PermanentJobError(problem))
+
+    async def _account(self, live: list[_Item], usage: LLMUsage) -> list[LLMUsage]:
+        """Each item's share of ``usage``; each queue's sum accounted once (``record_usage``)."""
+        tokens = split_tokens(usage.input_tokens, [item.tokens for item in live])
+        per_item = usage.requests / len(live)
+        shares = [
+            priced(usage.model_copy(update={"requests": per_item, "input_tokens": t, "output_tokens": 0}))
+            for t in tokens
+        ]
+        queues: dict[str | None, list[int]] = {}
+        for index, item in enumerate(live):
+            queues.setdefault(item.queue, []).append(index)
+        for queue, indexes in queues.items():
+            if queue is None:  # a caller outside any queue's worker: its share is in its result only
+                continue
+            requests = usage.requests if len(queues) == 1 else per_item * len(indexes)
+            total = usage.model_copy(
+                update={"requests": requests, "input_tokens": sum(tokens[i] for i in indexes), "output_tokens": 0}
+            )
+            await record_usage(self._redis, queue, total)
+        return shares
 
     async def aclose(self) -> None:
         """Fail what is still waiting (the jobs retry elsewhere) and stop; safe to call twice."""
@@ -304,6 +410,15 @@ def _fail(items: list[_Item], exc: BaseException) -> None:
             item.future.set_exception(own)
 
 
+async def embed_counted(embedder: Any, text: str) -> EmbeddedText:
+    """``text``'s vector and usage from ``embedder`` (a ``SharedEmbedder``); an embedder with only
+    ``embed`` (a host's own, a test double) reports no usage (``usage`` None)."""
+    counted = getattr(embedder, "embed_counted", None)
+    if counted is not None:
+        return await counted(text)
+    return EmbeddedText(await embedder.embed(text), None)
+
+
 @dataclass(slots=True)
 class _Shared:
     batcher: EmbeddingBatcher
@@ -321,7 +436,10 @@ _SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ..
 class SharedEmbedder:
     """A worker's handle on its process's shared batcher (``ctx["resources"].embedder``)."""
 
-    def __init__(self, registry: dict[tuple[Any, ...], _Shared], key: tuple[Any, ...], shared: _Shared) -> None:
+    def __init__(
+        self, registry: dict[tuple[Any, ...], _Shared], key: tuple[Any, ...], shared: _Shared, queue: str
+    ) -> None:
+        self._queue = queue
         self._registry = registry
         self._key = key
         self._shared = shared
@@ -336,7 +454,11 @@ class SharedEmbedder:
         return self._shared.provider.embedding_model
 
     async def embed(self, text: str) -> list[float]:
-        return await self._shared.batcher.embed(text)
+        return (await self.embed_counted(text)).vector
+
+    async def embed_counted(self, text: str) -> EmbeddedText:
+        """``text``'s vector and this job's share of the usage, accounted to this worker's queue."""
+        return await self._shared.batcher.embed_counted(text, self._queue)
 
     async def aclose(self) -> None:
         """Release this worker's share; the last one closes the batcher and its client."""
@@ -365,14 +487,27 @@ def open_shared_embedder(queue: str, redis: Redis | None) -> SharedEmbedder:
         provider = provider_from_settings(settings, redis=redis)
         provider.warm_up()
         options = batch_settings(queue)
+        ttl = read_settings(CacheSettings).embedding_cache_ttl
+        cache = None
+        if redis is not None and ttl > 0:
+            cache = EmbeddingCache(
+                redis,
+                identity=provider.identity,
+                model=provider.embedding_model,
+                sent_dimensions=provider.sent_dimensions,
+                dims=provider.dims,
+                ttl=ttl,
+            )
         batcher = EmbeddingBatcher(
             provider,
             batch_size=options.batch_size,
             batch_wait=options.batch_wait,
             max_input_tokens=read_settings(InputSettings).embedding_max_input_tokens,
             max_pause_wait=read_settings(RateLimitSettings).llm_rate_limit_max_wait,
+            redis=redis,
+            cache=cache,
         )
         shared = registry[key] = _Shared(batcher, provider)
         logger.info("%s: embeddings batched by up to %d inputs or %.3fs", queue, batcher.batch_size, batcher.batch_wait)
     shared.users += 1
-    return SharedEmbedder(registry, key, shared)
+    return SharedEmbedder(registry, key, shared, queue)

@@ -14,7 +14,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from jobqueue.queues import get_queue
-from workers.lanecost import cost_usd
+from jobqueue.results import LLMUsage
+from jobqueue.spend import priced, record_usage
 
 if TYPE_CHECKING:
     from jobqueue.batches import LaneKeys
@@ -50,6 +51,7 @@ class MapBack:
         await self._drop_gone(members)
         answered: set[str] = set()
         tokens = [0, 0]
+        requests = 0
         model = ""
         wake: list[str] = []
         for file_id in (batch.output_file_id, batch.error_file_id):
@@ -73,6 +75,7 @@ class MapBack:
                     usage = body.get("usage") or {}
                     tokens[0] += int(usage.get("prompt_tokens") or 0)
                     tokens[1] += int(usage.get("completion_tokens") or 0)
+                    requests += 1
                     model = model or str(body.get("model") or "")
                     updates.append((job_id, ["state", "done", "response", json.dumps(body)]))
                 else:
@@ -85,7 +88,14 @@ class MapBack:
         wake += ending.pop("wake")
         now = await self.now_ms()
         sub_key = self.keys.submission(sid)
-        cost = cost_usd(model or self.lane.provider.embedding_model, "batch", tokens[0], tokens[1])
+        usage = LLMUsage(
+            model=model or self.lane.provider.embedding_model,
+            lane="batch",
+            requests=requests,
+            input_tokens=tokens[0],
+            output_tokens=tokens[1],
+        )
+        cost = priced(usage).cost_usd
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(
             sub_key,
@@ -107,6 +117,8 @@ class MapBack:
         for start in range(0, len(wake), CHUNK):
             pipe.zadd(self.keys.wake, dict.fromkeys(wake[start : start + CHUNK], now))
         await pipe.execute()
+        if requests:  # the counters and the per-hour/day figures, as the sync lane's calls count
+            await record_usage(self.redis, self.lane.queue, usage)
         logger.info(
             "%s: batch %s ended %s: %d answered, %d unanswered",
             self.lane.queue,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import openai
@@ -12,7 +15,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobqueue import tracing
 from jobqueue.errors import ConfigurationError, JobError, PermanentJobError, RetryableJobError
+from jobqueue.results import LLMUsage
+from jobqueue.spend import priced
+from jobqueue.spend import record_usage as _record_usage
 from workers._http import parse_retry_after
+from workers.providerlimits import ProviderLimits
 from workers.ratelimit import RateLimiter, RateLimitSettings, TokenRateLimiter, rate_limiter_for, token_limiter_for
 
 if TYPE_CHECKING:
@@ -30,8 +37,9 @@ _MODELS_WITHOUT_DIMENSIONS: Final = frozenset({"text-embedding-ada-002"})
 # Statuses the openai SDK itself treats as transient; any other 4xx cannot be fixed by retrying.
 _RETRYABLE_STATUSES: Final = frozenset({408, 409, 429})
 _PREVIEW_CHARS: Final = 200
-# Inputs OpenAI accepts in one embeddings request.
+# Inputs and tokens (all inputs together) OpenAI accepts in one embeddings request.
 OPENAI_MAX_EMBEDDING_INPUTS: Final = 2048
+OPENAI_MAX_EMBEDDING_REQUEST_TOKENS: Final = 300_000
 # Characters per token in OpenAI's rule of thumb for English text, used to estimate tokens before a
 # request (the provider counts exactly; an input it finds too long is answered 400).
 CHARS_PER_TOKEN: Final = 4
@@ -40,6 +48,73 @@ CHARS_PER_TOKEN: Final = 4
 def estimate_tokens(text: str) -> int:
     """Tokens ``text`` is expected to cost: one per ``CHARS_PER_TOKEN`` characters, at least one."""
     return max(1, -(-len(text) // CHARS_PER_TOKEN))
+
+
+def request_chunks(texts: list[str], max_inputs: int, max_tokens: int) -> list[list[str]]:
+    """``texts`` in order, cut into runs that each fit one embeddings request: at most
+    ``max_inputs`` inputs and ``max_tokens`` estimated tokens (a single text over it goes alone:
+    the provider judges it)."""
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    tokens = 0
+    for text in texts:
+        cost = estimate_tokens(text)
+        if current and (len(current) >= max_inputs or tokens + cost > max_tokens):
+            chunks.append(current)
+            current, tokens = [], 0
+        current.append(text)
+        tokens += cost
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+async def record_usage(redis: Redis | None, queue: str, usage: LLMUsage) -> LLMUsage:
+    """Account one provider call (or a queue's share of one) of ``usage.model`` on ``usage.lane``:
+    the Prometheus counters ``jobqueue_llm_requests_total``, ``jobqueue_llm_tokens_total`` and
+    ``jobqueue_llm_cost_usd_total``, and with ``redis`` the per-minute and per-hour figures of
+    ``queue`` that ``jobqueue stats`` and the dashboard show. Returns ``usage`` priced from the
+    price table (the batch lane at its discount). See ``jobqueue.spend``."""
+    return await _record_usage(redis, queue, usage)
+
+
+def add_usage(a: LLMUsage, b: LLMUsage) -> LLMUsage:
+    """The usage of both (same model and lane), cost included."""
+    return a.model_copy(
+        update={
+            "requests": a.requests + b.requests,
+            "input_tokens": a.input_tokens + b.input_tokens,
+            "output_tokens": a.output_tokens + b.output_tokens,
+            "cost_usd": a.cost_usd + b.cost_usd,
+        }
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Embedded:
+    """Vectors in input order and the usage of the requests that made them."""
+
+    vectors: list[list[float]]
+    usage: LLMUsage
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """A chat answer parsed into its schema and the usage of its request (None: not reported)."""
+
+    value: Any
+    usage: LLMUsage | None
+
+
+async def answer_counted(
+    llm: ChatProvider, system: str, user: str, schema: type[ModelT], *, schema_name: str
+) -> Answered:
+    """``llm``'s answer with its usage; a ``ChatProvider`` that reports none (a host's own, a test
+    double) answers with ``usage`` None."""
+    counted = getattr(llm, "complete_json_counted", None)
+    if counted is not None:
+        return await counted(system, user, schema, schema_name=schema_name)
+    return Answered(await llm.complete_json(system, user, schema, schema_name=schema_name), None)
 
 
 class InvalidInputError(PermanentJobError):
@@ -106,6 +181,10 @@ class OpenAIProvider:
         embedding_limiter: RateLimiter | None = None,
         embedding_token_limiter: TokenRateLimiter | None = None,
         rate_limit_wait: float | None = None,
+        chat_limits: ProviderLimits | None = None,
+        embedding_limits: ProviderLimits | None = None,
+        queue: str | None = None,
+        redis: Redis | None = None,
     ) -> None:
         self._model = model
         self._embedding_model = embedding_model
@@ -117,6 +196,13 @@ class OpenAIProvider:
         self._embedding_limiter = embedding_limiter
         self._embedding_token_limiter = embedding_token_limiter
         self._rate_limit_wait = rate_limit_wait
+        # Learnt from the provider's headers; the limiters above are the hand-set ceilings.
+        self._chat_limits = chat_limits
+        self._embedding_limits = embedding_limits
+        # With a queue, each call is accounted to it (jobqueue.spend); without, the caller does it.
+        self._queue = queue
+        self._redis = redis
+        self._pacing = asyncio.Lock()
         # max_retries=0: a 429 or 5xx must reach the job system at once, which retries the whole job
         # with its own backoff (and Retry-After) instead of the SDK sleeping inside a job slot.
         self._client = openai.AsyncOpenAI(
@@ -145,9 +231,27 @@ class OpenAIProvider:
         return OPENAI_MAX_EMBEDDING_INPUTS
 
     @property
+    def max_request_tokens(self) -> int:
+        """The most estimated tokens one embeddings request may carry: the provider's cap, or the
+        shared token limit when that is lower (a bigger request could never be granted)."""
+        if self._embedding_token_limiter is None:
+            return OPENAI_MAX_EMBEDDING_REQUEST_TOKENS
+        return min(OPENAI_MAX_EMBEDDING_REQUEST_TOKENS, self._embedding_token_limiter.limit)
+
+    @property
     def token_limit_per_minute(self) -> int | None:
         """The shared tokens-per-window cap on embeddings, if one is set."""
         return None if self._embedding_token_limiter is None else self._embedding_token_limiter.limit
+
+    @property
+    def identity(self) -> str:
+        """What besides model, dimensions and text decides a vector: the provider's address."""
+        return str(self._client.base_url)
+
+    @property
+    def sent_dimensions(self) -> int | None:
+        """The ``dimensions`` each embeddings request carries, or None (the model's own size)."""
+        return self._dims if self._dims is not None and self._send_dimensions else None
 
     def warm_up(self) -> None:
         """Import the SDK's resource modules now, at worker start-up, not inside the first job
@@ -164,32 +268,97 @@ class OpenAIProvider:
         return vectors
 
     async def embed_unchecked(self, texts: list[str]) -> list[list[float]]:
-        """One vector per text, in input order, each not yet checked with ``vector_problem``
-        (a batch checks each input's on its own). Takes a slot of the shared request limit and,
-        when one is set, the texts' estimated tokens of the token limit."""
-        if not texts:
-            return []
-        if self._embedding_limiter is not None:
-            await self._embedding_limiter.acquire(self._rate_limit_wait)
-        if self._embedding_token_limiter is not None:
-            tokens = sum(estimate_tokens(text) for text in texts)
-            await self._embedding_token_limiter.acquire(self._rate_limit_wait, cost=tokens)
-        with tracing.span(
-            f"embeddings {self._embedding_model}", kind="client", attributes=self._span_attributes("embeddings")
-        ) as span:
-            span.set_attribute("jobqueue.llm.inputs", len(texts))
-            try:
-                response = await self._client.embeddings.create(**self.embedding_body(texts))
-            except openai.OpenAIError as exc:
-                raise map_openai_error(exc) from exc
-            if response.usage is not None:
-                span.set_attribute("gen_ai.usage.input_tokens", response.usage.prompt_tokens)
+        """One vector per text, in input order, each not yet checked with ``vector_problem``."""
+        return (await self.embed_counted(texts)).vectors
+
+    async def embed_counted(self, texts: list[str]) -> Embedded:
+        """One vector per text, in input order, each not yet checked with ``vector_problem`` (a
+        batch checks each input's on its own), and the usage the provider reported.
+
+        Texts beyond one request's caps (2,048 inputs, 300k tokens) go in several requests, one
+        after the other. Each request takes a slot of the hand-set limits, then room in the
+        provider's own limits as its headers taught them.
+        """
+        vectors: list[list[float]] = []
+        usage = LLMUsage(model=self._embedding_model)
+        for chunk in request_chunks(texts, self.max_batch_inputs, self.max_request_tokens):
+            got, used = await self._embed_request(chunk)
+            vectors += got
+            usage = add_usage(usage, used)
+        if self._queue is not None and usage.requests:
+            usage = await record_usage(self._redis, self._queue, usage)
+        return Embedded(vectors, priced(usage))
+
+    async def _embed_request(self, texts: list[str]) -> tuple[list[list[float]], LLMUsage]:
+        tokens = sum(estimate_tokens(text) for text in texts)
+
+        async def ceilings() -> None:
+            if self._embedding_limiter is not None:
+                await self._embedding_limiter.acquire(self._rate_limit_wait)
+            if self._embedding_token_limiter is not None:
+                await self._embedding_token_limiter.acquire(self._rate_limit_wait, cost=tokens)
+
+        response = await self._call(
+            "embeddings",
+            ceilings,
+            self._embedding_limits,
+            tokens,
+            lambda: self._client.embeddings.with_raw_response.create(**self.embedding_body(texts)),
+            inputs=len(texts),
+        )
         data = sorted(response.data, key=lambda item: item.index)
         if [item.index for item in data] != list(range(len(texts))):
             raise PermanentJobError(
                 f"embedding model {self._embedding_model} returned {len(data)} vectors for {len(texts)} texts"
             )
-        return [list(item.embedding) for item in data]
+        reported = response.usage
+        usage = LLMUsage(
+            model=self._embedding_model, requests=1, input_tokens=reported.prompt_tokens if reported else 0
+        )
+        return [list(item.embedding) for item in data], usage
+
+    async def _call(
+        self,
+        operation: str,
+        ceilings: Callable[[], Awaitable[None]],
+        limits: ProviderLimits | None,
+        tokens: int,
+        send: Callable[[], Awaitable[Any]],
+        inputs: int | None = None,
+    ) -> Any:
+        """``send()`` a ``with_raw_response`` request once the hand-set ``ceilings`` and the
+        provider's learnt limits allow it, teach the limits its headers (a refusal's too), and
+        return the parsed response.
+
+        The calls of one process wait for the limits one at a time, in arrival order: every
+        waiter sleeps until the moment the budget frees, and hundreds of them waking together
+        to ask Redis for the same one slot cost a worker more CPU than its jobs did.
+        """
+        async with self._pacing:
+            await ceilings()
+            grant = None if limits is None else await limits.acquire(self._rate_limit_wait, tokens=tokens)
+        model = self._embedding_model if operation == "embeddings" else self._model
+        with tracing.span(f"{operation} {model}", kind="client", attributes=self._span_attributes(operation)) as span:
+            if inputs is not None:
+                span.set_attribute("jobqueue.llm.inputs", inputs)
+            try:
+                raw = await send()
+            except openai.APIStatusError as exc:
+                if limits is not None and grant is not None:
+                    await limits.observe(grant, exc.response.headers)
+                raise map_openai_error(exc) from exc
+            except openai.OpenAIError as exc:
+                raise map_openai_error(exc) from exc
+            parsed = raw.parse()
+            reported = getattr(parsed, "usage", None)
+            if reported is not None:
+                span.set_attribute("gen_ai.usage.input_tokens", reported.prompt_tokens)
+                if getattr(reported, "completion_tokens", None) is not None:
+                    span.set_attribute("gen_ai.usage.output_tokens", reported.completion_tokens)
+        if limits is not None and grant is not None:
+            usage = getattr(parsed, "usage", None)
+            await limits.observe(grant, raw.headers, used_tokens=getattr(usage, "prompt_tokens", None))
+        return parsed
 
     def _span_attributes(self, operation: str) -> dict[str, Any]:
         """OpenTelemetry's GenAI attributes of a call (its span is a child of the job's run)."""
@@ -209,8 +378,8 @@ class OpenAIProvider:
     def embedding_body(self, texts: list[str] | str) -> dict[str, Any]:
         """The embeddings request body for ``texts``: the same for a call and a Batch API line."""
         body: dict[str, Any] = {"model": self._embedding_model, "input": texts}
-        if self._dims is not None and self._send_dimensions:
-            body["dimensions"] = self._dims
+        if self.sent_dimensions is not None:
+            body["dimensions"] = self.sent_dimensions
         return body
 
     def chat_body(
@@ -235,19 +404,36 @@ class OpenAIProvider:
 
     async def complete_json(self, system: str, user: str, schema: type[ModelT], *, schema_name: str) -> ModelT:
         """The model's answer parsed into ``schema``; output that does not fit is permanent."""
-        if self._chat_limiter is not None:
-            await self._chat_limiter.acquire(self._rate_limit_wait)
-        with tracing.span(f"chat {self._model}", kind="client", attributes=self._span_attributes("chat")) as span:
-            try:
-                completion = await self._client.chat.completions.create(
-                    **self.chat_body(system, user, schema, schema_name=schema_name)
-                )
-            except openai.OpenAIError as exc:
-                raise map_openai_error(exc) from exc
-            if completion.usage is not None:
-                span.set_attribute("gen_ai.usage.input_tokens", completion.usage.prompt_tokens)
-                span.set_attribute("gen_ai.usage.output_tokens", completion.usage.completion_tokens)
-        return self.parse_completion(completion, schema)
+        return (await self.complete_json_counted(system, user, schema, schema_name=schema_name)).value
+
+    async def complete_json_counted(
+        self, system: str, user: str, schema: type[ModelT], *, schema_name: str
+    ) -> Answered:
+        """``complete_json``'s answer (``.value``) and the usage of its request (``.usage``, also
+        accounted to the provider's queue when it has one, whatever the answer was worth)."""
+
+        async def ceilings() -> None:
+            if self._chat_limiter is not None:
+                await self._chat_limiter.acquire(self._rate_limit_wait)
+
+        completion = await self._call(
+            "chat",
+            ceilings,
+            self._chat_limits,
+            estimate_tokens(system) + estimate_tokens(user),
+            lambda: self._client.chat.completions.with_raw_response.create(
+                **self.chat_body(system, user, schema, schema_name=schema_name)
+            ),
+        )
+        reported = completion.usage
+        usage = LLMUsage(
+            model=self._model,
+            requests=1,
+            input_tokens=reported.prompt_tokens if reported else 0,
+            output_tokens=reported.completion_tokens if reported else 0,
+        )
+        usage = await record_usage(self._redis, self._queue, usage) if self._queue is not None else priced(usage)
+        return Answered(self.parse_completion(completion, schema), usage)
 
     def parse_completion(self, completion: ChatCompletion, schema: type[ModelT]) -> ModelT:
         """The completion's answer parsed into ``schema``; an answer that does not fit is permanent."""
@@ -291,13 +477,18 @@ def strict_json_schema(schema: type[pydantic.BaseModel]) -> dict[str, Any]:
     return dict(openai.pydantic_function_tool(schema)["function"]["parameters"])
 
 
-def provider_from_settings(settings: Settings | None = None, *, redis: Redis | None = None) -> OpenAIProvider:
+def provider_from_settings(
+    settings: Settings | None = None, *, redis: Redis | None = None, queue: str | None = None
+) -> OpenAIProvider:
     """Build the provider from ``LLM_*`` / ``EMBEDDING_*`` settings (read now, never at import).
 
     ``LLM_API_KEY`` is required unless ``LLM_BASE_URL`` is set: a local OpenAI-compatible server
     needs no key, and a placeholder is sent. With ``redis``, the ``*_RATE_LIMIT_PER_MINUTE`` limits
     are shared by all workers under ``jq:ratelimit:<LLM_PROVIDER>:chat|embeddings``, and
-    ``EMBEDDING_TOKEN_LIMIT_PER_MINUTE`` under ``jq:ratelimit:<LLM_PROVIDER>:embeddings:tokens``.
+    ``EMBEDDING_TOKEN_LIMIT_PER_MINUTE`` under ``jq:ratelimit:<LLM_PROVIDER>:embeddings:tokens``;
+    the limits learnt from the provider's headers under ``...:chat|embeddings:learned``
+    (``LLM_HEADER_LIMITS=false`` turns that off). With ``queue``, every call is accounted to it
+    (``record_usage``).
     """
     if settings is None:
         from jobqueue.settings import get_settings
@@ -317,6 +508,7 @@ def provider_from_settings(settings: Settings | None = None, *, redis: Redis | N
         raise ConfigurationError("set LLM_API_KEY (or LLM_BASE_URL for an OpenAI-compatible server)")
     options = LLMSettings()
     chat_limiter = embedding_limiter = token_limiter = None
+    chat_limits = embedding_limits = None
     rate_limit_wait = None
     if redis is not None:
         limits = RateLimitSettings()
@@ -324,6 +516,9 @@ def provider_from_settings(settings: Settings | None = None, *, redis: Redis | N
         embedding_limiter = rate_limiter_for(redis, provider, "embeddings", limits)
         token_limiter = token_limiter_for(redis, provider, "embeddings", limits)
         rate_limit_wait = limits.llm_rate_limit_max_wait
+        if limits.llm_header_limits:
+            chat_limits = ProviderLimits(redis, f"{provider}:chat")
+            embedding_limits = ProviderLimits(redis, f"{provider}:embeddings")
     return OpenAIProvider(
         api_key=api_key or PLACEHOLDER_API_KEY,
         base_url=base_url,
@@ -336,6 +531,10 @@ def provider_from_settings(settings: Settings | None = None, *, redis: Redis | N
         embedding_limiter=embedding_limiter,
         embedding_token_limiter=token_limiter,
         rate_limit_wait=rate_limit_wait,
+        chat_limits=chat_limits,
+        embedding_limits=embedding_limits,
+        queue=queue,
+        redis=redis,
     )
 
 

@@ -119,6 +119,9 @@ class RateLimitSettings(BaseSettings):
     llm_rate_limit_period: float = Field(60.0, gt=0)
     # How long a job waits for a slot before it gives up and is retried later (seconds).
     llm_rate_limit_max_wait: float = Field(30.0, ge=0)
+    # Pace by the limits the provider's rate-limit headers report (workers.providerlimits); the
+    # hand-set limits above stay in force as ceilings.
+    llm_header_limits: bool = True
 
 
 def _check_window(limit: int, period: float, what: str) -> None:

@@ -92,18 +92,19 @@ def resources(ctx: dict[str, Any]) -> Resources:
 
 
 def make_hooks(
-    *, llm: bool = False, notifier: bool = False, embeddings: str | None = None, batch_lane: str | None = None
+    *, llm: str | None = None, notifier: bool = False, embeddings: str | None = None, batch_lane: str | None = None
 ):
-    """``on_startup``/``on_shutdown`` opening the store and, when asked, the provider, the notifier,
-    (``embeddings``: the queue whose batch options apply) the shared embeddings batcher and
-    (``batch_lane``: its queue) the Batch API lane with its runner."""
+    """``on_startup``/``on_shutdown`` opening the store and, when asked, the provider (``llm``: the
+    queue its calls are accounted to), the notifier, (``embeddings``: the queue whose batch options
+    apply) the shared embeddings batcher and (``batch_lane``: its queue) the Batch API lane with its
+    runner."""
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         level = logging.DEBUG if os.environ.get(CONFIG_REPORTED_ENV) == "1" else logging.WARNING
         res = Resources(store=store_from_settings(), env=read_settings(WorkerEnv))
-        if llm:
+        if llm is not None:
             try:
-                res.llm_provider = provider_from_settings(redis=ctx["redis"])
+                res.llm_provider = provider_from_settings(redis=ctx["redis"], queue=llm)
                 res.llm_provider.warm_up()
             except ConfigurationError as exc:
                 res.llm_error = exc

@@ -30,7 +30,7 @@ def embedding_settings() -> type:
 
 
 def enrichment_settings() -> type:
-    start, stop = make_hooks(llm=True, batch_lane=QueueName.PRODUCT_ENRICHMENT)
+    start, stop = make_hooks(llm=QueueName.PRODUCT_ENRICHMENT, batch_lane=QueueName.PRODUCT_ENRICHMENT)
     return build_worker_settings(
         QueueName.PRODUCT_ENRICHMENT, product_enrichment, name="EnrichmentSettings", on_startup=start, on_shutdown=stop
     )
@@ -49,7 +49,7 @@ def taste_profile_settings() -> type:
 
 def collections_settings() -> type:
     env = read_settings(WorkerEnv)
-    start, stop = make_hooks(llm=True)
+    start, stop = make_hooks(llm=QueueName.CURATED_COLLECTIONS)
     daily = cron(
         daily_curated_collections,
         name="daily_curated_collections",

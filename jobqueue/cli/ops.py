@@ -21,7 +21,8 @@ QueueArg = Annotated[str, typer.Argument(help=f"Queue name: {', '.join(QUEUES)}.
 
 @app.command()
 def stats(as_json: JsonFlag = False) -> None:
-    """Every queue: counts, paused, workers, and the last hour's throughput, failures and p50/p95."""
+    """Every queue: counts, paused, workers, the last hour's throughput, failures and p50/p95, and
+    the LLM tokens and cost of the last hour and day."""
     summaries = run_async(all_summaries)
     if as_json:
         print_json([{k: v for k, v in s.items() if k != "history"} for s in summaries])
@@ -37,6 +38,22 @@ def stats(as_json: JsonFlag = False) -> None:
     ]
     title = "queues (rates and durations: last hour; paused = jobs ready to run in a paused queue)"
     table(title, columns, rows, set(columns[2:]))
+    spend_columns = ["queue", "requests 1h", "tokens in 1h", "tokens out 1h", "cost 1h"]
+    spend_columns += ["requests 24h", "tokens in 24h", "tokens out 24h", "cost 24h"]
+    spend_rows = [
+        [s["name"]] + [figure for window in ("hour", "day") for figure in _spend_cells(s["llm"][window])]
+        for s in summaries
+    ]
+    table("LLM spend (priced from JOBQUEUE_LLM_PRICES)", spend_columns, spend_rows, set(spend_columns[1:]))
+
+
+def _spend_cells(window: dict[str, Any]) -> list[str]:
+    return [
+        f"{window['requests']:,.0f}",
+        f"{window['input_tokens']:,}",
+        f"{window['output_tokens']:,}",
+        f"${window['cost_usd']:,.4f}",
+    ]
 
 
 @app.command()

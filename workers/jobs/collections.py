@@ -9,7 +9,13 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from jobqueue import CuratedCollectionsJobPayload, CuratedCollectionsJobResult, schedule_daily_curated_collections
+from jobqueue import (
+    CuratedCollectionsJobPayload,
+    CuratedCollectionsJobResult,
+    LLMUsage,
+    schedule_daily_curated_collections,
+)
+from workers.llm import answer_counted
 from workers.resources import resources
 from workers.steps import Steps
 from workers.store import NewCollection, ProductRecord
@@ -93,20 +99,23 @@ def fallback_title(surface: str, group: list[ProductRecord], index: int) -> NewC
     return NewCollection(title, None, [p.id for p in group])
 
 
-async def _titled(ctx: dict[str, Any], surface: str, groups: list[list[ProductRecord]]) -> list[NewCollection]:
+async def _titled(
+    ctx: dict[str, Any], surface: str, groups: list[list[ProductRecord]]
+) -> tuple[list[NewCollection], LLMUsage | None]:
     res = resources(ctx)
     if res.llm_provider is None:  # titles from the LLM only when one is configured
-        return [fallback_title(surface, g, i) for i, g in enumerate(groups)]
+        return [fallback_title(surface, g, i) for i, g in enumerate(groups)], None
     listing = "\n".join(
         f"{i + 1}. " + "; ".join(f"{p.name} ({p.category or 'gift'})" for p in group) for i, group in enumerate(groups)
     )
-    titles = await res.llm.complete_json(
-        TITLES_PROMPT, f"Surface: {surface}\n{listing}", CollectionTitles, schema_name="collection_titles"
+    answered = await answer_counted(
+        res.llm, TITLES_PROMPT, f"Surface: {surface}\n{listing}", CollectionTitles, schema_name="collection_titles"
     )
+    titles: CollectionTitles = answered.value
     # Keep what the model gave for the groups it named (extra titles dropped); fall back for the rest.
     pairs = zip(titles.collections, groups, strict=False)
     named = [NewCollection(t.title, t.description, [p.id for p in g]) for t, g in pairs]
-    return named + [fallback_title(surface, g, i) for i, g in enumerate(groups) if i >= len(named)]
+    return named + [fallback_title(surface, g, i) for i, g in enumerate(groups) if i >= len(named)], answered.usage
 
 
 async def curated_collections(
@@ -135,11 +144,11 @@ async def curated_collections(
         await steps.done()
         return CuratedCollectionsJobResult(status="skipped", reason="no products match the filters", **done)
     await steps.start("naming")
-    collections = await _titled(ctx, payload.surface, groups)
+    collections, usage = await _titled(ctx, payload.surface, groups)
     await steps.start("storing")
     ids = await store.save_collections(payload.surface, payload.date, collections)
     await steps.done()
-    return CuratedCollectionsJobResult(status="processed", collection_ids=ids, **done)
+    return CuratedCollectionsJobResult(status="processed", collection_ids=ids, usage=usage, **done)
 
 
 async def daily_curated_collections(ctx: dict[str, Any]) -> list[str]:

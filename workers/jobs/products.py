@@ -14,6 +14,8 @@ from jobqueue import (
     ProductEnrichmentJobPayload,
     ProductEnrichmentJobResult,
 )
+from workers.batching import embed_counted
+from workers.llm import answer_counted
 from workers.resources import resources
 from workers.steps import Steps
 from workers.store import ProductRecord
@@ -62,15 +64,24 @@ async def product_embedding(ctx: dict[str, Any], payload: ProductEmbeddingJobPay
         return ProductEmbeddingJobResult(**done, reason="text unchanged (previous_text_hash)")
     embeddings = res.embeddings
     if payload.batch_lane:  # parks the job until its batch has answered (workers.batchlane)
-        vector = await res.batch_lane.embed(ctx["job_id"], text, sync=embeddings.embed)
+        # Its tokens and cost are the submission's (``jobqueue batches``), counted when it ends.
+        vector, usage = await res.batch_lane.embed(ctx["job_id"], text, sync=embeddings.embed), None
     else:
-        vector = await embeddings.embed(text)  # shares a request with the process's other embedding jobs
+        # Shares a request with the process's other embedding jobs, or the vector of the same text.
+        embedded = await embed_counted(embeddings, text)
+        vector, usage = embedded.vector, embedded.usage
     # Written only if the product still has this text: a run left behind, or one that read the text
     # just before an edit, never replaces the vector of the newer text.
     if not await io.save_product_embedding(product.id, vector, digest, embeddings.embedding_model, source=product):
-        return ProductEmbeddingJobResult(**done, reason="the product's text changed during this run: vector not stored")
+        reason = "the product's text changed during this run: vector not stored"
+        return ProductEmbeddingJobResult(**done, reason=reason, usage=usage)
     return ProductEmbeddingJobResult(
-        status="processed", product_id=product.id, text_hash=digest, model=embeddings.embedding_model, dims=len(vector)
+        status="processed",
+        product_id=product.id,
+        text_hash=digest,
+        model=embeddings.embedding_model,
+        dims=len(vector),
+        usage=usage,
     )
 
 
@@ -118,10 +129,12 @@ async def product_enrichment(ctx: dict[str, Any], payload: ProductEnrichmentJobP
             schema_name="product_enrichment",
             sync=res.llm.complete_json,
         )
+        usage = None  # the submission's (``jobqueue batches``), counted when it ends
     else:
-        enrichment = await res.llm.complete_json(
-            ENRICHMENT_SYSTEM_PROMPT, prompt, ProductEnrichment, schema_name="product_enrichment"
+        answered = await answer_counted(
+            res.llm, ENRICHMENT_SYSTEM_PROMPT, prompt, ProductEnrichment, schema_name="product_enrichment"
         )
+        enrichment, usage = answered.value, answered.usage
     await steps.start("storing")
     stored_now = await res.store.save_product_enrichment(
         product.id, enrichment.model_dump(mode="json"), current, payload.prompt_version, source=product
@@ -135,4 +148,5 @@ async def product_enrichment(ctx: dict[str, Any], payload: ProductEnrichmentJobP
         enrichment_version=current,
         prompt_version=payload.prompt_version,
         reason=None if stored_now else fenced,
+        usage=usage,
     )

@@ -11,6 +11,7 @@ from jobqueue import (
     TasteProfileEmbeddingJobPayload,
     TasteProfileEmbeddingJobResult,
 )
+from workers.batching import embed_counted
 from workers.resources import resources
 
 
@@ -46,14 +47,20 @@ async def taste_profile_embedding(
         raise PermanentJobError(f"taste profile {profile.id!r} has no answers to embed")
     embeddings = res.embeddings
     if payload.batch_lane:  # parks the job until its batch has answered (workers.batchlane)
-        vector = await res.batch_lane.embed(ctx["job_id"], text, sync=embeddings.embed)
+        # Its tokens and cost are the submission's (``jobqueue batches``), counted when it ends.
+        vector, usage = await res.batch_lane.embed(ctx["job_id"], text, sync=embeddings.embed), None
     else:
-        vector = await embeddings.embed(text)  # shares a request with the process's other embedding jobs
+        embedded = await embed_counted(embeddings, text)  # shares a request with the process's other embedding jobs
+        vector, usage = embedded.vector, embedded.usage
     # Written only if the profile still has these answers: a stale vector would stay for good, as
     # the next run skips a profile that has one.
     if not await res.store.save_taste_profile_vector(profile.id, vector, embeddings.embedding_model, source=profile):
         reason = "the profile's answers changed during this run: vector not stored"
-        return TasteProfileEmbeddingJobResult(status="skipped", taste_profile_id=profile.id, reason=reason)
+        return TasteProfileEmbeddingJobResult(status="skipped", taste_profile_id=profile.id, reason=reason, usage=usage)
     return TasteProfileEmbeddingJobResult(
-        status="processed", taste_profile_id=profile.id, model=embeddings.embedding_model, dims=len(vector)
+        status="processed",
+        taste_profile_id=profile.id,
+        model=embeddings.embedding_model,
+        dims=len(vector),
+        usage=usage,
     )

@@ -7,10 +7,17 @@ It runs in a background thread, so it serves async and sync clients and other pr
         server.fail_next(status=429, headers={"Retry-After": "2"})
 
 For workloads it can behave like a real provider: ``latency`` seconds per request (requests are
-served concurrently, one thread each), ``request_limit`` requests per ``rate_window`` seconds and
-429 with ``Retry-After``/``retry-after-ms`` beyond it, ``reject_input(text)`` to make one input invalid
-(400 for any embeddings request holding it, as for an empty input), and ``stats()`` counting
-requests, inputs and 429s.
+served concurrently, one thread each), ``request_limit`` requests and ``token_limit`` tokens per
+``rate_window`` seconds and 429 with ``Retry-After``/``retry-after-ms`` beyond them,
+``reject_input(text)`` to make one input invalid (400 for any embeddings request holding it, as for
+an empty input), and ``stats()`` counting requests, inputs and 429s.
+
+Its limits work as OpenAI's do: a bucket of ``limit`` that refills continuously, whole again after
+``rate_window`` (3,000 a minute is 50 a second, with a burst of up to 3,000). Every answer to a
+request that reached the limits carries OpenAI's headers: ``x-ratelimit-limit-requests``,
+``x-ratelimit-remaining-requests``, ``x-ratelimit-reset-requests`` (Go durations: ``20ms``,
+``1.5s``, ``6m0s``), and the same for ``-tokens`` when a token limit is set. Tokens are counted
+as words: the inputs' for embeddings, the messages' and the answer's for chat.
 
 It also serves the Files and Batch APIs (``/v1/files``, ``/v1/batches``: ``workers.testing._fake_batches``)
 for real through the ``openai`` SDK: batches answer after ``batch_completion_s`` seconds, and
@@ -75,6 +82,50 @@ Responder = Callable[[dict[str, Any]], "str | ChatReply"]
 
 
 @dataclass
+class _Bucket:
+    """A continuously refilling budget of ``limit`` per ``window`` seconds (call under the lock)."""
+
+    limit: int
+    window: float
+    level: float
+    at: float
+
+    @property
+    def rate(self) -> float:
+        return self.limit / self.window
+
+    def refill(self, now: float) -> None:
+        self.level = min(self.limit, self.level + (now - self.at) * self.rate)
+        self.at = now
+
+    def shortfall(self, cost: float) -> float | None:
+        """Seconds until ``cost`` fits, or None when it fits now (refill first)."""
+        return None if self.level >= cost else (cost - self.level) / self.rate
+
+    def headers(self, kind: str) -> dict[str, str]:
+        return {
+            f"x-ratelimit-limit-{kind}": str(self.limit),
+            f"x-ratelimit-remaining-{kind}": str(max(0, math.floor(self.level))),
+            f"x-ratelimit-reset-{kind}": go_duration((self.limit - self.level) / self.rate),
+        }
+
+
+def go_duration(seconds: float) -> str:
+    """``seconds`` as Go prints a duration, as OpenAI's reset headers do: ``120ms``, ``1.5s``, ``6m0s``."""
+    seconds = max(0.0, seconds)
+    if seconds < 1:
+        return f"{round(seconds * 1000, 3):g}ms"
+    minutes, rest = divmod(round(seconds, 3), 60)
+    hours, minutes = divmod(int(minutes), 60)
+    text = f"{round(rest, 3):g}s"
+    if minutes or hours:
+        text = f"{minutes}m" + text
+    if hours:
+        text = f"{hours}h" + text
+    return text
+
+
+@dataclass
 class _Failure:
     status: int
     headers: dict[str, str]
@@ -105,6 +156,7 @@ class FakeOpenAI(LoopbackServer):
         reverse_embedding_data: bool = False,
         latency: float = 0.0,
         request_limit: int | None = None,
+        token_limit: int | None = None,
         rate_window: float = 60.0,
         port: int = 0,
         batch_completion_s: float = 0.0,
@@ -112,11 +164,13 @@ class FakeOpenAI(LoopbackServer):
         self.dims = dims
         # Seconds each request takes before it is answered (a provider's round trip).
         self.latency = latency
-        # Requests accepted per sliding `rate_window` seconds; beyond: 429 with Retry-After. OpenAI
-        # enforces a per-minute limit over shorter periods too (3,000 a minute as 50 a second).
+        # Requests and tokens per `rate_window` seconds, refilled continuously; beyond: 429 with
+        # Retry-After. OpenAI enforces a per-minute limit over shorter periods too (3,000 a minute
+        # as 50 a second).
         self.request_limit = request_limit
+        self.token_limit = token_limit
         self.rate_window = rate_window
-        self._accepted: deque[float] = deque()
+        self._buckets: dict[str, _Bucket] = {}
         self._rejected_inputs: set[str] = set()
         self._truncated_inputs: set[str] = set()
         self._stats: Counter[str] = Counter()
@@ -284,17 +338,18 @@ class FakeOpenAI(LoopbackServer):
             failure = self._take_failure(path)
             if failure is not None:
                 self._stats["failed"] += 1
-            retry_after = None if failure is not None else self._over_limit(arrived)
+            refusal, limit_headers = (None, {}) if failure is not None else self._over_limit(arrived, path, body)
         if self.latency > 0:
             time.sleep(self.latency)
         if failure is not None:
             _send_json(handler, failure.status, failure.body, failure.headers)
             return
-        if retry_after is not None:
+        if refusal is not None:
+            message, retry_after = refusal
             with self._lock:
                 self._stats["rate_limited"] += 1
-            message = f"Rate limit reached: {self.request_limit} requests per {self.rate_window:g}s."
             retry_headers = {
+                **limit_headers,
                 "Retry-After": str(math.ceil(retry_after)),
                 "retry-after-ms": str(math.ceil(retry_after * 1000)),
             }
@@ -307,7 +362,7 @@ class FakeOpenAI(LoopbackServer):
             _send_error(handler, 404, f"Unknown request URL: {handler.command} {path}.")
             return
         status, payload = self._answer(path, body, lane="sync")
-        _send_json(handler, status, payload)
+        _send_json(handler, status, payload, limit_headers)
 
     def _files_or_batches(self, handler: _Handler, path: str, query: str, raw: bytes) -> None:
         headers = {k.lower(): v for k, v in handler.headers.items()}
@@ -344,17 +399,27 @@ class FakeOpenAI(LoopbackServer):
                 self._stats[f"{lane}_output_tokens"] += usage.get("completion_tokens", 0)
         return status, payload
 
-    def _over_limit(self, now: float) -> float | None:
-        """None when a request arriving ``now`` is within the limit (and counts it), else the
-        seconds until the oldest counted request leaves the window. Call under the lock."""
-        if self.request_limit is None:
-            return None
-        while self._accepted and self._accepted[0] <= now - self.rate_window:
-            self._accepted.popleft()
-        if len(self._accepted) < self.request_limit:
-            self._accepted.append(now)
-            return None
-        return max(0.001, self._accepted[0] + self.rate_window - now)
+    def _over_limit(self, now: float, path: str, body: Any) -> tuple[tuple[str, float] | None, dict[str, str]]:
+        """Take one request and its tokens from the buckets, or refuse: ``(None, headers)`` when
+        they fit, else ``((message, seconds until they fit), headers)``. Call under the lock."""
+        costs = {"requests": (self.request_limit, 1), "tokens": (self.token_limit, request_tokens(path, body))}
+        buckets: dict[str, tuple[_Bucket, int]] = {}
+        for kind, (limit, cost) in costs.items():
+            if limit is None:
+                continue
+            bucket = self._buckets.get(kind)
+            if bucket is None or bucket.limit != limit or bucket.window != self.rate_window:
+                bucket = self._buckets[kind] = _Bucket(limit, self.rate_window, float(limit), now)
+            bucket.refill(now)
+            buckets[kind] = (bucket, cost)
+        for kind, (bucket, cost) in buckets.items():
+            wait = bucket.shortfall(cost)
+            if wait is not None:
+                message = f"Rate limit reached: {bucket.limit} {kind} per {self.rate_window:g}s."
+                return (message, max(0.001, wait)), _limit_headers(buckets)
+        for bucket, cost in buckets.values():
+            bucket.level -= cost
+        return None, _limit_headers(buckets)
 
     def _take_failure(self, path: str) -> _Failure | None:
         for failure in self._failures:
@@ -389,7 +454,7 @@ class FakeOpenAI(LoopbackServer):
             data.append({"object": "embedding", "index": index, "embedding": vector})
         if self.reverse_embedding_data:
             data.reverse()
-        tokens = sum(len(t.split()) for t in inputs)
+        tokens = request_tokens("/v1/embeddings", body)
         with self._lock:
             self._stats["embedded"] += len(inputs)
             self._embedded.update(inputs)
@@ -417,6 +482,7 @@ class FakeOpenAI(LoopbackServer):
             message = {"role": "assistant", "content": reply.content, "refusal": reply.refusal}
             choices.append({"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason})
         completion_tokens = len((reply.content or "").split())
+        prompt_tokens = request_tokens("/v1/chat/completions", body)
         return 200, {
             "id": f"chatcmpl-fake{len(self._requests)}",
             "object": "chat.completion",
@@ -424,12 +490,30 @@ class FakeOpenAI(LoopbackServer):
             "model": body["model"],
             "choices": choices,
             "usage": {
-                "prompt_tokens": 1,
+                "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
-                "total_tokens": 1 + completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
             },
             "system_fingerprint": None,
         }
+
+
+def request_tokens(path: str, body: Any) -> int:
+    """The tokens the server counts for a request: words of the embeddings inputs or of the chat
+    messages (at least one)."""
+    if not isinstance(body, dict):
+        return 1
+    if path == "/v1/embeddings":
+        inputs = body.get("input")
+        texts = [inputs] if isinstance(inputs, str) else inputs if isinstance(inputs, list) else []
+    else:
+        messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+        texts = [m.get("content") for m in messages if isinstance(m, dict)]
+    return max(1, sum(len(t.split()) for t in texts if isinstance(t, str)))
+
+
+def _limit_headers(buckets: dict[str, tuple[_Bucket, int]]) -> dict[str, str]:
+    return {name: value for kind, (bucket, _) in buckets.items() for name, value in bucket.headers(kind).items()}
 
 
 class _Handler(BaseHTTPRequestHandler):
