@@ -100,6 +100,7 @@ async def _run(mode: str, group: SentinelGroup, runs_file: Path, monkeypatch) ->
     acked: dict[str, float] = {}  # job id -> monotonic time its enqueue returned
     refused: Counter[str] = Counter()
     refusal_s: list[float] = []  # how long each refused enqueue took to say so
+    refused_at: list[float] = []  # monotonic time of each refusal
     raw: list[str] = []
     stop = asyncio.Event()
 
@@ -114,9 +115,11 @@ async def _run(mode: str, group: SentinelGroup, runs_file: Path, monkeypatch) ->
             except NotReplicatedError:
                 refused["not_replicated"] += 1
                 refusal_s.append(time.monotonic() - began)
+                refused_at.append(time.monotonic())
             except JobQueueError as exc:
                 refused[type(exc).__name__] += 1
                 refusal_s.append(time.monotonic() - began)
+                refused_at.append(time.monotonic())
             except Exception as exc:  # a finding, not a crash of the producer
                 raw.append(f"{type(exc).__module__}.{type(exc).__name__}: {exc}")
             i += 1
@@ -131,8 +134,16 @@ async def _run(mode: str, group: SentinelGroup, runs_file: Path, monkeypatch) ->
         killed_at = time.monotonic()
         acked_before_kill = sum(1 for t in acked.values() if t <= killed_at)
         await asyncio.to_thread(group.primary.kill)
+        # Enqueues answered by the old primary just before the kill land after ``killed_at`` too:
+        # recovery is the first acknowledgement after the first refusal the kill caused.
+        first_refusal = await wait_for(
+            lambda: _first_ack_after(dict(enumerate(refused_at)), killed_at),
+            timeout=60,
+            interval=0.05,
+            what="an enqueue refused after the kill",
+        )
         first_after = await wait_for(
-            lambda: _first_ack_after(acked, killed_at), timeout=60, interval=0.05, what="an enqueue after the kill"
+            lambda: _first_ack_after(acked, first_refusal), timeout=60, interval=0.05, what="an enqueue after the kill"
         )
         recovery_s = round(first_after - killed_at, 2)
         await asyncio.sleep(AFTER_RECOVERY_S)  # enqueues and runs on the new primary
