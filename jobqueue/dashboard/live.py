@@ -260,8 +260,8 @@ async def job_events(job_id: str, since: str | None = None) -> tuple[list[JobEve
     last = since or "0-0"
     scanned = 0
     while scanned < TIMELINE_SCAN_MAX:
-        async with redis_errors():
-            entries = await get_redis().xrange(queue.keys.events, start, "+", count=TIMELINE_PAGE)
+        async with redis_errors(queue=queue.name):
+            entries = await get_redis(queue.name).xrange(queue.keys.events, start, "+", count=TIMELINE_PAGE)
         for event_id, fields in entries:
             event = parse_event(event_id, fields)
             last = event.id
@@ -274,8 +274,8 @@ async def job_events(job_id: str, since: str | None = None) -> tuple[list[JobEve
     if since is None and not scanned:
         # Nothing since the job was enqueued: read on after the stream's newest event (older than
         # the job), never from the start, which holds earlier jobs under the same id.
-        async with redis_errors():
-            last = await last_event_id(get_redis(), queue.keys.events)
+        async with redis_errors(queue=queue.name):
+            last = await last_event_id(get_redis(queue.name), queue.keys.events)
     return found, last
 
 
