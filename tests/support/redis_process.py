@@ -16,6 +16,17 @@ from tests.support.waiting import free_port
 SERVER_BINARIES = ("redis-server", "valkey-server")
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop a server process of a test: SIGTERM, then SIGKILL if it has not ended in 10 s."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def server_binary() -> str | None:
     for name in SERVER_BINARIES:
         path = shutil.which(name)
@@ -74,13 +85,7 @@ class RedisProcess:
             client.close()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
         if getattr(self, "log", None) is not None:
             self.log.close()

