@@ -1,12 +1,12 @@
 """Auto-pipelining: enqueue script calls made in one event-loop turn share one round trip.
 
 A busy API enqueues from many requests at once; each call on its own would take a connection of
-the pool and a round trip. Here the first call of an event-loop turn yields once
-(``asyncio.sleep(0)``, a ``call_soon`` of its own step, no timer): every task that is ready in this
-turn has its step meanwhile, and each enqueue among them joins the batch and waits on a future.
-A lone call then sends itself, exactly as without auto-pipelining, one loop turn later, and when
-nothing else is ready to run it does not even yield; a batch is sent by a task (ioredis's
-``enableAutoPipelining`` works the same way, on ``process.nextTick``).
+the pool and a round trip. Here the first call of an event-loop turn in which other tasks are ready
+starts a task that sends the batch and waits on a future; the sending task's first step comes
+after every step that was ready in this turn, and each enqueue among them joins the batch and
+waits on its own future (ioredis's ``enableAutoPipelining`` works the same way, on
+``process.nextTick``). When nothing else is ready to run, a lone call sends itself at once,
+exactly as without auto-pipelining.
 
 The batch goes in one round trip on one connection, the calls of each queue merged into one
 script call (``_execute``):
@@ -17,7 +17,7 @@ script call (``_execute``):
 - calls run in the order they were made: the same id twice in one turn is created once;
 - a caller cancelled before the batch is sent is left out (its job is never written); one
   cancelled while the batch is in flight no longer waits for its answer, and the others get
-  theirs (the first caller included: cancelled while it yields, the batch goes without it).
+  theirs (the first caller included: cancelled before the batch goes, the batch goes without it).
 
 ``JOBQUEUE_AUTO_PIPELINE=false`` turns it off: each call then makes its own round trip.
 """
@@ -55,35 +55,25 @@ class AutoPipeline:
             future = self.loop.create_future()
             self.joined.append((args, future))
             return await future
-        # The first call of the turn: it lets every task that is ready in this turn have its step
-        # (each joins), then sends. Alone, it sends itself, as without auto-pipelining; with
-        # others, a task sends, so that this caller's cancellation cannot cut the others' call.
         if not _others_ready(self.loop):
             # Nothing else is ready to run before this call's next step: no call can join it.
             async with redis_errors(scale=1 + _jobs(args) // BULK_CHUNK, queue=self.queue):
                 return await _scripts.ENQUEUE(self.redis, [], args)
-        joined = self.joined = []
-        try:
-            await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            self.joined = None
-            self._start(joined)  # left out: its job is never written
-            raise
-        self.joined = None
-        others = [(a, f) for a, f in joined if not f.done()]
-        if not others:
-            async with redis_errors(scale=1 + _jobs(args) // BULK_CHUNK, queue=self.queue):
-                return await _scripts.ENQUEUE(self.redis, [], args)
+        # The first call of a turn in which other tasks are ready: a task sends the batch in the
+        # next turn, when each of them has had its step (and joined, if it enqueues); so this
+        # caller's cancellation cannot cut the others' call.
         future = self.loop.create_future()
-        self._start([(args, future), *others])
+        self.joined = [(args, future)]
+        task = self.loop.create_task(self._send_joined())
+        self.sending.add(task)
+        task.add_done_callback(self.sending.discard)
         return await future
 
-    def _start(self, batch: list[tuple[list[Any], asyncio.Future[Any]]]) -> None:
-        batch = [(args, future) for args, future in batch if not future.done()]
+    async def _send_joined(self) -> None:
+        joined, self.joined = self.joined or [], None
+        batch = [(args, future) for args, future in joined if not future.done()]  # cancelled: left out
         if batch:
-            task = self.loop.create_task(self._send(batch, sum(_jobs(args) for args, _ in batch)))
-            self.sending.add(task)
-            task.add_done_callback(self.sending.discard)
+            await self._send(batch, sum(_jobs(args) for args, _ in batch))
 
     async def _send(self, batch: list[tuple[list[Any], asyncio.Future[Any]]], jobs: int) -> None:
         seconds = get_settings().redis_timeout * (1 + jobs // BULK_CHUNK)
@@ -181,14 +171,14 @@ def enabled() -> bool:
     return get_settings().auto_pipeline
 
 
-async def enqueue(redis: Redis, args: list[Any], queue: str | None = None) -> Any:
-    """The codes of an ENQUEUE call with ``args``, sent in one round trip with the other enqueue
-    calls of this event-loop turn on ``redis`` (the Redis of ``queue``)."""
+def batch_for(redis: Redis, queue: str | None = None) -> AutoPipeline:
+    """The auto-pipeline of ``redis`` (the Redis of ``queue``): its ``enqueue`` sends an ENQUEUE
+    call in one round trip with the other enqueue calls of this event-loop turn."""
     pipeline: AutoPipeline | None = getattr(redis, _ATTRIBUTE, None)
     if pipeline is None:
         pipeline = AutoPipeline(redis, queue)
         setattr(redis, _ATTRIBUTE, pipeline)
-    return await pipeline.enqueue(args)
+    return pipeline
 
 
 def _others_ready(loop: asyncio.AbstractEventLoop) -> bool:

@@ -11,6 +11,7 @@ jobqueue's, not Redis's. What the conventions do not cover is under ``jobqueue.*
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -37,13 +38,27 @@ _KINDS = {
     "consumer": SpanKind.CONSUMER,
 }
 _tracer: trace.Tracer | None = None
+_provider_set = False
+_PROVIDER_IN_ENVIRONMENT = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+_UNKNOWN = object()  # the API's global under another name (another release): ask the API
 
 
 def recording() -> bool:
     """Whether the process has set a tracer provider (an SDK). Until it has, the API's spans are
     no-ops, and jobqueue makes none: an API installed as another package's dependency (FastAPI's)
-    costs an enqueue one lookup."""
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    costs an enqueue one attribute read.
+
+    A provider is set once per process, so once seen it is remembered. Until then the API's own
+    global is read (``get_tracer_provider`` would look the environment up on every call), unless
+    the environment names a provider for the API to load (``OTEL_PYTHON_TRACER_PROVIDER``).
+    """
+    global _provider_set
+    if _provider_set:
+        return True
+    if not _PROVIDER_IN_ENVIRONMENT and getattr(trace, "_TRACER_PROVIDER", _UNKNOWN) is None:
+        return False
+    _provider_set = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    return _provider_set
 
 
 def tracer() -> trace.Tracer:

@@ -15,11 +15,15 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from jobqueue import _redis_errors, _sentinel
+from jobqueue._pool import tune_pool
 from jobqueue.errors import RedisCommandError, RedisUnavailableError
 from jobqueue.settings import get_settings, redact_url
 
 _clients: dict[str, Redis] = {}  # URL -> its client, all for _clients_loop
 _clients_loop: asyncio.AbstractEventLoop | None = None
+# Each queue's client (None: REDIS_URL's) for the settings it was looked up under: get_redis sits on
+# every enqueue, and the URL lookup cost more than the rest of it.
+_by_queue: tuple[dict[str | None, Redis], Any] = ({}, None)
 
 
 def client_for_url(url: str) -> Redis:
@@ -28,21 +32,31 @@ def client_for_url(url: str) -> Redis:
     # (about a third of an enqueue's CPU). redis_errors() bounds each call with one timeout.
     timeout = get_settings().redis_timeout
     if _sentinel.is_sentinel_url(url):
-        return _sentinel.client(url, timeout=timeout, health_check_interval=30)
-    return Redis.from_url(url, socket_connect_timeout=timeout, health_check_interval=30)
+        client = _sentinel.client(url, timeout=timeout, health_check_interval=30)
+    else:
+        client = Redis.from_url(url, socket_connect_timeout=timeout, health_check_interval=30)
+    tune_pool(client.connection_pool)
+    return client
 
 
 def get_redis(queue: str | None = None) -> Redis:
     """The shared client of ``queue``'s Redis (``REDIS_URL`` when None) for the running event loop,
     created on first use; queues on the same URL share it."""
-    global _clients, _clients_loop
-    url = get_settings().queue_redis_url(queue)
-    loop = asyncio.get_running_loop()
+    global _clients, _clients_loop, _by_queue
+    settings, loop = get_settings(), asyncio.get_running_loop()
     if _clients_loop is not loop:
         _clients, _clients_loop = {}, loop
-    client = _clients.get(url)
+        _by_queue = ({}, None)
+    if _by_queue[1] is not settings:  # the settings were read again: URLs may have changed
+        _by_queue = ({}, settings)
+    known = _by_queue[0]
+    client = known.get(queue)
     if client is None:
-        client = _clients[url] = client_for_url(url)
+        url = settings.queue_redis_url(queue)
+        client = _clients.get(url)
+        if client is None:
+            client = _clients[url] = client_for_url(url)
+        known[queue] = client
     return client
 
 
@@ -100,9 +114,9 @@ def jobqueue_error(exc: BaseException, seconds: float, queue: str | None = None)
 
 async def close_queues() -> None:
     """Close the shared connection pools (of every Redis). Safe to call more than once."""
-    global _clients, _clients_loop
+    global _clients, _clients_loop, _by_queue
     clients, loop = _clients, _clients_loop
-    _clients, _clients_loop = {}, None
+    _clients, _clients_loop, _by_queue = {}, None, ({}, None)
     if loop is asyncio.get_running_loop():
         for client in clients.values():
             await client.aclose()

@@ -113,6 +113,13 @@ class Queue(QueueInspection, QueueOperations, QueueEvents, QueueCancel):
     ) -> JobHandle:
         """Add one job (one round trip). See ``JobHandle`` for ``created`` and ``rerun``."""
         job = self.prepare(payload, priority=priority, delay=delay, run_at=run_at)
+        settings = get_settings()
+        if settings.auto_pipeline and not settings.enqueue_replicas and not tracing.recording():
+            # The common path, written flat (it is the API's hot path): the call joins this
+            # event-loop turn's enqueues, as ``_write`` would have it join them.
+            batch = _autopipeline.batch_for(get_redis(self.name), self.name)
+            (code,) = await batch.enqueue(self.script_args((job,)))
+            return self._handle(job.job_id, code)
         return (await self.enqueue_prepared([job]))[0]
 
     async def add_bulk(
@@ -137,7 +144,7 @@ class Queue(QueueInspection, QueueOperations, QueueEvents, QueueCancel):
             return await self._write_replicated(jobs, replicas)
         if len(jobs) <= BULK_CHUNK and _autopipeline.enabled():
             # Joins the enqueues of this event-loop turn: one round trip for all (its own timeout).
-            codes = await _autopipeline.enqueue(get_redis(self.name), self.script_args(jobs), self.name)
+            codes = await _autopipeline.batch_for(get_redis(self.name), self.name).enqueue(self.script_args(jobs))
             return [self._handle(job.job_id, code) for job, code in zip(jobs, codes, strict=True)]
         async with redis_errors(queue=self.name, scale=1 + len(jobs) // BULK_CHUNK):
             redis = get_redis(self.name)

@@ -37,6 +37,12 @@ def active() -> ModuleType | None:
     return _otel
 
 
+def recording() -> bool:
+    """Whether an enqueue or a run now makes spans: tracing on and a tracer provider set."""
+    otel = active()
+    return otel is not None and otel.recording()
+
+
 def _resolve(settings: Settings) -> None:
     global _resolved_for, _otel
     _otel = None

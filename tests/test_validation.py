@@ -1,11 +1,13 @@
 """Every bad input raises InvalidJobError before anything is written to Redis."""
 
 import datetime as dt
+import sys
 
 import pytest
 
 import jobqueue
-from jobqueue import InvalidJobError
+from jobqueue import InvalidJobError, _validate
+from jobqueue.constants import ID_FORBIDDEN_CHARACTERS
 from tests.support.redis_server import OWNED_PATTERNS
 
 CONTENT = {"title": "Birthday", "body": "Sarah's birthday is tomorrow!"}
@@ -89,3 +91,19 @@ async def test_queue_calls_validate_their_arguments():
         await q.clean(0, -5)
     with pytest.raises(InvalidJobError, match="status"):
         await q.get_jobs("running")
+
+
+def test_an_id_is_refused_exactly_for_blanks_unprintables_and_glob_characters():
+    # entity_id checks a whole string at C speed; this is its rule, character by character, over
+    # all of Unicode.
+    def refused(c: str) -> bool:
+        return c.isspace() or not c.isprintable() or c in ID_FORBIDDEN_CHARACTERS
+
+    for code in range(sys.maxunicode + 1):
+        c = chr(code)
+        try:
+            _validate.entity_id(f"p{c}1")
+        except ValueError:
+            assert refused(c), repr(c)
+        else:
+            assert not refused(c), repr(c)
