@@ -14,13 +14,13 @@ from typing import Any
 from redis.asyncio.connection import Connection
 
 from bench.server import Admin
-from jobqueue import _pool
+from jobqueue.backend import _pool
 
 
 def script_names() -> dict[str, str]:
     """SHA1 -> name of jobqueue's Lua scripts, so EVALSHA calls can be told apart."""
     names = {}
-    for entry in resources.files("jobqueue").joinpath("_lua").iterdir():
+    for entry in resources.files("jobqueue.backend").joinpath("_lua").iterdir():
         if entry.name.endswith(".lua"):
             names[hashlib.sha1(entry.read_text().encode()).hexdigest()] = entry.name.removesuffix(".lua")
     return names
@@ -61,7 +61,7 @@ def client_counting() -> Iterator[ClientCounts]:
         counts.commands[_name(args, scripts)] += 1
         return hiredis_pack(args)
 
-    # A worker's connections pack with hiredis (jobqueue._pool), the rest with redis-py's packer.
+    # A worker's connections pack with hiredis (jobqueue.backend._pool), the rest with redis-py's packer.
     hiredis_pack = _pool._hiredis_pack
     Connection.pack_command = counting_pack  # type: ignore[method-assign]
     Connection.send_packed_command = counting_send  # type: ignore[method-assign]

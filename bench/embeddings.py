@@ -36,7 +36,7 @@ from bench.measure import percentile
 from bench.server import Admin, redis_under_test, server_version
 from jobqueue.settings import get_settings
 from workers.jobs.products import canonical_text, text_hash
-from workers.store import SqlStore
+from workers.providers.store import SqlStore
 from workers.testing.fake_openai import FakeOpenAI
 
 QUEUE: Final = jobqueue.QueueName.PRODUCT_EMBEDDING

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final
 
 import jobqueue
 from jobqueue.spend import price_table
-from workers.store import SqlStore
+from workers.providers.store import SqlStore
 
 if TYPE_CHECKING:
     from bench.embeddings import Args

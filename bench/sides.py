@@ -17,8 +17,8 @@ from arq.worker import func, get_kwargs
 
 import jobqueue
 from bench.config import ARQ_DEFAULT_POLL_S, ARQ_GATHER, ARQ_QUEUE, FUNCTION, QUEUE
-from jobqueue._worker import ArqWorker as Worker  # arq's own class, for the raw side
 from jobqueue.worker import Worker as JobqueueWorker
+from jobqueue.worker._worker import ArqWorker as Worker  # arq's own class, for the raw side
 
 OnStart = Callable[[str], None]  # called with the product id when a job's handler starts
 

@@ -15,7 +15,7 @@ import asyncio
 import datetime as dt
 
 import jobqueue
-from workers.store import store_from_settings
+from workers.providers.store import store_from_settings
 
 PRODUCT = "demo-p01"
 SCHEDULE = "demo-reminder-1"

@@ -11,7 +11,7 @@ import os
 
 from fastapi import FastAPI, HTTPException, Request
 
-from workers.notifier import verify_signature
+from workers.providers.notifier import verify_signature
 
 app = FastAPI()
 delivered: dict[str, bytes] = {}  # Idempotency-Key -> the notification delivered under it

@@ -4,11 +4,10 @@ Enqueue from a FastAPI handler with the ``enqueue_*`` helpers; run workers with
 ``arq workers.EmbeddingSettings`` (and its siblings); operate queues through the queue objects.
 """
 
-from jobqueue.backoff import exponential_backoff
+from jobqueue.backend.connection import check_queues_health, close_queues
 from jobqueue.batches import get_batches
-from jobqueue.connection import check_queues_health, close_queues
 from jobqueue.constants import QUEUE_NAMES, QueueName
-from jobqueue.enqueue import (
+from jobqueue.coreapi.enqueue import (
     ProductProcessingJobs,
     enqueue_curated_collections,
     enqueue_many,
@@ -21,6 +20,32 @@ from jobqueue.enqueue import (
     enqueue_taste_profile_embedding,
     enqueue_taste_profile_embeddings,
     schedule_daily_curated_collections,
+)
+from jobqueue.coreapi.payloads import (
+    CollectionFilters,
+    CuratedCollectionsJobPayload,
+    ProductEmbeddingJobPayload,
+    ProductEnrichmentJobPayload,
+    ReminderContent,
+    ReminderDispatchJobPayload,
+    TasteProfileEmbeddingJobPayload,
+)
+from jobqueue.coreapi.queues import (
+    QUEUES,
+    curated_collections_queue,
+    get_queue,
+    product_embedding_queue,
+    product_enrichment_queue,
+    reminder_dispatch_queue,
+    taste_profile_embedding_queue,
+)
+from jobqueue.coreapi.results import (
+    CuratedCollectionsJobResult,
+    LLMUsage,
+    ProductEmbeddingJobResult,
+    ProductEnrichmentJobResult,
+    ReminderDispatchJobResult,
+    TasteProfileEmbeddingJobResult,
 )
 from jobqueue.errors import (
     ConfigurationError,
@@ -39,40 +64,15 @@ from jobqueue.errors import (
     RedisUnavailableError,
     RetryableJobError,
 )
-from jobqueue.events import JobEvent
-from jobqueue.job import JobHandle, JobInfo, JobState
-from jobqueue.options import QueueOptions, queue_options
-from jobqueue.payloads import (
-    CollectionFilters,
-    CuratedCollectionsJobPayload,
-    ProductEmbeddingJobPayload,
-    ProductEnrichmentJobPayload,
-    ReminderContent,
-    ReminderDispatchJobPayload,
-    TasteProfileEmbeddingJobPayload,
-)
-from jobqueue.progress import add_job_log, update_progress
-from jobqueue.queue import Queue
-from jobqueue.queues import (
-    QUEUES,
-    curated_collections_queue,
-    get_queue,
-    product_embedding_queue,
-    product_enrichment_queue,
-    reminder_dispatch_queue,
-    taste_profile_embedding_queue,
-)
-from jobqueue.results import (
-    CuratedCollectionsJobResult,
-    LLMUsage,
-    ProductEmbeddingJobResult,
-    ProductEnrichmentJobResult,
-    ReminderDispatchJobResult,
-    TasteProfileEmbeddingJobResult,
-)
-from jobqueue.schedules import Schedule, get_schedules, remove_schedule, upsert_schedule
+from jobqueue.queue.events import JobEvent
+from jobqueue.queue.job import JobHandle, JobInfo, JobState
+from jobqueue.queue.queue import Queue
+from jobqueue.schedules.schedules import Schedule, get_schedules, remove_schedule, upsert_schedule
 from jobqueue.settings import Settings, get_settings
 from jobqueue.worker import build_worker_settings
+from jobqueue.worker.backoff import exponential_backoff
+from jobqueue.worker.options import QueueOptions, queue_options
+from jobqueue.worker.progress import add_job_log, update_progress
 
 __all__ = [
     "QUEUES",

@@ -30,11 +30,11 @@ VARIABLES: set[str] = {
     "JOBQUEUE_TRACING",
     "JOBQUEUE_ENQUEUE_REPLICAS",
     "JOBQUEUE_ENQUEUE_REPLICAS_TIMEOUT",
-    # jobqueue.spend and workers.embedcache: prices, and the content-hash cache of embeddings
+    # jobqueue.spend and workers.providers.embedcache: prices, and the content-hash cache of embeddings
     "JOBQUEUE_LLM_PRICES",
     "JOBQUEUE_LLM_BATCH_DISCOUNT",
     "JOBQUEUE_EMBEDDING_CACHE_TTL",
-    # workers.batchlane: the LLM Batch API lane
+    # workers.providers.batchlane: the LLM Batch API lane
     "JOBQUEUE_BATCH_GATHER_MAX",
     "JOBQUEUE_BATCH_GATHER_QUIET",
     "JOBQUEUE_BATCH_KEEP_ENDED",
@@ -68,8 +68,8 @@ VARIABLES: set[str] = {
     "JOBQUEUE_DASHBOARD_SCREENSHOT",
 }
 
-# The <OPTION> parts of JOBQUEUE_<QUEUE>_<OPTION>: jobqueue.options.QueueOptions' fields, the
-# worker's metrics port (jobqueue.metrics) and the embedding batches (workers.batching).
+# The <OPTION> parts of JOBQUEUE_<QUEUE>_<OPTION>: jobqueue.worker.options.QueueOptions' fields, the
+# worker's metrics port (jobqueue.metrics) and the embedding batches (workers.providers.batching).
 QUEUE_OPTIONS: set[str] = {
     "CONCURRENCY",
     "TIMEOUT",
@@ -88,7 +88,7 @@ QUEUE_OPTIONS: set[str] = {
     "METRICS_PORT",
     "BATCH_SIZE",
     "BATCH_WAIT",
-    # jobqueue._queue_urls: the queue's own Redis
+    # jobqueue.backend._queue_urls: the queue's own Redis
     "REDIS_URL",
 }
 

@@ -20,12 +20,12 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
-from jobqueue._json import dumps
+from jobqueue.backend._json import dumps
 
 if TYPE_CHECKING:
-    from jobqueue._state import Outcome, Run
-    from jobqueue.job import JobHandle
-    from jobqueue.queue import PreparedJob, Queue
+    from jobqueue.queue.job import JobHandle
+    from jobqueue.queue.queue import PreparedJob, Queue
+    from jobqueue.worker._state import Outcome, Run
 
 SYSTEM = "jobqueue"
 # The key of the arq job JSON that carries the producer's trace context (W3C ``traceparent``...).

@@ -6,11 +6,11 @@ import math
 import time
 from typing import Any
 
-from jobqueue._json import loads
-from jobqueue.connection import get_redis, redis_errors
+from jobqueue.backend._json import loads
+from jobqueue.backend.connection import get_redis, redis_errors
+from jobqueue.coreapi.queues import QUEUES
 from jobqueue.errors import InvalidJobError
-from jobqueue.queue import Queue
-from jobqueue.queues import QUEUES
+from jobqueue.queue.queue import Queue
 from jobqueue.settings import get_settings, redact_url
 from jobqueue.spend import spend_summary
 

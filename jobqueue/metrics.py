@@ -28,13 +28,13 @@ from jobqueue.constants import DEFAULT_METRICS_ADDR, QUEUE_NAMES
 from jobqueue.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from jobqueue._state import WorkerState
+    from jobqueue.worker._state import WorkerState
 
 logger = logging.getLogger("jobqueue.metrics")
 
 # Seconds: from 10 ms (a cache hit) to 10 minutes (a day's collections).
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-# A run's outcome kind (jobqueue._state.Outcome.kind) -> the ``outcome`` label; others are not counted.
+# A run's outcome kind (jobqueue.worker._state.Outcome.kind) -> the ``outcome`` label; others are not counted.
 OUTCOME_LABELS = {"completed": "completed", "failed": "failed", "retry": "retried"}
 
 

@@ -2,7 +2,7 @@
 
 ``get_settings()`` reads the process environment once and caches the result; tests and hosts that
 change the environment call ``get_settings.cache_clear()``. Per-queue worker options live in
-``jobqueue.options``.
+``jobqueue.worker.options``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from jobqueue import _sentinel
 from jobqueue._env import read_settings
 from jobqueue._envnames import warn_unknown_variables
-from jobqueue._queue_urls import queue_urls
+from jobqueue.backend import _sentinel
+from jobqueue.backend._queue_urls import queue_urls
 from jobqueue.constants import (
     DEFAULT_ENQUEUE_REPLICAS_TIMEOUT_S,
     DEFAULT_EVENTS_MAXLEN,
@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     # OpenTelemetry traces (jobqueue.tracing): "auto" traces when opentelemetry-api is installed
     # (the ``otel`` extra), "on" requires it, "off" never imports it.
     tracing: Literal["auto", "on", "off"] = Field("auto", validation_alias="JOBQUEUE_TRACING")
-    # Enqueues issued in one event-loop turn share one round trip (jobqueue._autopipeline).
+    # Enqueues issued in one event-loop turn share one round trip (jobqueue.backend._autopipeline).
     auto_pipeline: bool = Field(True, validation_alias="JOBQUEUE_AUTO_PIPELINE")
     # Replicated acknowledgement (docs/production.md): an enqueue returns once this many replicas
     # have its write (WAIT), or raises NotReplicatedError after the timeout. 0: no wait.
@@ -66,7 +66,7 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite+aiosqlite:///./jobqueue.db"
 
-    # JOBQUEUE_<QUEUE>_REDIS_URL, by queue name (jobqueue._queue_urls); private: URLs hold passwords.
+    # JOBQUEUE_<QUEUE>_REDIS_URL, by queue name (jobqueue.backend._queue_urls); private: URLs hold passwords.
     _queue_redis_urls: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def model_post_init(self, context: Any) -> None:

@@ -24,10 +24,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.exceptions import RedisError
 
 from jobqueue._env import read_settings
-from jobqueue._keys import QueueKeys
-from jobqueue.connection import get_redis, redis_errors
+from jobqueue.backend._keys import QueueKeys
+from jobqueue.backend.connection import get_redis, redis_errors
+from jobqueue.coreapi.results import Lane, LLMUsage
 from jobqueue.metrics import worker_metrics
-from jobqueue.results import Lane, LLMUsage
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

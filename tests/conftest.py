@@ -79,6 +79,6 @@ async def _close_shared_pool() -> AsyncIterator[None]:
 def short_schedule_slots(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let ``upsert_schedule`` take ``every`` below its minimum (1 s): schedules fire the same at
     any interval, and slots tens of ms apart spare the firing tests whole seconds of waiting."""
-    from jobqueue import _slots
+    from jobqueue.schedules import _slots
 
     monkeypatch.setattr(_slots, "SCHEDULE_MIN_EVERY_S", 0.01)

@@ -23,6 +23,6 @@ def test_queue_names_match_the_seed():
 
 
 def test_importing_opens_no_connection():
-    from jobqueue import connection
+    from jobqueue.backend import connection
 
     assert not connection._clients or connection._clients_loop is not None

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 import jobqueue
-from jobqueue import _scripts
 from jobqueue import product_embedding_queue as embeddings
-from jobqueue.connection import get_redis
+from jobqueue.backend import _scripts
+from jobqueue.backend.connection import get_redis
 from jobqueue.errors import InvalidJobError, RedisCommandError, RedisUnavailableError
 from tests.support.waiting import free_port
 

@@ -10,7 +10,7 @@ import pytest
 
 import jobqueue
 from jobqueue import JobFailedError
-from jobqueue.connection import get_redis
+from jobqueue.backend.connection import get_redis
 from tests.support.fixtures import DIMS
 from tests.support.waiting import WorkerProcess, wait_for
 from tests.support.workers import RunningWorker, run_burst
@@ -194,7 +194,7 @@ async def _count_is(counts, kind: str, n: int) -> bool:
 
 @pytest.fixture
 async def provider(fake_openai):
-    from workers.llm import OpenAIProvider
+    from workers.providers.llm import OpenAIProvider
 
     provider = OpenAIProvider(
         api_key="sk-test", base_url=fake_openai.base_url, model="m", embedding_model="e", dims=DIMS, timeout=5
@@ -204,7 +204,7 @@ async def provider(fake_openai):
 
 
 async def test_a_cancelled_caller_leaves_its_batch_without_breaking_it(provider, fake_openai):
-    from workers.batching import EmbeddingBatcher
+    from workers.providers.batching import EmbeddingBatcher
 
     fake_openai.latency = 0.3
     batcher = EmbeddingBatcher(provider, batch_size=64, batch_wait=0.05)
@@ -229,7 +229,7 @@ async def test_a_cancelled_caller_leaves_its_batch_without_breaking_it(provider,
 
 async def test_a_vector_of_the_wrong_length_fails_only_its_caller(provider, fake_openai):
     from jobqueue.errors import PermanentJobError
-    from workers.batching import EmbeddingBatcher
+    from workers.providers.batching import EmbeddingBatcher
 
     fake_openai.truncate_vector("short")
     batcher = EmbeddingBatcher(provider, batch_size=3, batch_wait=1)
@@ -243,8 +243,8 @@ async def test_a_vector_of_the_wrong_length_fails_only_its_caller(provider, fake
 
 
 async def test_a_full_batch_goes_at_once_and_an_empty_text_never_joins_one(provider, fake_openai):
-    from workers.batching import EmbeddingBatcher
-    from workers.llm import InvalidInputError
+    from workers.providers.batching import EmbeddingBatcher
+    from workers.providers.llm import InvalidInputError
 
     batcher = EmbeddingBatcher(provider, batch_size=4, batch_wait=60)  # only a full batch can go
     try:
@@ -260,7 +260,7 @@ async def test_a_full_batch_goes_at_once_and_an_empty_text_never_joins_one(provi
 
 async def test_close_fails_waiting_callers_with_a_retryable_error(provider, fake_openai):
     from jobqueue.errors import RetryableJobError
-    from workers.batching import EmbeddingBatcher
+    from workers.providers.batching import EmbeddingBatcher
 
     batcher = EmbeddingBatcher(provider, batch_size=64, batch_wait=60)
     waiting = asyncio.create_task(batcher.embed("never sent"))

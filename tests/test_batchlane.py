@@ -21,10 +21,10 @@ import pytest
 
 import jobqueue
 from jobqueue import InvalidJobError, JobFailedError
+from jobqueue.backend.connection import get_redis
 from jobqueue.batches import LaneKeys, get_batches
-from jobqueue.connection import get_redis
 from jobqueue.dashboard import create_app
-from jobqueue.events import parse_event
+from jobqueue.queue.events import parse_event
 from jobqueue.spend import price_table, spend_summary
 from tests.support.fixtures import DIMS
 from tests.support.waiting import WorkerProcess, wait_for

@@ -13,9 +13,9 @@ import pytest
 
 import jobqueue
 from jobqueue import product_embedding_queue as embeddings
-from jobqueue._state import WorkerState
 from jobqueue.cli import run
 from jobqueue.errors import JobFailedError, JobNotFoundError, JobStateError
+from jobqueue.worker._state import WorkerState
 from tests.support.waiting import WorkerProcess, wait_for
 from tests.support.workers import (
     CANCELLED_KEY,

@@ -2,7 +2,7 @@
 
 from workers.jobs.collections import TITLES_PROMPT, CollectionTitles
 from workers.jobs.products import ENRICHMENT_SYSTEM_PROMPT, ProductEnrichment
-from workers.llm import OpenAIProvider
+from workers.providers.llm import OpenAIProvider
 from workers.testing import FakeOpenAI, catalogue_responder
 
 PRODUCT_PROMPT = (

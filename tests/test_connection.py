@@ -52,7 +52,7 @@ async def test_health_check_is_true_with_redis_and_close_is_idempotent():
 
 
 async def test_one_pool_per_event_loop_is_reused():
-    from jobqueue.connection import get_redis
+    from jobqueue.backend.connection import get_redis
 
     assert get_redis() is get_redis()
     await jobqueue.enqueue_product_embedding("pooled")
@@ -71,7 +71,7 @@ def test_redact_url_keeps_everything_but_the_password():
 def test_importing_jobqueue_and_a_settings_class_touches_no_redis():
     # With Redis unreachable, imports must still be instant: nothing connects at import time.
     code = (
-        "import jobqueue, jobqueue.connection as c, tests.support.workers as w;"
+        "import jobqueue, jobqueue.backend.connection as c, tests.support.workers as w;"
         "assert not c._clients; print(w.EmbeddingTestSettings.queue_name)"
     )
     env = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "PYTHONPATH": str(ROOT), "PATH": ""}

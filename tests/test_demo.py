@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from workers.demo import DEMO_PRODUCTS, DEMO_SCHEDULES, DEMO_TASTE_PROFILES, seed_demo
+from workers.dev.demo import DEMO_PRODUCTS, DEMO_SCHEDULES, DEMO_TASTE_PROFILES, seed_demo
 
 
 async def test_seeding_writes_the_catalogue_once_and_keeps_what_jobs_stored(store):

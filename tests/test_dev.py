@@ -13,14 +13,14 @@ import httpx
 import redis
 
 import jobqueue
-from jobqueue._keys import QueueKeys
+from jobqueue.backend._keys import QueueKeys
 from jobqueue.embedded import redis_answers
 from jobqueue.settings import get_settings
 from tests.support.devstack import BIN, DevProcess, dev_env
 from tests.support.waiting import ROOT, WorkerProcess, free_port
-from workers.devstack import WORKER_QUEUES
+from workers.dev.devstack import WORKER_QUEUES
 from workers.jobs.products import ProductEnrichment
-from workers.store import SqlStore
+from workers.providers.store import SqlStore
 
 DIMS = 64
 READY = r"jobqueue dev: ready: 5 workers are up"
@@ -233,7 +233,7 @@ async def test_a_worker_started_by_hand_joins_dev_through_its_env_file(tmp_path,
 
 def test_the_fake_llms_default_port_is_the_one_dev_documents():
     from jobqueue.cli.dev import dev
-    from workers.devstack import DEFAULT_LLM_PORT, DevOptions
+    from workers.dev.devstack import DEFAULT_LLM_PORT, DevOptions
 
     default = inspect.signature(dev).parameters["fake_llm_port"].default
     assert default == DevOptions().llm_port == DEFAULT_LLM_PORT == 8090

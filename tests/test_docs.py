@@ -15,16 +15,16 @@ from markdown.extensions.toc import slugify
 import jobqueue
 from jobqueue.cli import app as cli_app
 from jobqueue.dashboard.auth import DashboardSettings
-from jobqueue.options import QueueOptions
 from jobqueue.settings import Settings
 from jobqueue.spend import PriceSettings
+from jobqueue.worker.options import QueueOptions
 from tests.support.waiting import ROOT
-from workers.batching import BatchSettings, InputSettings
 from workers.config import WorkerEnv
-from workers.embedcache import CacheSettings
-from workers.llm import LLMSettings
-from workers.notifier import NotifierSettings
-from workers.ratelimit import RateLimitSettings
+from workers.providers.batching import BatchSettings, InputSettings
+from workers.providers.embedcache import CacheSettings
+from workers.providers.llm import LLMSettings
+from workers.providers.notifier import NotifierSettings
+from workers.providers.ratelimit import RateLimitSettings
 
 DOCS = ROOT / "docs"
 README = ROOT / "README.md"

@@ -11,10 +11,10 @@ from prometheus_client import REGISTRY
 import jobqueue
 from tests.support.fixtures import DIMS
 from tests.support.workers import run_burst
-from workers.batching import EmbeddingBatcher
-from workers.embedcache import CACHE_KEY_PREFIX, EmbeddingCache, cache_key, pack, unpack
 from workers.jobs.products import canonical_text
-from workers.llm import OpenAIProvider
+from workers.providers.batching import EmbeddingBatcher
+from workers.providers.embedcache import CACHE_KEY_PREFIX, EmbeddingCache, cache_key, pack, unpack
+from workers.providers.llm import OpenAIProvider
 from workers.settings import embedding_settings
 from workers.testing.fake_openai import FakeOpenAI
 

@@ -11,10 +11,10 @@ import pytest
 
 from jobqueue import _envnames
 from jobqueue.dashboard.auth import DashboardSettings
-from jobqueue.options import QueueOptions
 from jobqueue.settings import Settings, get_settings
+from jobqueue.worker.options import QueueOptions
 from tests.support.waiting import ROOT, WorkerProcess
-from workers.batching import BatchSettings
+from workers.providers.batching import BatchSettings
 
 TYPO = "JOBQUEUE_PRODUCT_EMBEDDING_CONCURENCY"
 

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 import jobqueue
-from jobqueue import _result_wait
 from jobqueue import product_embedding_queue as embeddings
 from jobqueue.cli import run
 from jobqueue.errors import InvalidJobError
-from jobqueue.events import JobEvent
-from jobqueue.queue import Queue
+from jobqueue.queue import _result_wait
+from jobqueue.queue.events import JobEvent
+from jobqueue.queue.queue import Queue
 from jobqueue.settings import get_settings
 from tests.support.waiting import WorkerProcess, wait_for
 from tests.support.workers import RunningWorker, behaviour_key, release_key, run_burst, settings_for

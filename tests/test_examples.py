@@ -18,9 +18,10 @@ import pytest
 import jobqueue
 from examples import webhook_receiver
 from examples.fastapi_app import app
-from jobqueue import PermanentJobError, connection
+from jobqueue import PermanentJobError
+from jobqueue.backend import connection
 from tests.support.waiting import ROOT, free_port, wait_for
-from workers.notifier import Notification, WebhookNotifier
+from workers.providers.notifier import Notification, WebhookNotifier
 
 
 async def test_fastapi_example_enqueues_and_reports_jobs():

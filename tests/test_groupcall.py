@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from jobqueue.errors import EntityNotFoundError, RetryableJobError
-from workers.groupcall import GroupCall, ProductEmbeddingIO
+from workers.providers.groupcall import GroupCall, ProductEmbeddingIO
 
 
 async def test_callers_arriving_while_a_group_runs_share_the_next_one() -> None:

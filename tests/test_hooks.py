@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 
 import jobqueue
-from jobqueue import _hooks
 from jobqueue import product_embedding_queue as embeddings
-from jobqueue._state import Outcome, Run, WorkerState
 from jobqueue.errors import ConfigurationError
-from jobqueue.worker import build_worker_settings
+from jobqueue.worker import _hooks, build_worker_settings
+from jobqueue.worker._state import Outcome, Run, WorkerState
 from tests.support.waiting import WorkerProcess
 from tests.support.workers import behaviour_key, hooks_called, record_handler, run_burst
 from tests.support.workers import test_options as options_for

@@ -3,7 +3,7 @@
 import asyncio
 
 import jobqueue
-from jobqueue.connection import get_redis
+from jobqueue.backend.connection import get_redis
 from tests.support.waiting import WorkerProcess, wait_for
 
 LIMIT, PERIOD = 3, 1.0

@@ -9,7 +9,7 @@ import jobqueue
 from jobqueue import JobFailedError
 from tests.support.waiting import WorkerProcess, wait_for
 from tests.support.workers import run_burst
-from workers.notifier import verify_signature
+from workers.providers.notifier import verify_signature
 from workers.settings import reminders_settings
 
 CONTENT = {"title": "Birthday Reminder", "body": "Sarah's birthday is tomorrow!", "data": {"occasionId": "o-1"}}

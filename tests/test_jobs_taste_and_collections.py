@@ -19,8 +19,8 @@ from tests.support.fixtures import DIMS
 from tests.support.waiting import WorkerProcess
 from tests.support.workers import make_worker, progress_steps, run_burst
 from workers.jobs.collections import CANDIDATES_PER_SLOT, MAX_CANDIDATES, group_products, group_products_in_thread
+from workers.providers.store import ProductRecord
 from workers.settings import collections_settings, taste_profile_settings
-from workers.store import ProductRecord
 
 DAY = dt.date(2025, 12, 21)
 

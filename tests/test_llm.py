@@ -14,8 +14,8 @@ from pydantic import BaseModel
 
 from jobqueue.errors import ConfigurationError, PermanentJobError, RetryableJobError
 from jobqueue.settings import Settings
-from workers._http import parse_retry_after
-from workers.llm import (
+from workers.providers._http import parse_retry_after
+from workers.providers.llm import (
     PLACEHOLDER_API_KEY,
     OpenAIProvider,
     map_openai_error,

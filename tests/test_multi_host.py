@@ -17,8 +17,8 @@ import pytest
 
 import jobqueue
 from jobqueue import product_embedding_queue as embeddings
-from jobqueue.connection import get_redis
-from jobqueue.events import parse_event
+from jobqueue.backend.connection import get_redis
+from jobqueue.queue.events import parse_event
 from jobqueue.settings import get_settings
 from tests.support.netns import Hosts, cannot_make_namespaces
 from tests.support.redis_process import RedisProcess

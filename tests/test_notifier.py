@@ -14,8 +14,8 @@ import pytest
 from pydantic import ValidationError
 
 from jobqueue.errors import ConfigurationError, PermanentJobError, RetryableJobError
-from workers._http import parse_retry_after
-from workers.notifier import (
+from workers.providers._http import parse_retry_after
+from workers.providers.notifier import (
     DEFAULT_SIGNATURE_TOLERANCE_S,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,

@@ -105,7 +105,7 @@ async def test_a_late_finish_of_a_returned_run_changes_nothing_of_the_next_run(r
 
 
 async def _stale(worker):
-    from jobqueue._runner import STATE_KEY
+    from jobqueue.worker._runner import STATE_KEY
 
     return worker.ctx[STATE_KEY].counters["stale"] >= 1
 
@@ -131,8 +131,8 @@ async def test_a_run_whose_outcome_could_not_be_recorded_is_returned_by_its_own_
     # to stay "active" for ever, because a live worker never repaired its own entries.
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    import jobqueue._state as state_module
-    from jobqueue import _scripts
+    import jobqueue.worker._state as state_module
+    from jobqueue.backend import _scripts
 
     real_finish = _scripts.FINISH
     failures = {"left": 3}

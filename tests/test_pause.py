@@ -5,7 +5,7 @@ import time
 
 import jobqueue
 from jobqueue import product_embedding_queue as embeddings
-from jobqueue.events import parse_event
+from jobqueue.queue.events import parse_event
 from tests.support.waiting import WorkerProcess, wait_for
 from tests.support.workers import (
     RunningWorker,

@@ -20,10 +20,10 @@ import redis
 
 import jobqueue
 from jobqueue import QUEUES, update_progress
-from jobqueue._queue_urls import variable_for
+from jobqueue.backend._queue_urls import variable_for
+from jobqueue.backend.connection import check_queues_health
 from jobqueue.cli import run
 from jobqueue.collector import render_queue_metrics
-from jobqueue.connection import check_queues_health
 from jobqueue.dashboard import create_app
 from jobqueue.errors import ConfigurationError, RedisUnavailableError
 from jobqueue.settings import get_settings
@@ -32,8 +32,8 @@ from tests.support.redis_process import RedisProcess
 from tests.support.scrape import samples, value
 from tests.support.waiting import WorkerProcess, free_port
 from tests.support.workers import counts, run_burst
-from workers import devstack
-from workers.ratelimit import RATE_LIMIT_KEY_PREFIX, RateLimitSettings, rate_limiter_for
+from workers.dev import devstack
+from workers.providers.ratelimit import RATE_LIMIT_KEY_PREFIX, RateLimitSettings, rate_limiter_for
 
 RUNS = "jq:test:runs"
 TOKEN = "t0ken"
@@ -82,7 +82,7 @@ async def note_run(ctx: dict[str, Any], payload: Any) -> None:
     if ctx["job_id"].startswith("taste-profile-embedding:"):
         await update_progress(ctx, 50)
     if ctx["job_id"].startswith("product-enrichment:"):
-        # What workers.llm does with LLM_RATE_LIMIT_PER_MINUTE: the limit on the worker's Redis.
+        # What workers.providers.llm does with LLM_RATE_LIMIT_PER_MINUTE: the limit on the worker's Redis.
         limiter = rate_limiter_for(ctx["redis"], "openai", "chat", RateLimitSettings(llm_rate_limit_per_minute=100))
         assert limiter is not None
         await limiter.acquire(timeout=5)

@@ -11,11 +11,10 @@ import pytest
 
 import jobqueue
 from jobqueue import product_embedding_queue as embeddings
-from jobqueue import progress
-from jobqueue._runner import RUN_KEY, STATE_KEY
-from jobqueue._state import Run, WorkerState
 from jobqueue.errors import InvalidJobError
-from jobqueue.worker import build_worker_settings
+from jobqueue.worker import build_worker_settings, progress
+from jobqueue.worker._runner import RUN_KEY, STATE_KEY
+from jobqueue.worker._state import Run, WorkerState
 from tests.support.waiting import WorkerProcess
 from tests.support.workers import behaviour_key, release_key, run_burst, settings_for
 from tests.support.workers import test_options as options_for

@@ -9,8 +9,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from jobqueue.errors import RetryableJobError
-from workers.llm import OpenAIProvider
-from workers.providerlimits import ProviderLimits, RateLimitHeaders, parse_duration
+from workers.providers.llm import OpenAIProvider
+from workers.providers.providerlimits import ProviderLimits, RateLimitHeaders, parse_duration
 from workers.testing.fake_openai import FakeOpenAI, go_duration
 
 DIMS = 8
@@ -201,7 +201,7 @@ async def test_two_clients_sharing_the_learnt_limits_meet_no_429_under_a_binding
 
 
 async def test_hand_set_limits_stay_ceilings_below_the_providers(redis_client: aioredis.Redis) -> None:
-    from workers.ratelimit import RateLimiter
+    from workers.providers.ratelimit import RateLimiter
 
     with FakeOpenAI(dims=DIMS, request_limit=1000, rate_window=1.0) as fake:
         provider = OpenAIProvider(
@@ -264,7 +264,7 @@ async def test_two_worker_processes_paced_by_the_headers_meet_no_429(store, fake
     """Two real `arq` worker processes, no hand-set limit, one request per job, 16 jobs against
     4 requests a second: the probe and the shared learnt limits keep every request within it."""
     import jobqueue
-    from jobqueue.connection import get_redis
+    from jobqueue.backend.connection import get_redis
     from tests.support.waiting import WorkerProcess, wait_for
 
     fake_openai.request_limit, fake_openai.rate_window = 4, 1.0

@@ -8,7 +8,7 @@ import pytest
 import jobqueue
 from jobqueue import JobNotFoundError, JobStateError
 from jobqueue import product_embedding_queue as embeddings
-from jobqueue._scheduler import fire_due, slot_job_id
+from jobqueue.worker._scheduler import fire_due, slot_job_id
 from tests.support.waiting import wait_for
 from tests.support.workers import RunningWorker, behaviour_key, release_key, run_burst, runs, settings_for
 

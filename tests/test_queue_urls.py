@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobqueue._queue_urls import queue_urls, url_problem, variable_for
+from jobqueue.backend._queue_urls import queue_urls, url_problem, variable_for
 from jobqueue.errors import ConfigurationError
 from jobqueue.settings import Settings, redact_url
 

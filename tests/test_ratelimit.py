@@ -14,7 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from jobqueue.errors import RetryableJobError
-from workers.ratelimit import RateLimiter, RateLimitSettings, rate_limiter_for
+from workers.providers.ratelimit import RateLimiter, RateLimitSettings, rate_limiter_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,7 +113,7 @@ CHILD = textwrap.dedent(
     """
     import asyncio, sys
     from redis.asyncio import Redis
-    from workers.ratelimit import RateLimiter
+    from workers.providers.ratelimit import RateLimiter
 
     async def main(url, name, limit, period, count, out, ready, go):
         redis = Redis.from_url(url)

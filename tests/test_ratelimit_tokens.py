@@ -8,8 +8,8 @@ import pytest
 from redis.asyncio import Redis
 
 from jobqueue.errors import PermanentJobError, RetryableJobError
-from workers.llm import OpenAIProvider, estimate_tokens
-from workers.ratelimit import RateLimitSettings, TokenRateLimiter, token_limiter_for
+from workers.providers.llm import OpenAIProvider, estimate_tokens
+from workers.providers.ratelimit import RateLimitSettings, TokenRateLimiter, token_limiter_for
 from workers.testing.fake_openai import FakeOpenAI
 
 

@@ -14,7 +14,7 @@ import jobqueue
 from jobqueue import RedisCommandError, RedisUnavailableError
 from jobqueue import product_embedding_queue as embeddings
 from jobqueue.settings import get_settings
-from jobqueue.worker import warn_unless_noeviction
+from jobqueue.worker.builder import warn_unless_noeviction
 from tests.support.private_valkey import busy_script, is_busy, private_valkey
 from tests.support.waiting import ROOT, WorkerProcess, wait_for
 from tests.support.workers import RunningWorker, runs, settings_for
@@ -130,8 +130,8 @@ def unused_port():
 def test_a_mismatched_arq_stops_the_worker_with_the_version_it_needs(monkeypatch):
     import arq.version
 
-    from jobqueue import _arq
     from jobqueue.errors import ConfigurationError
+    from jobqueue.worker import _arq
 
     monkeypatch.setattr(_arq, "_verified", False)
     monkeypatch.setattr(arq.version, "VERSION", "0.29.0")
@@ -142,8 +142,8 @@ def test_a_mismatched_arq_stops_the_worker_with_the_version_it_needs(monkeypatch
 def test_an_arq_whose_poll_changed_stops_the_worker(monkeypatch):
     # jobqueue's Worker replaces arq's _poll_iteration and relies on what it did: an arq whose
     # iteration no longer beats its heart (cron, health checks) must not be run as 0.28's.
-    from jobqueue import _arq, _worker
     from jobqueue.errors import ConfigurationError
+    from jobqueue.worker import _arq, _worker
 
     async def _poll_iteration(self):  # an iteration without arq's heartbeat
         pass

@@ -1,6 +1,6 @@
 """Settings that reach logs stay password-free, and a worker gets every TLS option of its URL."""
 
-from jobqueue._redis_settings import redis_settings_from_url
+from jobqueue.backend._redis_settings import redis_settings_from_url
 from jobqueue.settings import get_settings
 
 

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from tests.support.fixtures import DIMS
-from workers.batching import EmbeddingBatcher
-from workers.llm import (
+from workers.providers.batching import EmbeddingBatcher
+from workers.providers.llm import (
     OPENAI_MAX_EMBEDDING_INPUTS,
     OPENAI_MAX_EMBEDDING_REQUEST_TOKENS,
     OpenAIProvider,

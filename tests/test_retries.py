@@ -25,7 +25,7 @@ def test_backoff_jitter_stays_within_its_fraction():
 
 def test_retry_delay_prefers_the_errors_retry_after_capped_at_backoff_max():
     from jobqueue import QueueOptions, RetryableJobError
-    from jobqueue._runner import retry_delay
+    from jobqueue.worker._runner import retry_delay
 
     options = QueueOptions(backoff_base=2, backoff_max=60, backoff_jitter=0)
     assert retry_delay(RuntimeError("x"), 3, options) == 8

@@ -21,15 +21,15 @@ from arq.worker import get_kwargs
 from pydantic import BaseModel
 
 import jobqueue
-from jobqueue import _scripts, _worker
 from jobqueue import product_embedding_queue as embeddings
-from jobqueue._redis_settings import bound_reads, redis_settings_from_url
-from jobqueue._state import Outcome, Run, WorkerState
+from jobqueue.backend import _scripts
+from jobqueue.backend._redis_settings import bound_reads, redis_settings_from_url
 from jobqueue.constants import PARKED_SCORE, RECORD_RETRY_S
 from jobqueue.errors import ConfigurationError
-from jobqueue.options import QueueOptions
 from jobqueue.settings import get_settings
-from jobqueue.worker import Worker, build_worker_settings
+from jobqueue.worker import Worker, _worker, build_worker_settings
+from jobqueue.worker._state import Outcome, Run, WorkerState
+from jobqueue.worker.options import QueueOptions
 from tests.support.private_valkey import private_valkey
 from tests.support.waiting import WorkerProcess, wait_for
 from tests.support.workers import (

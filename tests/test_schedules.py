@@ -1,6 +1,6 @@
 """Recurring schedules against the real Redis: upsert by id, validation, removal, firing passes.
 
-The firing passes here are run in-process (``jobqueue._scheduler.fire_due``, what every worker's
+The firing passes here are run in-process (``jobqueue.worker._scheduler.fire_due``, what every worker's
 scheduler task runs); tests/test_schedules_workers.py runs them in real ``arq`` worker processes.
 """
 
@@ -13,11 +13,11 @@ import pytest
 import redis.asyncio as aioredis
 
 import jobqueue
-import jobqueue.schedules
+import jobqueue.schedules.schedules
 from jobqueue import InvalidJobError, get_schedules, remove_schedule, upsert_schedule
 from jobqueue import product_embedding_queue as embeddings
-from jobqueue._keys import SCHEDULE_KEYS
-from jobqueue._scheduler import fire_due, slot_job_id
+from jobqueue.backend._keys import SCHEDULE_KEYS
+from jobqueue.worker._scheduler import fire_due, slot_job_id
 from tests.support.waiting import wait_for
 
 UTC = dt.UTC
@@ -151,7 +151,7 @@ async def test_remove_schedule_deletes_it_and_reports_whether_it_existed(redis_c
 
 async def test_a_schedule_stored_under_an_id_now_refused_can_still_be_removed(redis_client, monkeypatch):
     with monkeypatch.context() as m:  # as upsert_schedule stored it before ids were checked as job ids
-        m.setattr(jobqueue.schedules, "_schedule_id", lambda value: value)
+        m.setattr(jobqueue.schedules.schedules, "_schedule_id", lambda value: value)
         await upsert_schedule("nightly*", "product-embedding", every=60, payload=PAYLOAD)
     assert await remove_schedule("nightly*") is True
     assert await schedule_keys(redis_client) == []

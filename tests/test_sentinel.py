@@ -18,14 +18,14 @@ import pytest
 import jobqueue
 from jobqueue import ConfigurationError, RedisUnavailableError
 from jobqueue import product_embedding_queue as embeddings
-from jobqueue._redis_settings import SentinelRedisSettings, redis_settings_from_url, wait_for_redis
-from jobqueue._sentinel import parse
+from jobqueue.backend._redis_settings import SentinelRedisSettings, redis_settings_from_url, wait_for_redis
+from jobqueue.backend._sentinel import parse
 from jobqueue.collector import render_queue_metrics
 from jobqueue.dashboard import create_app
 from jobqueue.settings import get_settings, redact_url
 from tests.support.sentinel import SERVICE, SentinelGroup
 from tests.support.waiting import ROOT, WorkerProcess, free_port, wait_for
-from workers.devredis import start_dev_redis
+from workers.dev.devredis import start_dev_redis
 
 SETTINGS = "tests.support.workers.EmbeddingTestSettings"
 

@@ -43,8 +43,8 @@ async def test_nothing_stored_in_redis_is_pickle(redis_client):
 
 
 def test_workers_and_enqueue_side_use_the_same_json_serializer():
-    from jobqueue._arq import INVALID_JOB_KEY
-    from jobqueue._json import dumps_bytes, loads
+    from jobqueue.backend._json import dumps_bytes, loads
+    from jobqueue.worker._arq import INVALID_JOB_KEY
 
     assert EmbeddingTestSettings.job_serializer is dumps_bytes
     job = {"t": None, "f": "product_embedding", "a": [{"product_id": "p"}, 2], "k": {}, "et": 1}

@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 
 from jobqueue.errors import ConfigurationError, EntityNotFoundError, RetryableJobError
 from tests.support.databases import drop_jq_tables
-from workers.store import NewCollection, SqlStore
+from workers.providers.store import NewCollection, SqlStore
 
 DAY = date(2025, 12, 21)
 

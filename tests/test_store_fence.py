@@ -29,14 +29,14 @@ from jobqueue import (
 )
 from tests.support.fixtures import DIMS
 from workers.config import WorkerEnv
-from workers.groupcall import ProductEmbeddingIO
 from workers.jobs.collections import CollectionTitle, CollectionTitles, curated_collections
 from workers.jobs.products import ProductEnrichment, canonical_text, product_embedding, product_enrichment, text_hash
 from workers.jobs.reminders import reminder_dispatch
 from workers.jobs.taste import profile_text, taste_profile_embedding
-from workers.notifier import Notification, NotificationReceipt
+from workers.providers.groupcall import ProductEmbeddingIO
+from workers.providers.notifier import Notification, NotificationReceipt
+from workers.providers.store import ProductRecord
 from workers.resources import RESOURCES_KEY, Resources
-from workers.store import ProductRecord
 from workers.testing.fake_openai import FakeOpenAI
 
 DAY = dt.date(2025, 12, 21)

@@ -174,7 +174,7 @@ import asyncio, json, sys
 if sys.argv[1] == "hidden":
     sys.modules["opentelemetry"] = None  # as if the extra were not installed: import fails
 import jobqueue
-from jobqueue.connection import get_redis
+from jobqueue.backend.connection import get_redis
 from tests.support.workers import run_burst, settings_for
 
 async def main():

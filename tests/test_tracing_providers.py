@@ -16,9 +16,9 @@ from pydantic import BaseModel
 
 from jobqueue.errors import PermanentJobError
 from tests.support import tracing as otel
-from workers.llm import OpenAIProvider
-from workers.notifier import Notification, WebhookNotifier
-from workers.store import SqlStore
+from workers.providers.llm import OpenAIProvider
+from workers.providers.notifier import Notification, WebhookNotifier
+from workers.providers.store import SqlStore
 from workers.testing.fake_openai import FakeOpenAI
 
 DIMS = 8
@@ -79,7 +79,9 @@ async def test_a_provider_error_marks_its_span(exporter, fake):
     (embeddings,) = otel.named("embeddings emb-test")
     assert embeddings.status.status_code is StatusCode.ERROR
     assert [e.name for e in embeddings.events] == ["exception"]
-    assert embeddings.events[0].attributes["exception.type"] == "workers.llm.InvalidInputError"  # a PermanentJobError
+    assert (
+        embeddings.events[0].attributes["exception.type"] == "workers.providers.llm.InvalidInputError"
+    )  # a PermanentJobError
 
 
 async def test_store_writes_are_spans_named_by_the_write(exporter, tmp_path):

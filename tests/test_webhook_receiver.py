@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 
 from jobqueue.errors import PermanentJobError
-from workers.notifier import Notification, WebhookNotifier
+from workers.providers.notifier import Notification, WebhookNotifier
 from workers.testing import WebhookReceiver
 
 

@@ -15,13 +15,13 @@ from typing import Any
 from jobqueue._env import read_settings
 from jobqueue._envnames import REPORTED_VARIABLE
 from jobqueue.errors import ConfigurationError
-from workers.batching import SharedEmbedder, open_shared_embedder
-from workers.batchlane import BatchLane
 from workers.config import WorkerEnv
-from workers.groupcall import ProductEmbeddingIO
-from workers.llm import OpenAIProvider, provider_from_settings
-from workers.notifier import WebhookNotifier, notifier_from_settings
-from workers.store import Store, store_from_settings
+from workers.providers.batching import SharedEmbedder, open_shared_embedder
+from workers.providers.batchlane import BatchLane
+from workers.providers.groupcall import ProductEmbeddingIO
+from workers.providers.llm import OpenAIProvider, provider_from_settings
+from workers.providers.notifier import WebhookNotifier, notifier_from_settings
+from workers.providers.store import Store, store_from_settings
 
 logger = logging.getLogger("workers")
 RESOURCES_KEY = "resources"
@@ -44,7 +44,7 @@ class Resources:
     embedder_error: ConfigurationError | None = None
     # Product reads and writes of concurrent embedding jobs, grouped into one query each.
     product_io: ProductEmbeddingIO | None = None
-    # The queue's Batch API lane (workers.batchlane), for jobs enqueued with lane="batch".
+    # The queue's Batch API lane (workers.providers.batchlane), for jobs enqueued with lane="batch".
     batch_lane_runner: BatchLane | None = None
     batch_lane_error: ConfigurationError | None = None
 
@@ -56,7 +56,7 @@ class Resources:
 
     @property
     def embeddings(self) -> SharedEmbedder:
-        """The process's embeddings batcher (see ``workers.batching``)."""
+        """The process's embeddings batcher (see ``workers.providers.batching``)."""
         if self.embedder is None:
             raise self.embedder_error or ConfigurationError("no LLM provider configured: set LLM_API_KEY")
         return self.embedder

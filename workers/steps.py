@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from jobqueue import update_progress
-from jobqueue._runner import RUN_KEY
+from jobqueue.worker._runner import RUN_KEY
 
 DONE = "done"
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from jobqueue.connection import close_queues
+from jobqueue.backend.connection import close_queues
 
 T = TypeVar("T")
 

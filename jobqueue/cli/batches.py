@@ -10,7 +10,7 @@ import typer
 from jobqueue.batches import BatchSubmission, get_batches
 from jobqueue.cli._app import app
 from jobqueue.cli._output import JSON_HELP, ms_time, print_json, run_async, table
-from jobqueue.queues import QUEUES, get_queue
+from jobqueue.coreapi.queues import QUEUES, get_queue
 
 
 def _row(s: BatchSubmission) -> list[object]:

@@ -1,7 +1,8 @@
 """``jobqueue dev`` and ``jobqueue seed-demo``: a development stack and its demo catalogue.
 
-Both live in ``workers`` (``workers.devstack``, ``workers.demo``) and are imported when the command
-runs, so ``jobqueue --help`` and the other commands do not load the workers.
+Both live in the application's ``workers`` (``workers.dev.devstack``, ``workers.dev.demo``), reached
+through ``jobqueue._application`` when the command runs, so ``jobqueue --help`` and the other
+commands do not load the workers.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from jobqueue import _application
 from jobqueue.cli._app import app
 
 
@@ -69,10 +71,9 @@ def dev(
     reminders go to a local receiver. While it runs, DATA_DIR/env holds the settings another shell
     needs to join the stack (`. .jobqueue/env`). Ctrl-C stops everything.
     """
-    from workers.devstack import WORKER_QUEUES, DevOptions, run
-
-    options = DevOptions(
-        workers=tuple(worker or WORKER_QUEUES),
+    devstack = _application.dev_stack()
+    options = devstack.DevOptions(
+        workers=tuple(worker or devstack.WORKER_QUEUES),
         fake_llm=fake_llm,
         webhook_receiver=webhook_receiver,
         demo=demo,
@@ -81,7 +82,7 @@ def dev(
         dashboard_port=dashboard_port,
         llm_port=fake_llm_port,
     )
-    raise typer.Exit(run(options))
+    raise typer.Exit(devstack.run(options))
 
 
 @app.command("seed-demo")
@@ -89,14 +90,4 @@ def seed_demo(
     reset: Annotated[bool, typer.Option("--reset", help="Rewrite rows that exist (drops what jobs stored).")] = False,
 ) -> None:
     """Write a small demo catalogue into the store at DATABASE_URL: products, taste profiles, schedules."""
-    from workers.demo import seed_demo as seed
-    from workers.store import store_from_settings
-
-    async def main() -> str:
-        store = store_from_settings()
-        try:
-            return f"{store.url}: {await seed(store, reset=reset)}"
-        finally:
-            await store.aclose()
-
-    typer.echo(f"jobqueue seed-demo: {asyncio.run(main())}")
+    typer.echo(f"jobqueue seed-demo: {asyncio.run(_application.seed_demo(reset=reset))}")

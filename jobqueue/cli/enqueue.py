@@ -14,7 +14,7 @@ import typer
 import jobqueue
 from jobqueue.cli._app import app
 from jobqueue.cli._output import JSON_HELP, print_json, run_async
-from jobqueue.job import JobHandle
+from jobqueue.queue.job import JobHandle
 
 enqueue_app = typer.Typer(help="Enqueue one job of a given type (for manual testing).", no_args_is_help=True)
 app.add_typer(enqueue_app, name="enqueue")

@@ -10,8 +10,8 @@ import typer
 
 from jobqueue.cli._app import app
 from jobqueue.cli._output import run_async, utc_time
-from jobqueue.events import JobEvent, check_since
-from jobqueue.queues import QUEUES, get_queue
+from jobqueue.coreapi.queues import QUEUES, get_queue
+from jobqueue.queue.events import JobEvent, check_since
 
 
 def _line(event: JobEvent) -> str:

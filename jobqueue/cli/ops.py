@@ -7,13 +7,13 @@ from typing import Annotated, Any
 
 import typer
 
-from jobqueue._inspection import LIST_STATES
 from jobqueue._overview import all_summaries, queue_for_job
 from jobqueue.cli._app import app
 from jobqueue.cli._output import JSON_HELP, ms_time, per_minute, print_json, run_async, seconds, table
+from jobqueue.coreapi.queues import QUEUES, get_queue
 from jobqueue.errors import JobNotFoundError, JobQueueError
-from jobqueue.job import JobInfo
-from jobqueue.queues import QUEUES, get_queue
+from jobqueue.queue._inspection import LIST_STATES
+from jobqueue.queue.job import JobInfo
 
 JsonFlag = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
 QueueArg = Annotated[str, typer.Argument(help=f"Queue name: {', '.join(QUEUES)}.", show_default=False)]

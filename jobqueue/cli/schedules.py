@@ -10,12 +10,12 @@ from typing import Any
 
 import typer
 
-from jobqueue._schedule_rows import schedule_rows
 from jobqueue.cli._app import app
 from jobqueue.cli._output import JSON_HELP, print_json, run_async, table
+from jobqueue.coreapi.queues import get_queue
 from jobqueue.errors import JobQueueError
-from jobqueue.queues import get_queue
-from jobqueue.schedules import remove_schedule
+from jobqueue.schedules._schedule_rows import schedule_rows
+from jobqueue.schedules.schedules import remove_schedule
 
 schedules_app = typer.Typer(help="Recurring schedules and the workers' arq cron jobs.", no_args_is_help=False)
 app.add_typer(schedules_app, name="schedules")

@@ -9,15 +9,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from jobqueue._inspection import LIST_STATES
 from jobqueue._overview import all_summaries, queue_for_job, queue_summary, redis_servers
-from jobqueue._schedule_rows import schedule_rows
 from jobqueue.batches import get_batches
 from jobqueue.constants import LOG_LINES_KEPT
+from jobqueue.coreapi.queues import get_queue
 from jobqueue.dashboard.live import job_events
 from jobqueue.errors import InvalidJobError, JobNotFoundError
-from jobqueue.queues import get_queue
-from jobqueue.schedules import remove_schedule
+from jobqueue.queue._inspection import LIST_STATES
+from jobqueue.schedules._schedule_rows import schedule_rows
+from jobqueue.schedules.schedules import remove_schedule
 
 MAX_PAGE_SIZE = 200
 # A job's log lines the page shows: the newest this many, unless it asks for more.

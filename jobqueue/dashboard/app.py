@@ -21,8 +21,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from jobqueue.backend.connection import close_queues
 from jobqueue.collector import CONTENT_TYPE_LATEST, render_queue_metrics
-from jobqueue.connection import close_queues
 from jobqueue.dashboard import api
 from jobqueue.dashboard.auth import AuthMiddleware, Credentials, resolve_served
 from jobqueue.dashboard.headers import SecurityHeadersMiddleware

@@ -40,12 +40,12 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from jobqueue._overview import queue_for_job
-from jobqueue.connection import dedicated_client, get_redis, redis_errors
+from jobqueue.backend.connection import dedicated_client, get_redis, redis_errors
 from jobqueue.constants import EVENTS_BLOCK_S, EVENTS_READ_COUNT
+from jobqueue.coreapi.queues import QUEUES, get_queue
 from jobqueue.errors import InvalidJobError, JobNotFoundError, RedisCommandError, RedisUnavailableError
-from jobqueue.events import JobEvent, check_since, last_event_id, parse_event, read_timeout_scale
-from jobqueue.queue import Queue
-from jobqueue.queues import QUEUES, get_queue
+from jobqueue.queue.events import JobEvent, check_since, last_event_id, parse_event, read_timeout_scale
+from jobqueue.queue.queue import Queue
 
 logger = logging.getLogger("jobqueue.dashboard")
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobqueue import product_embedding_queue as embeddings
-from jobqueue._json import loads
-from jobqueue.connection import get_redis
+from jobqueue.backend._json import loads
+from jobqueue.backend.connection import get_redis
 
 
 async def records(job_ids: list[str]) -> dict[str, dict[str, Any]]:

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from jobqueue import product_embedding_queue as embeddings
-from jobqueue.connection import get_redis
+from jobqueue.backend.connection import get_redis
 from tests.faults import figures
 from tests.faults.audit import audit_runs, records
 from tests.faults.workers import EVENTS_KEY, JOB_MS_ENV, parse_events, worker_env

@@ -11,8 +11,8 @@ import pytest
 
 import jobqueue
 from jobqueue import product_embedding_queue as embeddings
-from jobqueue.backoff import exponential_backoff
-from jobqueue.connection import get_redis
+from jobqueue.backend.connection import get_redis
+from jobqueue.worker.backoff import exponential_backoff
 from tests.faults import figures
 from tests.faults.workers import EVENTS_KEY, parse_events, worker_env
 from tests.support.waiting import WorkerProcess

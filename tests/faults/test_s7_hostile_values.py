@@ -12,7 +12,7 @@ import redis
 import jobqueue
 from jobqueue import InvalidJobError
 from jobqueue import product_embedding_queue as embeddings
-from jobqueue.connection import get_redis
+from jobqueue.backend.connection import get_redis
 from jobqueue.constants import MAX_PAYLOAD_BYTES
 from tests.faults import figures
 from tests.faults.workers import EVENTS_KEY, parse_events, worker_env

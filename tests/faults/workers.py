@@ -16,8 +16,8 @@ import time
 from typing import Any
 
 from jobqueue import ProductEmbeddingJobPayload, ProductEmbeddingJobResult
-from jobqueue.options import queue_options
 from jobqueue.worker import build_worker_settings
+from jobqueue.worker.options import queue_options
 
 EVENTS_KEY = "jq:test:events"
 FAILED_ONCE_PREFIX = "jq:test:failed-once:"

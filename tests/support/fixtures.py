@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 from jobqueue import QUEUE_NAMES
 from jobqueue.settings import get_settings
 from tests.support.databases import drop_jq_tables
-from workers.store import SqlStore
+from workers.providers.store import SqlStore
 from workers.testing.fake_openai import FakeOpenAI
 
 DIMS = 8

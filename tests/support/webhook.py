@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from workers.notifier import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from workers.providers.notifier import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 
 RELEASE_TIMEOUT_S = 10.0
 

@@ -29,8 +29,8 @@ from jobqueue import (
     add_job_log,
     update_progress,
 )
-from jobqueue.options import QueueOptions
 from jobqueue.worker import Worker, build_worker_settings
+from jobqueue.worker.options import QueueOptions
 
 RUNS_KEY = "jq:test:runs"
 # Ids of jobs whose blocked handler was cancelled (by a stop or by cancel_job), in order.

@@ -15,10 +15,10 @@ from jobqueue import (
     LLMUsage,
     schedule_daily_curated_collections,
 )
-from workers.llm import answer_counted
+from workers.providers.llm import answer_counted
+from workers.providers.store import NewCollection, ProductRecord
 from workers.resources import resources
 from workers.steps import Steps
-from workers.store import NewCollection, ProductRecord
 
 # How many candidate products to read per product placed: room to pick similar ones.
 CANDIDATES_PER_SLOT = 3

@@ -14,11 +14,11 @@ from jobqueue import (
     ProductEnrichmentJobPayload,
     ProductEnrichmentJobResult,
 )
-from workers.batching import embed_counted
-from workers.llm import answer_counted
+from workers.providers.batching import embed_counted
+from workers.providers.llm import answer_counted
+from workers.providers.store import ProductRecord
 from workers.resources import resources
 from workers.steps import Steps
-from workers.store import ProductRecord
 
 # An enrichment's steps, reported with update_progress as each starts (workers.steps). Embeddings
 # have one step (a batched request) and report none.
@@ -63,7 +63,7 @@ async def product_embedding(ctx: dict[str, Any], payload: ProductEmbeddingJobPay
     if payload.previous_text_hash == digest:
         return ProductEmbeddingJobResult(**done, reason="text unchanged (previous_text_hash)")
     embeddings = res.embeddings
-    if payload.batch_lane:  # parks the job until its batch has answered (workers.batchlane)
+    if payload.batch_lane:  # parks the job until its batch has answered (workers.providers.batchlane)
         # Its tokens and cost are the submission's (``jobqueue batches``), counted when it ends.
         vector, usage = await res.batch_lane.embed(ctx["job_id"], text, sync=embeddings.embed), None
     else:
@@ -120,7 +120,7 @@ async def product_enrichment(ctx: dict[str, Any], payload: ProductEnrichmentJobP
     steps = Steps(ctx, ENRICHMENT_STEPS)
     await steps.start("enriching")
     prompt = canonical_text(product) + f"\nprice_pence: {product.price}"
-    if payload.batch_lane:  # parks the job until its batch has answered (workers.batchlane)
+    if payload.batch_lane:  # parks the job until its batch has answered (workers.providers.batchlane)
         enrichment = await res.batch_lane.complete_json(
             ctx["job_id"],
             ENRICHMENT_SYSTEM_PROMPT,

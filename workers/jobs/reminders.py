@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from jobqueue import PermanentJobError, ReminderDispatchJobPayload, ReminderDispatchJobResult, RetryableJobError
-from workers.notifier import Notification
+from workers.providers.notifier import Notification
 from workers.resources import resources
 
 

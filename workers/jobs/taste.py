@@ -11,7 +11,7 @@ from jobqueue import (
     TasteProfileEmbeddingJobPayload,
     TasteProfileEmbeddingJobResult,
 )
-from workers.batching import embed_counted
+from workers.providers.batching import embed_counted
 from workers.resources import resources
 
 
@@ -46,7 +46,7 @@ async def taste_profile_embedding(
     if not text:
         raise PermanentJobError(f"taste profile {profile.id!r} has no answers to embed")
     embeddings = res.embeddings
-    if payload.batch_lane:  # parks the job until its batch has answered (workers.batchlane)
+    if payload.batch_lane:  # parks the job until its batch has answered (workers.providers.batchlane)
         # Its tokens and cost are the submission's (``jobqueue batches``), counted when it ends.
         vector, usage = await res.batch_lane.embed(ctx["job_id"], text, sync=embeddings.embed), None
     else:

@@ -1,7 +1,7 @@
 """A loopback receiver for the reminder webhooks, for ``jobqueue dev`` and tests (stdlib only).
 
 It checks each delivery's ``X-Jobqueue-Signature`` and ``X-Jobqueue-Timestamp`` with the shared
-secret (``workers.notifier.verify_signature``: 401 when they do not match or are stale), answers
+secret (``workers.providers.notifier.verify_signature``: 401 when they do not match or are stale), answers
 200 with a message id, keeps the deliveries and hands each verified one to ``on_delivery``.
 One path per channel: ``/push``, ``/email``, ``/sms``::
 
@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from workers.notifier import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, URL_VARIABLES, verify_signature
+from workers.providers.notifier import (
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    URL_VARIABLES,
+    verify_signature,
+)
 from workers.testing._loopback import LoopbackServer
 
 
