@@ -23,8 +23,8 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from jobqueue.backend._json import dumps
 
 if TYPE_CHECKING:
-    from jobqueue.queue.job import JobHandle
-    from jobqueue.queue.queue import PreparedJob, Queue
+    from jobqueue.queue.job import JobHandle, PreparedJob
+    from jobqueue.queue.queue import Queue
     from jobqueue.worker._state import Outcome, Run
 
 SYSTEM = "jobqueue"

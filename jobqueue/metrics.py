@@ -19,16 +19,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Sized
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from jobqueue._envnames import queue_prefix
 from jobqueue.constants import DEFAULT_METRICS_ADDR, QUEUE_NAMES
 from jobqueue.errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from jobqueue.worker._state import WorkerState
 
 logger = logging.getLogger("jobqueue.metrics")
 
@@ -143,14 +140,14 @@ def _port(variable: str, raw: str) -> int:
     return port
 
 
-def start_metrics_server(state: WorkerState) -> int | None:
-    """Serve this worker process's metrics if a port is configured; returns the port, or None."""
-    queue = state.queue.name
+def start_metrics_server(queue: str, running: Sized) -> int | None:
+    """Serve the metrics of this worker process, the one of ``queue``, if a port is configured;
+    ``running`` holds the runs it owns now (its size is the running gauge). Returns the port, or
+    None."""
     port = metrics_port(queue)
     if port is None:
         return None
     addr = os.environ.get("JOBQUEUE_METRICS_ADDR") or DEFAULT_METRICS_ADDR
-    running = state.running  # job id -> token of the runs this worker owns now
     worker_metrics().running.labels(queue).set_function(lambda: len(running))
     try:
         start_http_server(port, addr=addr)

@@ -20,8 +20,8 @@ from jobqueue.coreapi.queues import (
     reminder_dispatch_queue,
     taste_profile_embedding_queue,
 )
-from jobqueue.queue.job import JobHandle
-from jobqueue.queue.queue import PreparedJob, Queue
+from jobqueue.queue.job import JobHandle, PreparedJob
+from jobqueue.queue.queue import Queue
 from jobqueue.settings import get_settings
 
 

@@ -1,4 +1,5 @@
-"""Cancelling a job from any process: ``queue.cancel_job`` and the worker's side of it.
+"""Cancelling a job from any process: ``queue.cancel_job`` (the worker's side of it is
+``jobqueue.worker._cancel_watch``).
 
 A waiting, delayed or paused job ends at once, in one script: ``failed`` with error type
 ``JobCancelled`` and the reason in its error. A running job gets a cancel flag; the worker that
@@ -11,25 +12,18 @@ run is cancelled the same way.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from redis.exceptions import RedisError
-
-from jobqueue.backend import _redis_errors, _scripts
+from jobqueue.backend import _scripts
 from jobqueue.backend._json import dumps, loads
 from jobqueue.backend.connection import get_redis, redis_errors
-from jobqueue.constants import CANCEL_CHECK_S, CANCEL_FLAG_TTL_S, CANCEL_TRIES, EVENT_TEXT_MAX
+from jobqueue.constants import CANCEL_FLAG_TTL_S, CANCEL_TRIES, EVENT_TEXT_MAX
 from jobqueue.errors import InvalidJobError, JobNotFoundError, JobStateError
 from jobqueue.queue.jobinfo import build_info, info_commands
 
 if TYPE_CHECKING:
     from jobqueue.backend._keys import QueueKeys
     from jobqueue.queue.job import JobState
-    from jobqueue.worker._state import WorkerState
-
-logger = logging.getLogger("jobqueue.worker")
 
 DEFAULT_REASON = "cancelled by request"
 
@@ -106,26 +100,3 @@ class QueueCancel:
             "error_type": "JobCancelled",
         }
         return dumps(record)[:-1]
-
-
-async def watch_cancels(state: WorkerState, tasks: dict[Any, asyncio.Task[Any]]) -> None:
-    """A worker's side of cancel_job: every ``CANCEL_CHECK_S``, cancel the runs whose job has a
-    cancel flag (``tasks`` is the arq Worker's, keyed by run token)."""
-    keys = state.queue.keys
-    while True:
-        await asyncio.sleep(CANCEL_CHECK_S)
-        runs = [run for run in list(state.running.values()) if run.cancel_reason is None]
-        if not runs:
-            continue
-        try:
-            flags = await state.redis.mget([keys.cancel(run.job_id) for run in runs])
-        except (RedisError, *_redis_errors.TRANSIENT) as exc:
-            logger.debug("%s: looking for cancelled runs failed: %s", state.queue.name, exc)
-            continue
-        for run, flag in zip(runs, flags, strict=True):
-            task = tasks.get(run.token)
-            if flag is None or task is None or task.done() or run.token not in state.running:
-                continue
-            run.cancel_reason = flag.decode(errors="replace")
-            logger.warning("%s: job %s cancelled while running: %s", state.queue.name, run.job_id, run.cancel_reason)
-            task.cancel()

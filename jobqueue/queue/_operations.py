@@ -10,11 +10,10 @@ from jobqueue.backend import _scripts
 from jobqueue.backend.connection import get_redis, redis_errors
 from jobqueue.constants import BULK_CHUNK, CLEAN_BATCH
 from jobqueue.errors import InvalidJobError, JobNotFoundError, JobStateError
-from jobqueue.queue.job import CleanState, JobHandle, JobInfo
+from jobqueue.queue.job import CleanState, JobHandle, JobInfo, PreparedJob
 
 if TYPE_CHECKING:
     from jobqueue.backend._keys import QueueKeys
-    from jobqueue.queue.queue import PreparedJob
 
 CLEAN_STATES = ("completed", "failed", "waiting", "delayed")
 

@@ -1,17 +1,43 @@
-"""Job handles (what an enqueue returns) and job snapshots (what inspection returns)."""
+"""Jobs as the rest of the queue layer passes them around: prepared for writing, the handle an
+enqueue returns, the snapshot inspection returns.
+
+Nothing here imports ``jobqueue.queue.queue``: a handle and a snapshot need only what
+``JobSource`` names of their queue.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
-
-if TYPE_CHECKING:
-    from jobqueue.queue.queue import Queue
+from typing import Any, Literal, Protocol
 
 JobState = Literal["waiting", "delayed", "active", "completed", "failed", "paused", "unknown"]
 CountKind = Literal["waiting", "active", "completed", "failed", "delayed", "paused"]
 CleanState = Literal["completed", "failed", "waiting", "delayed"]
+
+
+class JobSource(Protocol):
+    """What a handle and a snapshot need of their queue (``jobqueue.queue.queue.Queue`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def function(self) -> str: ...
+
+    async def get_job_state(self, job_id: str) -> JobState: ...
+
+    async def wait_for_result(self, job_id: str, *, timeout: float | None = None) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedJob:
+    """A validated job, ready to be written: the arguments of one enqueue script call."""
+
+    job_id: str
+    job_head: str  # arq's job JSON without its closing "et"/"d" part
+    priority: int
+    when: str  # "0" now, "+<ms>" after a delay, "@<epoch ms>" at a time
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +53,7 @@ class JobHandle:
     queue_name: str
     created: bool
     rerun: bool = False
-    _queue: Queue = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+    _queue: JobSource = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
     async def status(self) -> JobState:
         """The job's state now."""

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jobqueue.backend._json import loads
 from jobqueue.backend._keys import QueueKeys
-from jobqueue.queue.job import JobInfo, JobState, ms_to_datetime
-
-if TYPE_CHECKING:
-    from jobqueue.queue.queue import Queue
+from jobqueue.queue.job import JobInfo, JobSource, JobState, ms_to_datetime
 
 
 def redis_ms(reply: Any) -> int:
@@ -59,7 +56,9 @@ def _priority_from_score(score: float | None) -> int | None:
     return p if 1 <= p <= 10 else None
 
 
-def record_info(queue: Queue, job_id: str, state: JobState, record: dict[str, Any], progress: Any = None) -> JobInfo:
+def record_info(
+    queue: JobSource, job_id: str, state: JobState, record: dict[str, Any], progress: Any = None
+) -> JobInfo:
     """The snapshot of a finished job, from the record FINISH stored (or was given)."""
     return JobInfo(
         job_id=job_id,
@@ -102,7 +101,7 @@ def _progress(raw: bytes | None) -> Any:
     return None if raw is None else loads(raw)
 
 
-def build_info(queue: Queue, job_id: str, replies: list[Any]) -> JobInfo | None:
+def build_info(queue: JobSource, job_id: str, replies: list[Any]) -> JobInfo | None:
     state = state_from(replies)
     score = replies[1]
     raw_job, raw_done, info, active_value, raw_progress = replies[6:11]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -22,19 +21,9 @@ from jobqueue.queue._cancel import QueueCancel
 from jobqueue.queue._inspection import QueueInspection
 from jobqueue.queue._operations import QueueOperations
 from jobqueue.queue.events import QueueEvents
-from jobqueue.queue.job import JobHandle, JobState
+from jobqueue.queue.job import JobHandle, JobState, PreparedJob
 from jobqueue.queue.jobinfo import state_commands, state_from
 from jobqueue.settings import get_settings
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedJob:
-    """A validated job, ready to be written: the arguments of one enqueue script call."""
-
-    job_id: str
-    job_head: str  # arq's job JSON without its closing "et"/"d" part
-    priority: int
-    when: str  # "0" now, "+<ms>" after a delay, "@<epoch ms>" at a time
 
 
 class Queue(QueueInspection, QueueOperations, QueueEvents, QueueCancel):

@@ -32,10 +32,10 @@ from jobqueue.backend._redis_settings import LazyRedisSettings, bound_reads
 from jobqueue.coreapi.queues import get_queue
 from jobqueue.errors import ConfigurationError
 from jobqueue.metrics import start_metrics_server
-from jobqueue.queue._cancel import watch_cancels
 from jobqueue.queue.queue import Queue
 from jobqueue.settings import get_settings, redact_url
 from jobqueue.worker import _arq, _worker
+from jobqueue.worker._cancel_watch import watch_cancels
 from jobqueue.worker._hooks import OutcomeHook, WorkerHooks
 from jobqueue.worker._runner import STATE_KEY, Handler, RunSpec
 from jobqueue.worker._scheduler import SCHEDULER_KEY, start_scheduler, stop_scheduler
@@ -170,7 +170,7 @@ def build_worker_settings(
             opts.concurrency,
             redact_url(get_settings().queue_redis_url(q.name)),  # which server, when queues have their own
         )
-        start_metrics_server(state)
+        start_metrics_server(state.queue.name, state.running)
         if on_startup is not None:
             await on_startup(ctx)
 
