@@ -40,7 +40,7 @@ def payload(model: type[BaseModel], value: Any, queue: str) -> BaseModel:
         raise InvalidJobError(f"invalid {queue} job: {describe(exc)}") from None
 
 
-# Every blank but the space is unprintable (checked over all of Unicode in tests/test_validation.py).
+# Every blank but the space is unprintable (checked over all of Unicode in tests/coreapi/test_validation.py).
 _REFUSED_PRINTABLE = frozenset(ID_FORBIDDEN_CHARACTERS) | {" "}
 
 

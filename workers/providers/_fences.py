@@ -26,7 +26,7 @@ _c = t.products.c
 
 def _same_text() -> ColumnElement[bool]:
     # The fields the embedded text is made of (``workers.jobs.products.canonical_text``), as the
-    # run read them; tests/test_store_fence.py changes each field of a product to check this list.
+    # run read them; tests/providers/test_store_fence.py changes each field of a product to check this list.
     return and_(
         _c.id == bindparam("f_id"),
         _c.name == bindparam("f_name"),

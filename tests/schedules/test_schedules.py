@@ -1,7 +1,7 @@
 """Recurring schedules against the real Redis: upsert by id, validation, removal, firing passes.
 
 The firing passes here are run in-process (``jobqueue.worker._scheduler.fire_due``, what every worker's
-scheduler task runs); tests/test_schedules_workers.py runs them in real ``arq`` worker processes.
+scheduler task runs); tests/schedules/test_schedules_workers.py runs them in real ``arq`` worker processes.
 """
 
 import asyncio

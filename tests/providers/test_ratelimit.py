@@ -7,16 +7,14 @@ import math
 import os
 import sys
 import textwrap
-from pathlib import Path
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from jobqueue.errors import RetryableJobError
+from tests.support.waiting import ROOT
 from workers.providers.ratelimit import RateLimiter, RateLimitSettings, rate_limiter_for
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def micros(seconds: float) -> int:

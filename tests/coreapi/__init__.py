@@ -1,0 +1,1 @@
+"""The Core API: the public surface, the enqueue helpers and their validation."""

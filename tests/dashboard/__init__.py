@@ -1,0 +1,1 @@
+"""The dashboard and the scrape-time collector."""

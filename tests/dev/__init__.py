@@ -1,0 +1,1 @@
+"""The development stack, its demo data, the embedded Valkey and the fakes."""

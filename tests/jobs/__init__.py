@@ -1,0 +1,1 @@
+"""The five jobs end to end."""

@@ -1,0 +1,1 @@
+"""A queue: cancel, events, job snapshots, operations, pause, priority, promotion, retention, reruns."""

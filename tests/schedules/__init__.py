@@ -1,0 +1,1 @@
+"""Recurring schedules: slots, the Redis side, firing by real workers."""

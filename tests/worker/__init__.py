@@ -1,0 +1,1 @@
+"""The worker: runs, hooks, progress, retries, ownership, crashes, options, metrics, scale."""
