@@ -148,7 +148,7 @@ def toggles_notes(m: dict[str, float], cfg: Config) -> str:
             f"in flight: {cfg.rounds} rounds of asyncio.gather of 100 enqueue_product_embedding calls "
             "(JOBQUEUE_AUTO_PIPELINE=false, then the default), against enqueue_many of 100 jobs, same rounds; "
             "connections: new client ids in CLIENT LIST during the gathers, plus the warm-up's one",
-            "lone enqueue: 1,000 enqueues awaited one at a time each way, off and on alternating sample by sample",
+            "lone enqueue: 5,000 enqueues awaited one at a time each way, off and on alternating sample by sample",
             f"events: a burst worker (concurrency {CONCURRENCY}, poll_delay {LIKE_FOR_LIKE_POLL_S}) drains "
             f"N={cfg.jobs} no-op jobs with JOBQUEUE_EVENTS_MAXLEN=0 (no events written) "
             "and with the default (10,000 kept); "

@@ -32,7 +32,9 @@ from bench.sides import Ours
 from jobqueue.settings import get_settings
 
 IN_FLIGHT = 100  # enqueue calls gathered at once
-LONE_SAMPLES = 1000  # lone awaited enqueues per side, for the p50/p99
+# Lone awaited enqueues per side, for the p50/p99: with 1,000 the p99 is the tenth-slowest sample,
+# and one pause of the machine moved it by half from run to run.
+LONE_SAMPLES = 5000
 AUTO_PIPELINE = "JOBQUEUE_AUTO_PIPELINE"
 
 Keep = Callable[[str, float], None]

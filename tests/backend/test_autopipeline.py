@@ -1,37 +1,40 @@
-"""Auto-pipelining: enqueues made in one event-loop turn share one round trip on one connection,
-each caller getting its own handle or its own error."""
+"""Auto-pipelining: enqueues made in one event-loop turn share one connection and are written
+without waiting for each other's replies, each caller getting its own handle or its own error."""
 
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from typing import Any
 
 import pytest
+import redis
 
 import jobqueue
 from jobqueue import product_embedding_queue as embeddings
-from jobqueue.backend import _scripts
+from jobqueue.backend import _autopipeline
 from jobqueue.backend.connection import get_redis
 from jobqueue.errors import InvalidJobError, RedisCommandError, RedisUnavailableError
-from tests.support.waiting import free_port
+from tests.support.private_valkey import private_valkey
+from tests.support.waiting import free_port, wait_for
 
 
 class Sends:
-    """Counts what the shared client's connections send: one call per round trip (a pipeline
-    is packed and sent at once)."""
+    """Counts the writes that carry an enqueue, on any connection: a pipeline, or the calls that
+    gathered in a turn, are packed and written at once."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.count = 0  # sends that carry an enqueue (a new connection's handshake is not one)
-        connection_class = get_redis().connection_pool.connection_class
-        send = connection_class.send_packed_command
+        self.count = 0  # writes that carry an enqueue (a new connection's handshake is not one)
+        writelines = asyncio.StreamWriter.writelines
 
-        async def counted(connection: Any, command: Any, *args: Any, **kwargs: Any) -> None:
-            chunks = command if isinstance(command, list) else [command]
+        def counted(writer: asyncio.StreamWriter, chunks: Any) -> None:
+            chunks = list(chunks)
             if any(b"EVALSHA" in bytes(chunk) for chunk in chunks):
                 self.count += 1
-            await send(connection, command, *args, **kwargs)
+            writelines(writer, chunks)
 
-        monkeypatch.setattr(connection_class, "send_packed_command", counted)
+        monkeypatch.setattr(asyncio.StreamWriter, "writelines", counted)
 
 
 async def _client_ids(redis_client) -> set[int]:
@@ -45,17 +48,26 @@ async def _warm() -> None:
     await jobqueue.enqueue_product_embedding("warm")
 
 
-async def test_a_hundred_concurrent_enqueues_use_one_connection_and_one_round_trip(redis_client, monkeypatch):
+async def test_a_hundred_concurrent_enqueues_use_one_connection_and_are_written_as_they_gather(
+    redis_client, monkeypatch
+):
     await _warm()
     before = await _client_ids(redis_client)
     sends = Sends(monkeypatch)
     handles = await asyncio.gather(*(jobqueue.enqueue_product_embedding(f"ap{i}") for i in range(100)))
+    # The batch takes its connection when the turn ends: the calls gathered meanwhile go in one write.
     assert sends.count == 1
-    new_connections = await _client_ids(redis_client) - before
-    assert new_connections == set()  # the pool's one warm connection carried them all
     assert [h.job_id for h in handles] == [f"product-embedding:ap{i}" for i in range(100)]
     assert all(h.created for h in handles)
-    assert (await embeddings.get_job_counts())["waiting"] == 101
+    # Its connection open, every WRITE_AT jobs gathered are written at once, before the turn ends.
+    sends.count = 0
+    again = await asyncio.gather(*(jobqueue.enqueue_product_embedding(f"aq{i}") for i in range(100)))
+    assert sends.count == math.ceil(100 / _autopipeline.WRITE_AT)
+    assert all(h.created for h in again)
+    new_connections = await _client_ids(redis_client) - before
+    assert new_connections == set()  # the pool's one warm connection carried them all
+    waiting = [j.job_id for j in await embeddings.get_jobs("waiting", end=300)]
+    assert waiting == ["product-embedding:warm", *(h.job_id for h in handles), *(h.job_id for h in again)]
 
 
 async def test_without_auto_pipelining_each_enqueue_is_its_own_round_trip(monkeypatch):
@@ -180,13 +192,14 @@ async def test_a_turn_past_a_thousand_jobs_is_split_into_script_calls_of_at_most
     await _warm()
     sends = Sends(monkeypatch)
     calls = []
-    script = _scripts.ENQUEUE.queue_in
+    merge = _autopipeline._merge
 
-    def recorded(pipe: Any, keys: list[str], args: list[Any]) -> None:
-        calls.append((len(args) - 1) // 4)
-        script(pipe, keys, args)
+    def recorded(args: list[list[Any]]) -> Any:
+        merged = merge(args)
+        calls.extend((len(call) - 1) // 4 for call, _ in merged)
+        return merged
 
-    monkeypatch.setattr(_scripts.ENQUEUE, "queue_in", recorded)
+    monkeypatch.setattr(_autopipeline, "_merge", recorded)
     first, second, single = await asyncio.gather(
         embeddings.add_bulk([{"product_id": f"bulk-a{i}"} for i in range(600)]),
         embeddings.add_bulk([{"product_id": f"bulk-b{i}"} for i in range(600)]),
@@ -197,3 +210,63 @@ async def test_a_turn_past_a_thousand_jobs_is_split_into_script_calls_of_at_most
     assert all(h.created for h in [*first, *second, single])
     assert [h.job_id for h in first] == [f"product-embedding:bulk-a{i}" for i in range(600)]
     assert (await embeddings.get_job_counts())["waiting"] == 1202
+
+
+async def _batch_connection_open() -> Any:
+    """The batch's connection once it has been taken (after a first turn of several calls)."""
+    await asyncio.gather(*(jobqueue.enqueue_product_embedding(f"open{i}") for i in range(3)))
+    batch = _autopipeline.batch_for(get_redis())
+    assert batch.connection is not None and _autopipeline._open(batch.connection)
+    return batch
+
+
+async def test_a_silent_redis_fails_the_callers_in_flight_within_the_timeout_and_the_next_turn_works(
+    monkeypatch,
+):
+    # CLIENT PAUSE keeps the connection open and answers nothing, like a black-holed link.
+    with private_valkey() as server:
+        monkeypatch.setenv("REDIS_URL", server.connection_url)
+        monkeypatch.setenv("JOBQUEUE_REDIS_TIMEOUT", "0.5")
+        jobqueue.get_settings.cache_clear()
+        await jobqueue.close_queues()
+        await _batch_connection_open()
+        admin = redis.Redis.from_url(server.connection_url)
+        try:
+            admin.execute_command("CLIENT", "PAUSE", 3000, "ALL")
+            started = time.monotonic()
+            outcomes = await asyncio.gather(
+                *(jobqueue.enqueue_product_embedding(f"silent{i}") for i in range(40)), return_exceptions=True
+            )
+            waited = time.monotonic() - started
+            assert all(isinstance(o, RedisUnavailableError) for o in outcomes), outcomes
+            assert "no answer within 0.5s" in str(outcomes[0])
+            assert waited < 2.0  # one timeout for the lot, not one per write
+            admin.execute_command("CLIENT", "UNPAUSE")
+            again = await asyncio.gather(*(jobqueue.enqueue_product_embedding(f"back{i}") for i in range(40)))
+            assert all(h.created for h in again)
+        finally:
+            admin.close()
+            await jobqueue.close_queues()
+
+
+async def test_a_batch_connection_the_server_closed_is_made_again_and_loses_no_call(redis_client):
+    batch = await _batch_connection_open()
+    killed = batch.connection
+    host, port = killed._writer.get_extra_info("sockname")[:2]
+    assert await redis_client.execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}", "SKIPME", "yes") == 1
+
+    async def closed_seen() -> bool:
+        return not _autopipeline._open(killed)
+
+    await wait_for(closed_seen, what="the batch's connection to see its end")
+    handles = await asyncio.gather(*(jobqueue.enqueue_product_embedding(f"after-kill{i}") for i in range(40)))
+    assert all(h.created for h in handles)
+    assert batch.connection is killed and _autopipeline._open(killed)  # the same connection, made again
+
+
+async def test_calls_redis_answers_noscript_are_sent_again_with_the_script_loaded(redis_client):
+    await _batch_connection_open()
+    await redis_client.script_flush()
+    handles = await asyncio.gather(*(jobqueue.enqueue_product_embedding(f"reloaded{i}") for i in range(40)))
+    assert all(h.created for h in handles)
+    assert (await embeddings.get_job_counts())["waiting"] == 43
