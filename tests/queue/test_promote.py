@@ -7,6 +7,7 @@ import pytest
 import jobqueue
 from jobqueue import JobNotFoundError, JobStateError
 from jobqueue import product_embedding_queue as embeddings
+from tests.support.waiting import wait_for
 from tests.support.workers import counts, run_burst, runs, settings_for
 
 
@@ -14,7 +15,15 @@ async def test_promoted_delayed_job_runs_now_ahead_of_lower_priorities(redis_cli
     await jobqueue.enqueue_product_embedding("later", priority=9)
     delayed = await jobqueue.enqueue_product_embedding("urgent", priority=1, delay=3600)
     assert await delayed.status() == "delayed"
+    # A promotion in the enqueue's own millisecond is "due at once" (no due time shown); the test
+    # checks the due time a promotion writes, so it promotes once Redis's clock has moved on.
+    enqueued_ms = int((await embeddings.get_job(delayed.job_id)).enqueued_at.timestamp() * 1000)
 
+    async def clock_moved_on() -> bool:
+        seconds, micros = await redis_client.time()
+        return seconds * 1000 + micros // 1000 > enqueued_ms
+
+    await wait_for(clock_moved_on, what="Redis's clock to pass the enqueue's millisecond")
     await embeddings.promote_job(delayed.job_id)
 
     job = await embeddings.get_job(delayed.job_id)
