@@ -179,25 +179,31 @@ class AutoPipeline:
             self.reader = None
 
     def _answer(self, head: _Written, reply: Any) -> None:
-        if isinstance(reply, Exception) and (isinstance(reply, NoScriptError) or len(head.calls) > 1):
-            if isinstance(reply, NoScriptError) or not _redis_errors.is_transient(reply):
-                # Redis lacks the script (restarted, flushed), or the merged call failed on a state
-                # of the server: each call again on its own, which loads the script if need be.
-                self._spawn(self._send([c for c in head.calls if not c[1].done()], head.seconds))
-                return
+        if isinstance(reply, NoScriptError) or (
+            isinstance(reply, Exception) and len(head.calls) > 1 and not _redis_errors.is_transient(reply)
+        ):
+            # Redis lacks the script (restarted, flushed), or the merged call failed on a state of
+            # the server: each call again on its own, which loads the script if need be.
+            self._spawn(self._send([c for c in head.calls if not c[1].done()], head.seconds))
+            return
         offset = 0
         for (_, future), (_, jobs) in zip(head.calls, head.members, strict=True):
-            if not future.done():  # else its caller was cancelled while the call was in flight
-                if isinstance(reply, Exception):
-                    future.set_exception(jobqueue_error(reply, head.seconds, self.queue) or reply)
-                else:
-                    future.set_result(reply[offset : offset + jobs])
+            self._settle(future, reply if isinstance(reply, Exception) else reply[offset : offset + jobs], head.seconds)
             offset += jobs
 
     def _fail(self, calls: list[Call], exc: Exception, seconds: float) -> None:
         for _, future in calls:
-            if not future.done():
-                future.set_exception(jobqueue_error(exc, seconds, self.queue) or exc)
+            self._settle(future, exc, seconds)
+
+    def _settle(self, future: asyncio.Future[Any], reply: Any, seconds: float) -> None:
+        """Give a caller its codes, or jobqueue's error for its Redis error; a caller cancelled
+        while its call was in flight is gone."""
+        if future.done():
+            return
+        if isinstance(reply, Exception):
+            future.set_exception(jobqueue_error(reply, seconds, self.queue) or reply)
+        else:
+            future.set_result(reply)
 
     async def _send(self, batch: list[Call], seconds: float) -> None:
         """Each call of ``batch`` on its own, on a connection of the pool."""
@@ -208,11 +214,7 @@ class AutoPipeline:
             self._fail(batch, exc, seconds)
             return
         for (_, future), reply in zip(batch, replies, strict=True):
-            if not future.done():
-                if isinstance(reply, Exception):
-                    future.set_exception(jobqueue_error(reply, seconds, self.queue) or reply)
-                else:
-                    future.set_result(reply)
+            self._settle(future, reply, seconds)
 
     async def _send_calls(self, calls: list[list[Any]]) -> list[Any]:
         """Each call's reply or its own Redis error, in one round trip; a lost connection raises."""
